@@ -1,0 +1,100 @@
+//! The labels a source's samples get: rendered once per configuration, copied per sample.
+
+use std::fmt;
+
+use super::escape::write_escaped_label_value;
+use super::names::is_legacy_label_name;
+
+/// Labels added, in this order, before each sample's own labels.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LabelSet {
+    names: Vec<Box<[u8]>>,
+    /// `a="x",b="y"`, ready to copy.
+    rendered: Vec<u8>,
+}
+
+/// A label that cannot be added to samples.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LabelError {
+    InvalidName(String),
+    Duplicate(String),
+}
+
+impl fmt::Display for LabelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LabelError::InvalidName(n) => {
+                write!(f, "{n:?} is not a label name (want [a-zA-Z_][a-zA-Z0-9_]*)")
+            }
+            LabelError::Duplicate(n) => write!(f, "label {n:?} is given twice"),
+        }
+    }
+}
+
+impl std::error::Error for LabelError {}
+
+impl LabelSet {
+    /// Builds the set from `(name, value)` pairs, values given unescaped.
+    pub fn new<N: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Result<LabelSet, LabelError> {
+        let mut set = LabelSet::default();
+        for (name, value) in pairs {
+            let name = name.as_ref();
+            if !is_legacy_label_name(name.as_bytes()) || name.starts_with("__") {
+                return Err(LabelError::InvalidName(name.to_owned()));
+            }
+            if set.contains(name.as_bytes()) {
+                return Err(LabelError::Duplicate(name.to_owned()));
+            }
+            if !set.rendered.is_empty() {
+                set.rendered.push(b',');
+            }
+            set.rendered.extend_from_slice(name.as_bytes());
+            set.rendered.extend_from_slice(b"=\"");
+            write_escaped_label_value(value.as_ref(), &mut set.rendered);
+            set.rendered.push(b'"');
+            set.names.push(name.as_bytes().into());
+        }
+        Ok(set)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    #[inline]
+    pub(crate) fn contains(&self, name: &[u8]) -> bool {
+        self.names.iter().any(|n| &n[..] == name)
+    }
+
+    #[inline]
+    pub(crate) fn rendered(&self) -> &[u8] {
+        &self.rendered
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_escaped() {
+        let s = LabelSet::new([("mesh", "default"), ("service", "a\"b")]).unwrap();
+        assert_eq!(s.rendered(), br#"mesh="default",service="a\"b""#);
+        assert!(s.contains(b"mesh") && !s.contains(b"mes"));
+    }
+
+    #[test]
+    fn refuses_bad_names() {
+        assert_eq!(
+            LabelSet::new([("kuma.io/zone", "x")]),
+            Err(LabelError::InvalidName("kuma.io/zone".into()))
+        );
+        assert!(LabelSet::new([("__name__", "x")]).is_err());
+        assert_eq!(
+            LabelSet::new([("a", "1"), ("a", "2")]),
+            Err(LabelError::Duplicate("a".into()))
+        );
+    }
+}

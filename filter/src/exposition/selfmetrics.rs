@@ -1,0 +1,71 @@
+//! The families meshmetrics adds about itself: how each source fared in this scrape.
+
+use super::escape::write_escaped_label_value;
+use super::{Format, LabelSet, Merger};
+
+/// How one source fared, for the self-metrics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceReport<'a> {
+    /// The source's name: `envoy`, or the aggregate entry's name.
+    pub name: &'a str,
+    /// Whether its body was fetched and read.
+    pub up: bool,
+    pub duration_seconds: f64,
+    pub bytes: u64,
+    /// Samples dropped (malformed, type conflict, not representable) since the proxy started.
+    pub dropped_total: u64,
+}
+
+type Field = fn(&SourceReport<'_>, &mut Vec<u8>);
+
+const FAMILIES: [(&str, &str, &str, Field); 4] = [
+    (
+        "meshmetrics_source_up",
+        "gauge",
+        "Whether the last fetch of the source succeeded (1) or failed (0).",
+        |r, out| out.push(if r.up { b'1' } else { b'0' }),
+    ),
+    (
+        "meshmetrics_source_duration_seconds",
+        "gauge",
+        "How long the last fetch of the source took.",
+        |r, out| out.extend_from_slice(format!("{}", r.duration_seconds).as_bytes()),
+    ),
+    (
+        "meshmetrics_source_bytes",
+        "gauge",
+        "Size of the body the source last answered.",
+        |r, out| out.extend_from_slice(r.bytes.to_string().as_bytes()),
+    ),
+    (
+        "meshmetrics_source_samples_dropped_total",
+        "counter",
+        "Samples of the source dropped because they were malformed, conflicted with another \
+         source's type or could not be written in the scrape's format.",
+        |r, out| out.extend_from_slice(r.dropped_total.to_string().as_bytes()),
+    ),
+];
+
+/// Renders the self-metrics as text 0.0.4.
+pub fn render_self_metrics(reports: &[SourceReport<'_>], out: &mut Vec<u8>) {
+    for (name, kind, help, field) in FAMILIES {
+        out.extend_from_slice(format!("# HELP {name} {help}\n# TYPE {name} {kind}\n").as_bytes());
+        for r in reports {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"{source=\"");
+            write_escaped_label_value(r.name, out);
+            out.extend_from_slice(b"\"} ");
+            field(r, out);
+            out.push(b'\n');
+        }
+    }
+}
+
+impl Merger {
+    /// Adds the self-metrics to this scrape, like one more source.
+    pub fn add_self_metrics(&mut self, reports: &[SourceReport<'_>], labels: &LabelSet) {
+        let mut body = Vec::with_capacity(1024 + reports.len() * 256);
+        render_self_metrics(reports, &mut body);
+        self.add_source(&body, Format::Text, labels);
+    }
+}
