@@ -1,7 +1,8 @@
 //! Choosing families by name: one regex, compiled once, asked once per family (never per line).
 
-/// Keeps the families whose name (as written in the output's `# TYPE` line) the regex matches
-/// anywhere, the way Envoy's admin `filter` parameter matches stat names.
+/// Keeps the families whose name the regex matches anywhere (unanchored, the way Envoy's admin
+/// `filter` parameter matches stat names). The name is the one text 0.0.4 gives the family: for
+/// a counter, the sample name with `_total`, even when the scrape is answered in OpenMetrics.
 #[derive(Clone, Debug)]
 pub struct FamilyFilter {
     regex: regex_lite::Regex,

@@ -114,8 +114,8 @@ impl Kind {
         }
     }
 
-    /// The type word of the `# TYPE` line in `format`; `None` when the format has no header that
-    /// fits (a gauge histogram in text: its samples go out untyped).
+    /// The type word of the `# TYPE` line in `format`; `None` when the format has no such type (a
+    /// gauge histogram in text, whose samples are left out).
     pub(crate) fn type_word(self, format: Format) -> Option<&'static str> {
         Some(match format {
             Format::Text => match self {
@@ -140,9 +140,10 @@ impl Kind {
     }
 
     /// Whether a sample with this suffix can be written in `format` at all. Text 0.0.4 has no place
-    /// for `_created` samples (they are OpenMetrics' creation timestamps), so they are left out.
+    /// for `_created` samples (OpenMetrics' creation timestamps) nor for gauge histograms (written
+    /// headerless, their `_bucket` samples would read as part of whatever family precedes them).
     pub(crate) fn representable(self, suffix: Suffix, format: Format) -> bool {
-        !(format == Format::Text && suffix == Suffix::Created)
+        format == Format::OpenMetrics || !(suffix == Suffix::Created || self == Kind::GaugeHistogram)
     }
 
     /// Whether OpenMetrics allows an exemplar on a sample with this suffix.

@@ -112,7 +112,13 @@ impl Merger {
         let mut key = Vec::with_capacity(base.len() + 8);
         key.extend_from_slice(base);
         key.extend_from_slice(kind.header_suffix(self.format));
-        let excluded = self.filter.as_ref().is_some_and(|f| !f.keeps(&key));
+        // The filter sees the name text 0.0.4 gives the family (`rq_total` for a counter, the name
+        // users query), whatever this scrape's format: a filter must not depend on `Accept`.
+        let excluded = self.filter.as_ref().is_some_and(|f| {
+            let mut text_name = base.to_vec();
+            text_name.extend_from_slice(kind.header_suffix(Format::Text));
+            !f.keeps(&text_name)
+        });
         let idx = self.families.len() as u32;
         self.families.push(Family {
             kind,

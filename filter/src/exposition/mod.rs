@@ -28,9 +28,10 @@
 //!
 //! # OpenMetrics-only syntax, written as text 0.0.4
 //! - `# UNIT` lines and exemplars are left out; `# EOF` ends the source and is not written.
-//! - `_created` samples are left out (counted as unrepresentable): text has no place for them.
+//! - `_created` samples and gauge histograms are left out (counted as unrepresentable): text has
+//!   no place for them.
 //! - `info` families become gauges named `<name>_info`, `stateset` families gauges, `unknown`
-//!   families `untyped`; gauge histograms are written without a header (untyped samples).
+//!   families `untyped`.
 //! - Timestamps are converted from seconds to milliseconds (truncated below a millisecond).
 //!
 //! # Text 0.0.4, written as OpenMetrics

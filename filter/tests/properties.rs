@@ -1,0 +1,204 @@
+//! Property tests: whatever a source sends, the engine neither panics nor writes an exposition
+//! that does not re-parse. Inputs are arbitrary bytes and random line soup drawn from the grammar
+//! (valid, nearly valid and broken lines mixed), through every input/output format pair.
+
+mod support;
+
+use meshmetrics_filter::exposition::{Format, LabelSet, Merger};
+use proptest::prelude::*;
+use support::assert_well_formed;
+
+const FORMATS: [Format; 2] = [Format::Text, Format::OpenMetrics];
+
+/// Merges `sources` into `out`, then checks the result re-reads cleanly and is a fixpoint.
+fn check(sources: &[(Vec<u8>, Format)], out: Format) {
+    let labels = LabelSet::new([("mesh", "m"), ("service", "s\"x")]).unwrap();
+    let mut m = Merger::new();
+    m.begin(out, None);
+    for (body, input) in sources {
+        m.add_source(body, *input, &labels);
+    }
+    let first = m.finish().to_vec();
+    let text = std::str::from_utf8(&first).expect("output is UTF-8");
+    assert_well_formed(text, out);
+
+    // Read back in its own format with nothing added: every line must scan, nothing is lost.
+    let none = LabelSet::default();
+    m.begin(out, None);
+    let stats = m.add_source(&first, out, &none);
+    assert_eq!(stats.malformed_lines, 0, "output has lines that do not scan:\n{text}");
+    assert_eq!(stats.unrepresentable, 0, "{text}");
+    assert_eq!(stats.samples_in, stats.samples_out, "{text}");
+    let second = m.finish().to_vec();
+    m.begin(out, None);
+    m.add_source(&second, out, &none);
+    assert_eq!(m.finish(), &second[..], "not a fixpoint:\n{text}");
+}
+
+fn name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("rq".to_owned()),
+        Just("rq_total".to_owned()),
+        Just("lat".to_owned()),
+        Just("lat_bucket".to_owned()),
+        Just("lat_sum".to_owned()),
+        Just("lat_count".to_owned()),
+        Just("lat_created".to_owned()),
+        Just("b_info".to_owned()),
+        Just("g".to_owned()),
+        Just("\"my.name\"".to_owned()),
+        "[a-z_:][a-z0-9_:]{0,6}",
+    ]
+}
+
+fn label() -> impl Strategy<Value = String> {
+    let lname = prop_oneof![
+        Just("mesh"),
+        Just("service"),
+        Just("exported_service"),
+        Just("le"),
+        Just("quantile"),
+        Just("a"),
+        Just("\"x.y\""),
+        Just("1bad"),
+    ];
+    let lvalue = prop_oneof![
+        Just("v".to_owned()),
+        Just("+Inf".to_owned()),
+        Just("0.5".to_owned()),
+        Just(r#"a\"b\\c\nd"#.to_owned()),
+        Just(r"\t".to_owned()),
+        Just("é".to_owned()),
+        "[ -~]{0,5}",
+    ];
+    (lname, lvalue, prop_oneof![Just("="), Just(" = ")])
+        .prop_map(|(n, v, eq)| format!("{n}{eq}\"{v}\""))
+}
+
+fn value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("1".to_owned()),
+        Just("-0.5e3".to_owned()),
+        Just("NaN".to_owned()),
+        Just("+Inf".to_owned()),
+        Just("x".to_owned()),
+        "[0-9.e+-]{1,6}",
+    ]
+}
+
+fn sample_line() -> impl Strategy<Value = String> {
+    (
+        name(),
+        prop::option::of(prop::collection::vec(label(), 0..4)),
+        value(),
+        prop::option::of(prop_oneof![Just("1700000000000"), Just("1700000000.5"), Just("-1")]),
+        prop::option::of(prop_oneof![
+            Just(" # {trace_id=\"t\"} 1"),
+            Just(" # {a=\"b\"} 2 1700000000.1"),
+            Just(" # {} x"),
+        ]),
+        prop_oneof![Just(" "), Just("  "), Just("\t")],
+        any::<bool>(),
+    )
+        .prop_map(|(name, labels, value, ts, ex, sep, trailing_comma)| {
+            let mut line = String::new();
+            let quoted = name.starts_with('"');
+            if quoted {
+                line.push('{');
+                line.push_str(&name);
+            } else {
+                line.push_str(&name);
+            }
+            match (labels, quoted) {
+                (Some(ls), false) => {
+                    line.push('{');
+                    line.push_str(&ls.join(","));
+                    if trailing_comma {
+                        line.push(',');
+                    }
+                    line.push('}');
+                }
+                (Some(ls), true) => {
+                    for l in ls {
+                        line.push(',');
+                        line.push_str(&l);
+                    }
+                    line.push('}');
+                }
+                (None, true) => line.push('}'),
+                (None, false) => {}
+            }
+            line.push_str(sep);
+            line.push_str(&value);
+            if let Some(ts) = ts {
+                line.push(' ');
+                line.push_str(ts);
+            }
+            if let Some(ex) = ex {
+                line.push_str(ex);
+            }
+            line
+        })
+}
+
+fn line() -> impl Strategy<Value = String> {
+    let kind = prop_oneof![
+        Just("counter"),
+        Just("gauge"),
+        Just("histogram"),
+        Just("summary"),
+        Just("untyped"),
+        Just("unknown"),
+        Just("info"),
+        Just("stateset"),
+        Just("gaugehistogram"),
+        Just("bogus"),
+    ];
+    prop_oneof![
+        6 => sample_line(),
+        2 => (name(), kind).prop_map(|(n, k)| format!("# TYPE {n} {k}")),
+        1 => (name(), "[ -~]{0,12}").prop_map(|(n, h)| format!("# HELP {n} {h}")),
+        1 => name().prop_map(|n| format!("# UNIT {n} seconds")),
+        1 => Just("# EOF".to_owned()),
+        1 => Just(String::new()),
+        1 => "[ -~]{0,20}",
+    ]
+}
+
+fn body() -> impl Strategy<Value = Vec<u8>> {
+    (prop::collection::vec(line(), 0..40), any::<bool>(), any::<bool>()).prop_map(
+        |(lines, crlf, final_newline)| {
+            let sep = if crlf { "\r\n" } else { "\n" };
+            let mut body = lines.join(sep);
+            if final_newline {
+                body.push_str(sep);
+            }
+            body.into_bytes()
+        },
+    )
+}
+
+fn format() -> impl Strategy<Value = Format> {
+    prop::sample::select(FORMATS.to_vec())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_break_the_output(
+        bytes in prop::collection::vec(any::<u8>(), 0..600),
+        input in format(),
+        out in format(),
+    ) {
+        check(&[(bytes, input)], out);
+    }
+
+    #[test]
+    fn grammar_shaped_soup_never_breaks_the_output(
+        sources in prop::collection::vec((body(), format()), 1..4),
+        out in format(),
+    ) {
+        check(&sources, out);
+    }
+}
