@@ -175,7 +175,10 @@ impl FilterConfig {
     /// Checks what serde cannot: paths, unique names, label names, the regex.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !self.path.starts_with('/') {
-            return Err(err("path", format!("{:?} does not start with '/'", self.path)));
+            return Err(err(
+                "path",
+                format!("{:?} does not start with '/'", self.path),
+            ));
         }
         if self.max_body_bytes == 0 {
             return Err(err("max_body_bytes", "must be positive"));
@@ -187,24 +190,37 @@ impl FilterConfig {
                 return Err(err(at("name"), "is empty"));
             }
             if self.sources[..i].iter().any(|o| o.name == s.name) {
-                return Err(err(at("name"), format!("{:?} is used by another source", s.name)));
+                return Err(err(
+                    at("name"),
+                    format!("{:?} is used by another source", s.name),
+                ));
             }
             if s.cluster.is_empty() {
                 return Err(err(at("cluster"), "is empty"));
             }
             if !s.path.starts_with('/') {
-                return Err(err(at("path"), format!("{:?} does not start with '/'", s.path)));
+                return Err(err(
+                    at("path"),
+                    format!("{:?} does not start with '/'", s.path),
+                ));
             }
             if s.timeout_ms == 0 {
-                return Err(err(at("timeout_ms"), "must be positive (0 would mean no timeout)"));
+                return Err(err(
+                    at("timeout_ms"),
+                    "must be positive (0 would mean no timeout)",
+                ));
             }
             label_set(&s.labels, &at("labels"))?;
             if s.kind == SourceKind::App && (s.used_only || s.filter_regex.is_some()) {
-                return Err(err(at("kind"), "used_only and filter_regex are for envoy_admin"));
+                return Err(err(
+                    at("kind"),
+                    "used_only and filter_regex are for envoy_admin",
+                ));
             }
             if let Some(re) = &s.filter_regex {
-                FamilyFilter::new(re)
-                    .map_err(|e| err(at("filter_regex"), format!("{re:?} does not compile: {e}")))?;
+                FamilyFilter::new(re).map_err(|e| {
+                    err(at("filter_regex"), format!("{re:?} does not compile: {e}"))
+                })?;
             }
         }
         Ok(())
@@ -288,7 +304,8 @@ mod tests {
 
     #[test]
     fn defaults_apply() {
-        let json = br#"{"path":"/m","sources":[{"name":"a","kind":"app","cluster":"c","path":"/x"}]}"#;
+        let json =
+            br#"{"path":"/m","sources":[{"name":"a","kind":"app","cluster":"c","path":"/x"}]}"#;
         let c = FilterConfig::from_json(json).unwrap();
         assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
         assert_eq!(c.sources[0].timeout_ms, DEFAULT_TIMEOUT_MS);
@@ -322,10 +339,16 @@ mod tests {
         assert_eq!(e.field, "sources[1].name");
         dup.name = "other".into();
         let e = config(vec![envoy(), dup]).validate().unwrap_err();
-        assert_eq!(e.to_string(), "sources[1].labels[1].name: \"kuma.io/x\" is not a label name (want [a-zA-Z_][a-zA-Z0-9_]*)");
+        assert_eq!(
+            e.to_string(),
+            "sources[1].labels[1].name: \"kuma.io/x\" is not a label name (want [a-zA-Z_][a-zA-Z0-9_]*)"
+        );
 
         let mut zero = envoy();
         zero.timeout_ms = 0;
-        assert_eq!(config(vec![zero]).validate().unwrap_err().field, "sources[0].timeout_ms");
+        assert_eq!(
+            config(vec![zero]).validate().unwrap_err().field,
+            "sources[0].timeout_ms"
+        );
     }
 }

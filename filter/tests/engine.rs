@@ -29,7 +29,10 @@ fn crlf_blank_lines_comments_and_missing_final_newline() {
 fn lenient_input_is_written_canonically() {
     let input = "# TYPE x gauge\nx{ a = \"1\" , b=\"2\", }   7   123\nx{\"c\"=\"3\"}\t8\n";
     let (out, _) = merge(Format::Text, None, &[text(input, &[])]);
-    assert_eq!(out, "# TYPE x gauge\nx{a=\"1\",b=\"2\"} 7 123\nx{c=\"3\"} 8\n");
+    assert_eq!(
+        out,
+        "# TYPE x gauge\nx{a=\"1\",b=\"2\"} 7 123\nx{c=\"3\"} 8\n"
+    );
 }
 
 #[test]
@@ -48,7 +51,11 @@ fn labels_go_first_and_collisions_become_exported() {
 
 #[test]
 fn injected_values_are_escaped() {
-    let (out, _) = merge(Format::Text, None, &[text("up 1\n", &[("svc", "a\"b\\c\nd")])]);
+    let (out, _) = merge(
+        Format::Text,
+        None,
+        &[text("up 1\n", &[("svc", "a\"b\\c\nd")])],
+    );
     assert_eq!(out, "# TYPE up untyped\nup{svc=\"a\\\"b\\\\c\\nd\"} 1\n");
 }
 
@@ -79,8 +86,15 @@ fn exemplars_only_where_openmetrics_allows_them() {
 fn filter_is_matched_per_family_on_the_text_name() {
     let input = "# TYPE envoy_cluster_upstream_rq_total counter\nenvoy_cluster_upstream_rq_total{envoy_cluster_name=\"a\"} 1\n# TYPE envoy_server_live gauge\nenvoy_server_live 1\n# TYPE envoy_cluster_upstream_rq_time histogram\nenvoy_cluster_upstream_rq_time_bucket{le=\"+Inf\"} 1\nenvoy_cluster_upstream_rq_time_sum 1\nenvoy_cluster_upstream_rq_time_count 1\n";
     for format in [Format::Text, Format::OpenMetrics] {
-        let (out, stats) = merge(format, Some("upstream_rq_total$|server"), &[text(input, &[])]);
-        assert!(out.contains("envoy_cluster_upstream_rq_total{envoy_cluster_name=\"a\"} 1\n"), "{out}");
+        let (out, stats) = merge(
+            format,
+            Some("upstream_rq_total$|server"),
+            &[text(input, &[])],
+        );
+        assert!(
+            out.contains("envoy_cluster_upstream_rq_total{envoy_cluster_name=\"a\"} 1\n"),
+            "{out}"
+        );
         assert!(out.contains("envoy_server_live 1\n"));
         assert!(!out.contains("rq_time"), "{out}");
         assert_eq!(stats[0].samples_filtered, 3);
@@ -95,7 +109,10 @@ fn same_family_from_two_sources_is_written_once_and_contiguous() {
     let (out, _) = merge(
         Format::Text,
         None,
-        &[text(app1, &[("aggregate", "app1")]), om(app2, &[("aggregate", "app2")])],
+        &[
+            text(app1, &[("aggregate", "app1")]),
+            om(app2, &[("aggregate", "app2")]),
+        ],
     );
     assert_eq!(
         out,
@@ -111,7 +128,11 @@ fn same_family_from_two_sources_is_written_once_and_contiguous() {
 fn family_order_is_first_seen() {
     let a = "# TYPE a gauge\na 1\n# TYPE b gauge\nb 1\n";
     let b = "# TYPE c gauge\nc 2\n# TYPE a gauge\na 2\n";
-    let (out, _) = merge(Format::Text, None, &[text(a, &[("s", "1")]), text(b, &[("s", "2")])]);
+    let (out, _) = merge(
+        Format::Text,
+        None,
+        &[text(a, &[("s", "1")]), text(b, &[("s", "2")])],
+    );
     assert_eq!(
         out,
         "# TYPE a gauge\na{s=\"1\"} 1\na{s=\"2\"} 2\n# TYPE b gauge\nb{s=\"1\"} 1\n# TYPE c gauge\nc{s=\"2\"} 2\n"
@@ -132,7 +153,10 @@ fn type_conflict_keeps_the_first_and_counts_the_rest() {
 fn a_family_split_within_one_source_is_joined() {
     let input = "# TYPE a gauge\na{x=\"1\"} 1\n# TYPE b gauge\nb 1\na{x=\"2\"} 2\n";
     let (out, _) = merge(Format::Text, None, &[text(input, &[])]);
-    assert_eq!(out, "# TYPE a gauge\na{x=\"1\"} 1\na{x=\"2\"} 2\n# TYPE b gauge\nb 1\n");
+    assert_eq!(
+        out,
+        "# TYPE a gauge\na{x=\"1\"} 1\na{x=\"2\"} 2\n# TYPE b gauge\nb 1\n"
+    );
 }
 
 #[test]
@@ -140,7 +164,10 @@ fn untyped_samples_join_a_typed_family() {
     let a = "# TYPE rq_total counter\nrq_total 1\n";
     let b = "rq_total{s=\"b\"} 2\n";
     let (out, _) = merge(Format::Text, None, &[text(a, &[]), text(b, &[])]);
-    assert_eq!(out, "# TYPE rq_total counter\nrq_total 1\nrq_total{s=\"b\"} 2\n");
+    assert_eq!(
+        out,
+        "# TYPE rq_total counter\nrq_total 1\nrq_total{s=\"b\"} 2\n"
+    );
 }
 
 #[test]
@@ -168,12 +195,19 @@ fn text_output_from_openmetrics_input() {
          # TYPE state gauge\nstate{state=\"a\"} 1\n\
          # TYPE m untyped\nm 1 1700000000250\n"
     );
-    assert_eq!(stats[0].unrepresentable, 4, "the _created sample and the gauge histogram");
+    assert_eq!(
+        stats[0].unrepresentable, 4,
+        "the _created sample and the gauge histogram"
+    );
     // The same input written as OpenMetrics keeps everything, UNIT included.
     let (out, stats) = merge(Format::OpenMetrics, None, &[om(input, &[])]);
     assert!(out.starts_with("# HELP req_seconds Latency.\n# TYPE req_seconds histogram\n# UNIT req_seconds seconds\nreq_seconds_bucket{le=\"+Inf\"} 2 # {trace_id=\"t\"} 0.5\n"), "{out}");
     assert!(out.contains("req_seconds_created 1700000000.5\n# TYPE build info\n"));
-    assert!(out.contains("# TYPE gh gaugehistogram\ngh_bucket{le=\"+Inf\"} 1\ngh_gcount 1\ngh_gsum 1\n"));
+    assert!(
+        out.contains(
+            "# TYPE gh gaugehistogram\ngh_bucket{le=\"+Inf\"} 1\ngh_gcount 1\ngh_gsum 1\n"
+        )
+    );
     assert!(out.ends_with("m 1 1700000000.25\n# EOF\n"));
     assert_eq!(stats[0].dropped(), 0);
 }
@@ -207,7 +241,8 @@ fn invalid_escapes_are_kept_as_literal_backslashes() {
 
 #[test]
 fn utf8_names_stay_quoted_unless_legacy() {
-    let input = "# TYPE \"my.metric\" gauge\n{\"my.metric\", \"my.label\"=\"v\"} 1\n{\"legacy\"} 2\n";
+    let input =
+        "# TYPE \"my.metric\" gauge\n{\"my.metric\", \"my.label\"=\"v\"} 1\n{\"legacy\"} 2\n";
     let (out, _) = merge(Format::Text, None, &[text(input, &[("mesh", "m")])]);
     assert_eq!(
         out,
@@ -219,10 +254,26 @@ fn utf8_names_stay_quoted_unless_legacy() {
 fn self_metrics_merge_like_a_source() {
     let mut m = Merger::new();
     m.begin(Format::OpenMetrics, None);
-    m.add_source(b"# TYPE up gauge\nup 1\n", Format::Text, &LabelSet::default());
+    m.add_source(
+        b"# TYPE up gauge\nup 1\n",
+        Format::Text,
+        &LabelSet::default(),
+    );
     let reports = [
-        SourceReport { name: "envoy", up: true, duration_seconds: 0.25, bytes: 20, dropped_total: 0 },
-        SourceReport { name: "app\"1", up: false, duration_seconds: 1.0, bytes: 0, dropped_total: 7 },
+        SourceReport {
+            name: "envoy",
+            up: true,
+            duration_seconds: 0.25,
+            bytes: 20,
+            dropped_total: 0,
+        },
+        SourceReport {
+            name: "app\"1",
+            up: false,
+            duration_seconds: 1.0,
+            bytes: 0,
+            dropped_total: 7,
+        },
     ];
     m.add_self_metrics(&reports, &LabelSet::default());
     let out = String::from_utf8(m.finish().to_vec()).unwrap();

@@ -15,7 +15,10 @@ fn golden_outputs() {
     let bless = std::env::var_os("BLESS").is_some();
     let mut failures = Vec::new();
     for case in cases() {
-        for (format, file) in [(Format::Text, "expected.prom"), (Format::OpenMetrics, "expected.om")] {
+        for (format, file) in [
+            (Format::Text, "expected.prom"),
+            (Format::OpenMetrics, "expected.om"),
+        ] {
             let got = run_case(&case, format);
             assert_well_formed(&got, format);
             let path = case.join(file);
@@ -25,9 +28,16 @@ fn golden_outputs() {
             }
             let want = fs::read_to_string(&path).unwrap_or_default();
             if got != want {
-                failures.push(format!("{}:\n--- want\n{want}\n--- got\n{got}", path.display()));
+                failures.push(format!(
+                    "{}:\n--- want\n{want}\n--- got\n{got}",
+                    path.display()
+                ));
             }
         }
     }
-    assert!(failures.is_empty(), "golden mismatch (BLESS=1 to accept):\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "golden mismatch (BLESS=1 to accept):\n{}",
+        failures.join("\n")
+    );
 }

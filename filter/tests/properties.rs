@@ -26,7 +26,10 @@ fn check(sources: &[(Vec<u8>, Format)], out: Format) {
     let none = LabelSet::default();
     m.begin(out, None);
     let stats = m.add_source(&first, out, &none);
-    assert_eq!(stats.malformed_lines, 0, "output has lines that do not scan:\n{text}");
+    assert_eq!(
+        stats.malformed_lines, 0,
+        "output has lines that do not scan:\n{text}"
+    );
     assert_eq!(stats.unrepresentable, 0, "{text}");
     assert_eq!(stats.samples_in, stats.samples_out, "{text}");
     let second = m.finish().to_vec();
@@ -91,7 +94,11 @@ fn sample_line() -> impl Strategy<Value = String> {
         name(),
         prop::option::of(prop::collection::vec(label(), 0..4)),
         value(),
-        prop::option::of(prop_oneof![Just("1700000000000"), Just("1700000000.5"), Just("-1")]),
+        prop::option::of(prop_oneof![
+            Just("1700000000000"),
+            Just("1700000000.5"),
+            Just("-1")
+        ]),
         prop::option::of(prop_oneof![
             Just(" # {trace_id=\"t\"} 1"),
             Just(" # {a=\"b\"} 2 1700000000.1"),
@@ -166,16 +173,19 @@ fn line() -> impl Strategy<Value = String> {
 }
 
 fn body() -> impl Strategy<Value = Vec<u8>> {
-    (prop::collection::vec(line(), 0..40), any::<bool>(), any::<bool>()).prop_map(
-        |(lines, crlf, final_newline)| {
+    (
+        prop::collection::vec(line(), 0..40),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(lines, crlf, final_newline)| {
             let sep = if crlf { "\r\n" } else { "\n" };
             let mut body = lines.join(sep);
             if final_newline {
                 body.push_str(sep);
             }
             body.into_bytes()
-        },
-    )
+        })
 }
 
 fn format() -> impl Strategy<Value = Format> {

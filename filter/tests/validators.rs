@@ -18,16 +18,26 @@ for f in fams:
 "#;
 
 fn python_parses(body: &str, format: Format) -> String {
-    let which = if format == Format::OpenMetrics { "om" } else { "text" };
+    let which = if format == Format::OpenMetrics {
+        "om"
+    } else {
+        "text"
+    };
     let (code, out) = run_with_stdin(&python(), &["-c", PY_PARSE, which], body);
-    assert_eq!(code, 0, "prometheus_client {which} parser rejected:\n{out}\n--- input\n{body}");
+    assert_eq!(
+        code, 0,
+        "prometheus_client {which} parser rejected:\n{out}\n--- input\n{body}"
+    );
     out
 }
 
 /// Runs promtool; parse errors fail, lint findings are returned (one per line).
 fn promtool_lint(body: &str) -> Vec<String> {
     let (code, out) = run_with_stdin(&promtool(), &["check", "metrics"], body);
-    assert!(code == 0 || code == 3, "promtool failed to parse (exit {code}):\n{out}\n--- input\n{body}");
+    assert!(
+        code == 0 || code == 3,
+        "promtool failed to parse (exit {code}):\n{out}\n--- input\n{body}"
+    );
     out.lines().map(str::to_owned).collect()
 }
 
@@ -39,7 +49,11 @@ fn golden_outputs_pass_promtool_and_python() {
             // We never invent HELP a source did not give; and Envoy names counters without
             // `_total`: neither is ours to fix. Any other finding is.
             let allowed = finding.ends_with(" no help text") || finding.starts_with("envoy_");
-            assert!(allowed, "{}: lint on a family we wrote: {finding}", case.display());
+            assert!(
+                allowed,
+                "{}: lint on a family we wrote: {finding}",
+                case.display()
+            );
         }
         let families = python_parses(&body, Format::Text);
         assert!(!families.is_empty(), "{}: no families", case.display());
@@ -54,19 +68,37 @@ fn self_metrics_are_lint_clean() {
     let mut m = Merger::new();
     m.begin(Format::Text, None);
     let reports = [
-        SourceReport { name: "envoy", up: true, duration_seconds: 0.012, bytes: 1000, dropped_total: 0 },
-        SourceReport { name: "app", up: false, duration_seconds: 3.0, bytes: 0, dropped_total: 2 },
+        SourceReport {
+            name: "envoy",
+            up: true,
+            duration_seconds: 0.012,
+            bytes: 1000,
+            dropped_total: 0,
+        },
+        SourceReport {
+            name: "app",
+            up: false,
+            duration_seconds: 3.0,
+            bytes: 0,
+            dropped_total: 2,
+        },
     ];
     m.add_self_metrics(&reports, &LabelSet::default());
     let body = String::from_utf8(m.finish().to_vec()).unwrap();
     assert_eq!(promtool_lint(&body), Vec::<String>::new());
     let families = python_parses(&body, Format::Text);
-    assert!(families.contains("meshmetrics_source_samples_dropped counter 2"), "{families}");
+    assert!(
+        families.contains("meshmetrics_source_samples_dropped counter 2"),
+        "{families}"
+    );
     m.begin(Format::OpenMetrics, None);
     m.add_self_metrics(&reports, &LabelSet::default());
     let body = String::from_utf8(m.finish().to_vec()).unwrap();
     let families = python_parses(&body, Format::OpenMetrics);
-    assert!(families.contains("meshmetrics_source_up gauge 2"), "{families}");
+    assert!(
+        families.contains("meshmetrics_source_up gauge 2"),
+        "{families}"
+    );
 }
 
 #[test]

@@ -94,10 +94,20 @@ mod tests {
     #[test]
     fn help_between_formats() {
         let mut out = Vec::new();
-        write_help(br#"say "hi" \\ \n"#, Format::Text, Format::OpenMetrics, &mut out);
+        write_help(
+            br#"say "hi" \\ \n"#,
+            Format::Text,
+            Format::OpenMetrics,
+            &mut out,
+        );
         assert_eq!(s(out), r#"say \"hi\" \\ \n"#);
         let mut out = Vec::new();
-        write_help(br#"say \"hi\""#, Format::OpenMetrics, Format::Text, &mut out);
+        write_help(
+            br#"say \"hi\""#,
+            Format::OpenMetrics,
+            Format::Text,
+            &mut out,
+        );
         assert_eq!(s(out), r#"say "hi""#);
         let mut out = Vec::new();
         write_help(br"odd \t", Format::Text, Format::Text, &mut out);

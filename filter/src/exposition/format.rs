@@ -46,7 +46,9 @@ impl Format {
             let mut q = 1.0f32;
             let mut version_ok = true;
             for p in params {
-                let Some((k, v)) = p.split_once('=') else { continue };
+                let Some((k, v)) = p.split_once('=') else {
+                    continue;
+                };
                 let (k, v) = (k.trim(), v.trim().trim_matches('"'));
                 if k.eq_ignore_ascii_case("q") {
                     q = v.parse().unwrap_or(0.0);
@@ -89,14 +91,19 @@ mod tests {
         assert_eq!(Format::negotiate(None), Format::Text);
         assert_eq!(Format::negotiate(Some("*/*")), Format::Text);
         assert_eq!(
-            Format::negotiate(Some("text/plain;version=0.0.4,application/openmetrics-text;q=0.5")),
+            Format::negotiate(Some(
+                "text/plain;version=0.0.4,application/openmetrics-text;q=0.5"
+            )),
             Format::Text
         );
         assert_eq!(
             Format::negotiate(Some("application/openmetrics-text;version=2.0.0")),
             Format::Text
         );
-        assert_eq!(Format::negotiate(Some("application/openmetrics-text;q=0")), Format::Text);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;q=0")),
+            Format::Text
+        );
     }
 
     #[test]
@@ -105,7 +112,10 @@ mod tests {
             Format::from_content_type("application/openmetrics-text; version=1.0.0; charset=utf-8"),
             Format::OpenMetrics
         );
-        assert_eq!(Format::from_content_type("text/plain; charset=UTF-8"), Format::Text);
+        assert_eq!(
+            Format::from_content_type("text/plain; charset=UTF-8"),
+            Format::Text
+        );
         assert_eq!(Format::from_content_type(""), Format::Text);
     }
 }

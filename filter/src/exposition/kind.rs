@@ -39,21 +39,26 @@ pub(crate) enum Suffix {
     Info,
 }
 
-const SUFFIXES: [(&[u8], Suffix); 8] = [
-    (b"_total", Suffix::Total),
-    (b"_created", Suffix::Created),
-    (b"_bucket", Suffix::Bucket),
-    (b"_count", Suffix::Count),
-    (b"_sum", Suffix::Sum),
-    (b"_gcount", Suffix::GCount),
-    (b"_gsum", Suffix::GSum),
-    (b"_info", Suffix::Info),
+/// Every suffix a sample name may carry after its family's base name.
+const SUFFIXES: [&[u8]; 8] = [
+    b"_total",
+    b"_created",
+    b"_bucket",
+    b"_count",
+    b"_sum",
+    b"_gcount",
+    b"_gsum",
+    b"_info",
 ];
 
 impl Kind {
     /// Reads a `# TYPE <name> <word>` line written in `input`; returns the kind and the family's
     /// base name (the part every sample name starts with), or `None` for an unknown type word.
-    pub(crate) fn declare<'a>(name: &'a [u8], word: &[u8], input: Format) -> Option<(Kind, &'a [u8])> {
+    pub(crate) fn declare<'a>(
+        name: &'a [u8],
+        word: &[u8],
+        input: Format,
+    ) -> Option<(Kind, &'a [u8])> {
         let kind = match word {
             b"counter" => {
                 if input == Format::OpenMetrics {
@@ -81,10 +86,18 @@ impl Kind {
     #[inline]
     pub(crate) fn accepts(self, base: &[u8], name: &[u8]) -> Option<Suffix> {
         let rest = name.strip_prefix(base)?;
-        let suffix = if rest.is_empty() {
-            Suffix::Bare
-        } else {
-            SUFFIXES.iter().find(|(s, _)| *s == rest)?.1
+        // A match compiles to a length switch and word compares; this runs once per sample.
+        let suffix = match rest {
+            b"" => Suffix::Bare,
+            b"_total" => Suffix::Total,
+            b"_created" => Suffix::Created,
+            b"_bucket" => Suffix::Bucket,
+            b"_count" => Suffix::Count,
+            b"_sum" => Suffix::Sum,
+            b"_gcount" => Suffix::GCount,
+            b"_gsum" => Suffix::GSum,
+            b"_info" => Suffix::Info,
+            _ => return None,
         };
         let ok = match self {
             Kind::Counter => matches!(suffix, Suffix::Total | Suffix::Created),
@@ -95,7 +108,9 @@ impl Kind {
                 suffix,
                 Suffix::Bucket | Suffix::Count | Suffix::Sum | Suffix::Created
             ),
-            Kind::GaugeHistogram => matches!(suffix, Suffix::Bucket | Suffix::GCount | Suffix::GSum),
+            Kind::GaugeHistogram => {
+                matches!(suffix, Suffix::Bucket | Suffix::GCount | Suffix::GSum)
+            }
             Kind::Summary => matches!(
                 suffix,
                 Suffix::Bare | Suffix::Count | Suffix::Sum | Suffix::Created
@@ -143,7 +158,8 @@ impl Kind {
     /// for `_created` samples (OpenMetrics' creation timestamps) nor for gauge histograms (written
     /// headerless, their `_bucket` samples would read as part of whatever family precedes them).
     pub(crate) fn representable(self, suffix: Suffix, format: Format) -> bool {
-        format == Format::OpenMetrics || !(suffix == Suffix::Created || self == Kind::GaugeHistogram)
+        format == Format::OpenMetrics
+            || !(suffix == Suffix::Created || self == Kind::GaugeHistogram)
     }
 
     /// Whether OpenMetrics allows an exemplar on a sample with this suffix.
@@ -162,7 +178,7 @@ impl Kind {
         std::iter::once(name).chain(
             SUFFIXES
                 .iter()
-                .filter_map(move |(s, _)| name.strip_suffix(*s).filter(|b| !b.is_empty())),
+                .filter_map(move |s| name.strip_suffix(*s).filter(|b| !b.is_empty())),
         )
     }
 }
@@ -190,20 +206,32 @@ mod tests {
 
     #[test]
     fn sample_membership() {
-        assert_eq!(Kind::Counter.accepts(b"rq", b"rq_total"), Some(Suffix::Total));
+        assert_eq!(
+            Kind::Counter.accepts(b"rq", b"rq_total"),
+            Some(Suffix::Total)
+        );
         assert_eq!(Kind::Counter.accepts(b"rq", b"rq"), None);
-        assert_eq!(Kind::Histogram.accepts(b"t", b"t_bucket"), Some(Suffix::Bucket));
+        assert_eq!(
+            Kind::Histogram.accepts(b"t", b"t_bucket"),
+            Some(Suffix::Bucket)
+        );
         assert_eq!(Kind::Histogram.accepts(b"t", b"t_other"), None);
         assert_eq!(Kind::Summary.accepts(b"t", b"t"), Some(Suffix::Bare));
         assert_eq!(Kind::Gauge.accepts(b"t", b"t_sum"), None);
-        assert_eq!(Kind::Info.accepts(b"build", b"build_info"), Some(Suffix::Info));
+        assert_eq!(
+            Kind::Info.accepts(b"build", b"build_info"),
+            Some(Suffix::Info)
+        );
     }
 
     #[test]
     fn headers_per_format() {
         assert_eq!(Kind::Counter.header_suffix(Format::Text), b"_total");
         assert_eq!(Kind::Counter.header_suffix(Format::OpenMetrics), b"");
-        assert_eq!(Kind::CounterBare.type_word(Format::OpenMetrics), Some("unknown"));
+        assert_eq!(
+            Kind::CounterBare.type_word(Format::OpenMetrics),
+            Some("unknown")
+        );
         assert_eq!(Kind::GaugeHistogram.type_word(Format::Text), None);
         assert_eq!(Kind::Info.type_word(Format::Text), Some("gauge"));
     }

@@ -136,7 +136,9 @@ impl Merger {
 
     fn write_header(&mut self, name: &[u8], kind: Kind, header: Header<'_>) {
         let format = self.format;
-        let Some(word) = kind.type_word(format) else { return };
+        let Some(word) = kind.type_word(format) else {
+            return;
+        };
         let out = &mut self.arena;
         let write_name = |out: &mut Vec<u8>| {
             if is_legacy_metric_name(name) {

@@ -36,8 +36,13 @@ pub(crate) fn metric_name_len(s: &[u8]) -> usize {
         Some(&b) if CLASS[b as usize] & METRIC_START != 0 => {}
         _ => return 0,
     }
-    1 + s[1..]
-        .iter()
+    1 + metric_name_cont_len(&s[1..])
+}
+
+/// Length of the longest prefix of `s` made of characters allowed after a metric name's first.
+#[inline]
+pub(crate) fn metric_name_cont_len(s: &[u8]) -> usize {
+    s.iter()
         .take_while(|&&b| CLASS[b as usize] & METRIC_CONT != 0)
         .count()
 }

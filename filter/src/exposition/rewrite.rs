@@ -5,11 +5,11 @@
 //! and a copy. Runs of lines that need no change at all (Envoy's samples when no labels are added)
 //! are not even copied line by line: they are copied as one block when the run ends.
 
+use super::escape::write_repaired_label_value;
 use super::kind::Suffix;
 use super::merge::{Header, Merger};
 use super::names::{is_legacy_label_name, is_legacy_metric_name};
 use super::scan::{Line, Sample};
-use super::escape::write_repaired_label_value;
 use super::value::write_timestamp;
 use super::{Format, Kind, LabelSet, SourceStats};
 
@@ -41,6 +41,8 @@ struct Pass<'a, 'm> {
     /// The family being read: its kind, base name and target. `None` before the first one.
     cur: Option<(Kind, Target)>,
     cur_base: Vec<u8>,
+    /// `cur_base` is a legacy metric name, so the scanner may trust a line starting with it.
+    cur_base_legacy: bool,
     /// Body range of consecutive verbatim lines not yet copied.
     run: Option<(usize, usize)>,
     eof: bool,
@@ -72,6 +74,7 @@ impl Merger {
             pending: None,
             cur: None,
             cur_base: Vec::new(),
+            cur_base_legacy: false,
             run: None,
             eof: false,
             ts: Vec::new(),
@@ -107,7 +110,12 @@ impl<'a> Pass<'a, '_> {
             }
             return;
         }
-        match self.merger.scanner.scan(line, self.input) {
+        let known_prefix: &[u8] = if self.cur_base_legacy {
+            &self.cur_base
+        } else {
+            b""
+        };
+        match self.merger.scanner.scan(line, self.input, known_prefix) {
             Line::Sample(s) => self.sample(start, end, s),
             Line::Blank | Line::Comment => {}
             Line::Eof => self.eof = self.input == Format::OpenMetrics,
@@ -163,6 +171,7 @@ impl<'a> Pass<'a, '_> {
                 if fam_kind == kind || fam_kind == Kind::Unknown || kind == Kind::Unknown {
                     self.cur_base.clear();
                     self.cur_base.extend_from_slice(&fam.base);
+                    self.cur_base_legacy = is_legacy_metric_name(&self.cur_base);
                     let target = if excluded {
                         Target::Filtered
                     } else {
@@ -189,6 +198,7 @@ impl<'a> Pass<'a, '_> {
     fn set_cur(&mut self, kind: Kind, base: &[u8], target: Target) {
         self.cur_base.clear();
         self.cur_base.extend_from_slice(base);
+        self.cur_base_legacy = is_legacy_metric_name(base);
         self.cur = Some((kind, target));
     }
 
@@ -205,12 +215,15 @@ impl<'a> Pass<'a, '_> {
     fn switch_implicit(&mut self, name: &[u8]) -> Suffix {
         self.flush();
         for candidate in Kind::candidate_bases(name) {
-            let Some(idx) = self.merger.lookup_key(candidate) else { continue };
+            let Some(idx) = self.merger.lookup_key(candidate) else {
+                continue;
+            };
             let fam = &self.merger.families[idx as usize];
             if let Some(suffix) = fam.kind.accepts(&fam.base, name) {
                 let kind = fam.kind;
                 self.cur_base.clear();
                 self.cur_base.extend_from_slice(&fam.base);
+                self.cur_base_legacy = is_legacy_metric_name(&self.cur_base);
                 self.cur = Some((kind, self.target_of(idx)));
                 return suffix;
             }
@@ -241,7 +254,9 @@ impl<'a> Pass<'a, '_> {
             },
             None => self.switch_implicit(name),
         };
-        let Some((kind, target)) = self.cur else { return };
+        let Some((kind, target)) = self.cur else {
+            return;
+        };
         let family = match target {
             Target::Family(idx) => idx,
             Target::Filtered => {

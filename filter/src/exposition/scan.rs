@@ -72,9 +72,18 @@ pub(crate) enum Line<'a> {
     Blank,
     /// A comment that is not a descriptor; text 0.0.4 allows any.
     Comment,
-    Help { name: &'a [u8], text: &'a [u8] },
-    Type { name: &'a [u8], word: &'a [u8] },
-    Unit { name: &'a [u8], unit: &'a [u8] },
+    Help {
+        name: &'a [u8],
+        text: &'a [u8],
+    },
+    Type {
+        name: &'a [u8],
+        word: &'a [u8],
+    },
+    Unit {
+        name: &'a [u8],
+        unit: &'a [u8],
+    },
     Eof,
     /// The sample's label spans are in [`Scanner::labels`] and [`Scanner::exemplar_labels`].
     Sample(Sample),
@@ -107,7 +116,7 @@ fn token_end(line: &[u8], mut i: usize) -> usize {
 
 /// Scans a quoted string whose opening quote is at `i`. Returns the content span, the index past the
 /// closing quote, and whether an escape needs repair. Content must be valid UTF-8.
-#[inline]
+#[inline(always)]
 fn quoted(line: &[u8], i: usize) -> Option<(Span, usize, bool)> {
     let start = i + 1;
     let mut j = start;
@@ -132,19 +141,29 @@ fn quoted(line: &[u8], i: usize) -> Option<(Span, usize, bool)> {
 
 impl Scanner {
     /// Classifies and scans one line (without its line terminator), written in `format`.
-    pub(crate) fn scan<'a>(&mut self, line: &'a [u8], format: Format) -> Line<'a> {
+    ///
+    /// `known_prefix` is a legacy metric name the caller already validated (the current family's
+    /// base name): when the line starts with it, those bytes are compared at memcmp speed instead
+    /// of being classified one by one. Pass `b""` when there is none.
+    #[inline]
+    pub(crate) fn scan<'a>(
+        &mut self,
+        line: &'a [u8],
+        format: Format,
+        known_prefix: &[u8],
+    ) -> Line<'a> {
         match line.first() {
             None => Line::Blank,
             Some(b'#') => descriptor(line),
             Some(b' ' | b'\t') if skip_blanks(line, 0) == line.len() => Line::Blank,
-            Some(_) => match self.sample(line, format) {
+            Some(_) => match self.sample(line, format, known_prefix) {
                 Some(s) => Line::Sample(s),
                 None => Line::Malformed,
             },
         }
     }
 
-    fn sample(&mut self, line: &[u8], format: Format) -> Option<Sample> {
+    fn sample(&mut self, line: &[u8], format: Format, known_prefix: &[u8]) -> Option<Sample> {
         self.labels.clear();
         self.exemplar_labels.clear();
         let mut canonical = true;
@@ -172,7 +191,12 @@ impl Scanner {
             quoted_name = true;
             open = None;
         } else {
-            let n = metric_name_len(line);
+            let n = match line.strip_prefix(known_prefix) {
+                Some(rest) if !known_prefix.is_empty() => {
+                    known_prefix.len() + super::names::metric_name_cont_len(rest)
+                }
+                _ => metric_name_len(line),
+            };
             if n == 0 {
                 return None;
             }
@@ -199,7 +223,10 @@ impl Scanner {
             return None;
         }
         canonical &= i == head_end + 1 && line[head_end] == b' ';
-        let value = Span { start: i, end: token_end(line, i) };
+        let value = Span {
+            start: i,
+            end: token_end(line, i),
+        };
         if !is_float(value.of(line)) {
             return None;
         }
@@ -209,7 +236,10 @@ impl Scanner {
         let mut i = skip_blanks(line, value.end);
         if i < line.len() && line[i] != b'#' {
             canonical &= i == value.end + 1 && line[value.end] == b' ';
-            let ts = Span { start: i, end: token_end(line, i) };
+            let ts = Span {
+                start: i,
+                end: token_end(line, i),
+            };
             if !is_timestamp(ts.of(line), format) {
                 return None;
             }
@@ -256,7 +286,10 @@ impl Scanner {
         if j == after {
             return None;
         }
-        let value = Span { start: j, end: token_end(line, j) };
+        let value = Span {
+            start: j,
+            end: token_end(line, j),
+        };
         if !is_float(value.of(line)) {
             return None;
         }
@@ -265,7 +298,10 @@ impl Scanner {
         let k = skip_blanks(line, value.end);
         if k < line.len() {
             canonical &= k == value.end + 1;
-            let ts = Span { start: k, end: token_end(line, k) };
+            let ts = Span {
+                start: k,
+                end: token_end(line, k),
+            };
             if !is_timestamp(ts.of(line), Format::OpenMetrics) {
                 return None;
             }
@@ -328,7 +364,10 @@ fn label_set(
                 if n == 0 {
                     return None;
                 }
-                let name = Span { start: i, end: i + n };
+                let name = Span {
+                    start: i,
+                    end: i + n,
+                };
                 i = label_value(line, i + n, name, out, canonical)?;
             }
         }
@@ -365,7 +404,11 @@ fn label_value(
         return None;
     }
     let (value, after, repair) = quoted(line, k)?;
-    out.push(LabelSpan { name, value, repair });
+    out.push(LabelSpan {
+        name,
+        value,
+        repair,
+    });
     Some(after)
 }
 
@@ -440,7 +483,9 @@ fn descriptor(line: &[u8]) -> Line<'_> {
         _ => {
             let unit = &rest[..token_end(rest, 0)];
             if skip_blanks(rest, unit.len()) != rest.len()
-                || !unit.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+                || !unit
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
             {
                 return Line::Malformed;
             }
@@ -455,7 +500,7 @@ mod tests {
 
     fn sample(line: &str) -> Option<(Sample, Vec<(String, String)>)> {
         let mut s = Scanner::default();
-        match s.scan(line.as_bytes(), Format::OpenMetrics) {
+        match s.scan(line.as_bytes(), Format::OpenMetrics, b"") {
             Line::Sample(smp) => {
                 let labels = s
                     .labels
@@ -540,43 +585,94 @@ mod tests {
     }
 
     #[test]
+    fn known_prefix_gives_the_same_answer() {
+        let mut s = Scanner::default();
+        for prefix in [&b""[..], b"rq", b"rq_total", b"zz", b"rq_total_more"] {
+            match s.scan(b"rq_total{a=\"b\"} 1", Format::Text, prefix) {
+                Line::Sample(smp) => assert_eq!(smp.name, Span { start: 0, end: 8 }),
+                other => panic!("{other:?}"),
+            }
+            assert!(matches!(
+                s.scan(b"rq.x 1", Format::Text, prefix),
+                Line::Malformed
+            ));
+        }
+    }
+
+    #[test]
     fn timestamps_follow_the_format() {
         let mut s = Scanner::default();
-        assert!(matches!(s.scan(b"x 1 1.5e9", Format::Text), Line::Malformed));
-        assert!(matches!(s.scan(b"x 1 1500", Format::Text), Line::Sample(_)));
-        assert!(matches!(s.scan(b"x 1 1.5e9", Format::OpenMetrics), Line::Sample(_)));
+        assert!(matches!(
+            s.scan(b"x 1 1.5e9", Format::Text, b""),
+            Line::Malformed
+        ));
+        assert!(matches!(
+            s.scan(b"x 1 1500", Format::Text, b""),
+            Line::Sample(_)
+        ));
+        assert!(matches!(
+            s.scan(b"x 1 1.5e9", Format::OpenMetrics, b""),
+            Line::Sample(_)
+        ));
     }
 
     #[test]
     fn invalid_utf8_is_malformed() {
         let mut s = Scanner::default();
-        assert!(matches!(s.scan(b"x{a=\"\xff\"} 1", Format::Text), Line::Malformed));
-        assert!(matches!(s.scan(b"# HELP x bad \xff", Format::Text), Line::Malformed));
+        assert!(matches!(
+            s.scan(b"x{a=\"\xff\"} 1", Format::Text, b""),
+            Line::Malformed
+        ));
+        assert!(matches!(
+            s.scan(b"# HELP x bad \xff", Format::Text, b""),
+            Line::Malformed
+        ));
     }
 
     #[test]
     fn descriptors() {
         let mut s = Scanner::default();
         assert!(matches!(
-            s.scan(b"# HELP x Some help.", Format::Text),
-            Line::Help { name: b"x", text: b"Some help." }
+            s.scan(b"# HELP x Some help.", Format::Text, b""),
+            Line::Help {
+                name: b"x",
+                text: b"Some help."
+            }
         ));
         assert!(matches!(
-            s.scan(b"# TYPE x counter", Format::Text),
-            Line::Type { name: b"x", word: b"counter" }
+            s.scan(b"# TYPE x counter", Format::Text, b""),
+            Line::Type {
+                name: b"x",
+                word: b"counter"
+            }
         ));
         assert!(matches!(
-            s.scan(b"# TYPE \"my.x\" gauge", Format::Text),
+            s.scan(b"# TYPE \"my.x\" gauge", Format::Text, b""),
             Line::Type { name: b"my.x", .. }
         ));
         assert!(matches!(
-            s.scan(b"# UNIT x_seconds seconds", Format::OpenMetrics),
-            Line::Unit { unit: b"seconds", .. }
+            s.scan(b"# UNIT x_seconds seconds", Format::OpenMetrics, b""),
+            Line::Unit {
+                unit: b"seconds",
+                ..
+            }
         ));
-        assert!(matches!(s.scan(b"# EOF", Format::OpenMetrics), Line::Eof));
-        assert!(matches!(s.scan(b"# just a comment", Format::Text), Line::Comment));
-        assert!(matches!(s.scan(b"# TYPE x", Format::Text), Line::Type { word: b"", .. }));
-        assert!(matches!(s.scan(b"# TYPE", Format::Text), Line::Malformed));
-        assert!(matches!(s.scan(b"   ", Format::Text), Line::Blank));
+        assert!(matches!(
+            s.scan(b"# EOF", Format::OpenMetrics, b""),
+            Line::Eof
+        ));
+        assert!(matches!(
+            s.scan(b"# just a comment", Format::Text, b""),
+            Line::Comment
+        ));
+        assert!(matches!(
+            s.scan(b"# TYPE x", Format::Text, b""),
+            Line::Type { word: b"", .. }
+        ));
+        assert!(matches!(
+            s.scan(b"# TYPE", Format::Text, b""),
+            Line::Malformed
+        ));
+        assert!(matches!(s.scan(b"   ", Format::Text, b""), Line::Blank));
     }
 }

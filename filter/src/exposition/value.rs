@@ -81,7 +81,9 @@ pub(crate) fn write_timestamp(ts: &[u8], from: Format, to: Format, out: &mut Vec
             true
         }
         (Format::Text, _) => {
-            let Some(ms) = parse_millis(ts) else { return false };
+            let Some(ms) = parse_millis(ts) else {
+                return false;
+            };
             let sign = if ms < 0 { "-" } else { "" };
             let abs = ms.unsigned_abs();
             out.extend_from_slice(format!("{sign}{}.{:03}", abs / 1000, abs % 1000).as_bytes());
@@ -133,7 +135,9 @@ mod tests {
         ] {
             assert!(is_float(ok.as_bytes()), "{ok}");
         }
-        for bad in ["", "-", ".", "1e", "0x1p3", "1_000", "1.2.3", "+nan", "abc", "1 "] {
+        for bad in [
+            "", "-", ".", "1e", "0x1p3", "1_000", "1.2.3", "+nan", "abc", "1 ",
+        ] {
             assert!(!is_float(bad.as_bytes()), "{bad}");
         }
     }
@@ -157,7 +161,10 @@ mod tests {
     #[test]
     fn conversions() {
         use Format::*;
-        assert_eq!(convert("1395066363000", Text, OpenMetrics), "1395066363.000");
+        assert_eq!(
+            convert("1395066363000", Text, OpenMetrics),
+            "1395066363.000"
+        );
         assert_eq!(convert("-5", Text, OpenMetrics), "-0.005");
         assert_eq!(convert("1395066363.5", OpenMetrics, Text), "1395066363500");
         assert_eq!(convert("1.23456", OpenMetrics, Text), "1234");

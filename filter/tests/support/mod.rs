@@ -2,9 +2,9 @@
 #![allow(dead_code)]
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::io::Write;
 
 use meshmetrics_filter::exposition::{FamilyFilter, Format, LabelSet, Merger, SourceStats};
 
@@ -16,20 +16,37 @@ pub struct Src<'a> {
 }
 
 pub fn text<'a>(body: &'a str, labels: &'a [(&'a str, &'a str)]) -> Src<'a> {
-    Src { body: body.as_bytes(), format: Format::Text, labels }
+    Src {
+        body: body.as_bytes(),
+        format: Format::Text,
+        labels,
+    }
 }
 
 pub fn om<'a>(body: &'a str, labels: &'a [(&'a str, &'a str)]) -> Src<'a> {
-    Src { body: body.as_bytes(), format: Format::OpenMetrics, labels }
+    Src {
+        body: body.as_bytes(),
+        format: Format::OpenMetrics,
+        labels,
+    }
 }
 
 /// Runs one scrape over `sources` and returns the body and each source's stats.
 pub fn merge(out: Format, filter: Option<&str>, sources: &[Src<'_>]) -> (String, Vec<SourceStats>) {
     let mut m = Merger::new();
-    m.begin(out, filter.map(|f| FamilyFilter::new(f).expect("test regex compiles")));
+    m.begin(
+        out,
+        filter.map(|f| FamilyFilter::new(f).expect("test regex compiles")),
+    );
     let stats = sources
         .iter()
-        .map(|s| m.add_source(s.body, s.format, &LabelSet::new(s.labels.iter().copied()).unwrap()))
+        .map(|s| {
+            m.add_source(
+                s.body,
+                s.format,
+                &LabelSet::new(s.labels.iter().copied()).unwrap(),
+            )
+        })
         .collect();
     let body = String::from_utf8(m.finish().to_vec()).expect("output is UTF-8");
     (body, stats)
@@ -40,9 +57,16 @@ pub fn merge(out: Format, filter: Option<&str>, sources: &[Src<'_>]) -> (String,
 pub fn assert_well_formed(body: &str, format: Format) {
     use std::collections::HashSet;
     let mut lines: Vec<&str> = body.split_terminator('\n').collect();
-    assert!(body.is_empty() || body.ends_with('\n'), "output ends without newline");
+    assert!(
+        body.is_empty() || body.ends_with('\n'),
+        "output ends without newline"
+    );
     if format == Format::OpenMetrics {
-        assert_eq!(lines.pop(), Some("# EOF"), "OpenMetrics output must end with # EOF");
+        assert_eq!(
+            lines.pop(),
+            Some("# EOF"),
+            "OpenMetrics output must end with # EOF"
+        );
     }
     assert!(!lines.contains(&"# EOF"), "# EOF before the end");
     let (mut helps, mut types) = (HashSet::new(), HashSet::new());
@@ -66,10 +90,18 @@ pub fn assert_well_formed(body: &str, format: Format) {
             assert!(line.starts_with("# UNIT "), "unexpected comment {line:?}");
         } else {
             let bare = without_quoted(line);
-            assert!(!bare.contains("  ") && !bare.ends_with(' '), "non-canonical {line:?}");
-            assert!(!bare.contains(",}") && !bare.contains("{,"), "non-canonical {line:?}");
+            assert!(
+                !bare.contains("  ") && !bare.ends_with(' '),
+                "non-canonical {line:?}"
+            );
+            assert!(
+                !bare.contains(",}") && !bare.contains("{,"),
+                "non-canonical {line:?}"
+            );
             let sample = sample_name(line);
-            let fits = family.as_ref().is_some_and(|(f, word)| belongs(sample, f, word));
+            let fits = family
+                .as_ref()
+                .is_some_and(|(f, word)| belongs(sample, f, word));
             if !fits {
                 // An implicit family (no header), named after the sample.
                 assert!(!done.contains(sample), "samples of {sample} not contiguous");
@@ -113,7 +145,9 @@ fn header_name(rest: &str) -> String {
 
 /// Whether a sample called `sample` is part of family `family` of type `word` (either format).
 fn belongs(sample: &str, family: &str, word: &str) -> bool {
-    let Some(suffix) = sample.strip_prefix(family) else { return false };
+    let Some(suffix) = sample.strip_prefix(family) else {
+        return false;
+    };
     let allowed: &[&str] = match word {
         "counter" => &["", "_total", "_created"],
         "histogram" => &["_bucket", "_count", "_sum", "_created"],
@@ -142,7 +176,11 @@ pub fn cases() -> Vec<PathBuf> {
         .filter(|p| p.is_dir())
         .collect();
     cases.sort();
-    assert!(!cases.is_empty(), "no golden cases under {}", root.display());
+    assert!(
+        !cases.is_empty(),
+        "no golden cases under {}",
+        root.display()
+    );
     cases
 }
 
@@ -155,22 +193,31 @@ pub fn run_case(case: &Path, format: Format) -> String {
         .map(|f| FamilyFilter::new(f.trim()).expect("case filter compiles"));
     let mut merger = Merger::new();
     merger.begin(format, filter);
-    for line in manifest.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+    for line in manifest
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    {
         let mut words = line.split_whitespace();
         let file = words.next().expect("a file name");
         let labels = LabelSet::new(words.map(|w| w.split_once('=').expect("label is name=value")))
             .expect("valid labels");
         let body = fs::read(case.join(file)).expect("source file exists");
-        let input = if file.ends_with(".om") { Format::OpenMetrics } else { Format::Text };
+        let input = if file.ends_with(".om") {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        };
         merger.add_source(&body, input, &labels);
     }
     String::from_utf8(merger.finish().to_vec()).expect("output is UTF-8")
 }
 
-
 /// The workspace root (tools installed by `scripts/install-deps` live there).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("crate in a workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("crate in a workspace")
+        .to_path_buf()
 }
 
 /// Runs `program args` with `input` on stdin; returns (exit code, stdout + stderr).
@@ -182,9 +229,17 @@ pub fn run_with_stdin(program: &Path, args: &[&str], input: &str) -> (i32, Strin
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| {
-            panic!("cannot run {}: {e}; run scripts/install-deps first", program.display())
+            panic!(
+                "cannot run {}: {e}; run scripts/install-deps first",
+                program.display()
+            )
         });
-    child.stdin.take().expect("piped stdin").write_all(input.as_bytes()).expect("write stdin");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
     let out = child.wait_with_output().expect("wait for child");
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
@@ -193,7 +248,9 @@ pub fn run_with_stdin(program: &Path, args: &[&str], input: &str) -> (i32, Strin
 
 /// `promtool` (Debian package `prometheus`), from `PROMTOOL` or the PATH.
 pub fn promtool() -> PathBuf {
-    std::env::var_os("PROMTOOL").map(PathBuf::from).unwrap_or_else(|| "promtool".into())
+    std::env::var_os("PROMTOOL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "promtool".into())
 }
 
 /// The Python with `prometheus_client`: `MESHMETRICS_PYTHON`, or the workspace's `.venv`.
