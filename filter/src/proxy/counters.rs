@@ -1,0 +1,36 @@
+//! Cumulative per-source drop counts, kept in Envoy's shared data: every worker's VM adds to the
+//! same number, so `meshmetrics_source_samples_dropped_total` only ever grows, whichever worker
+//! answers a scrape.
+
+use proxy_wasm::hostcalls;
+
+fn key(source: &str) -> String {
+    format!("meshmetrics/dropped/{source}")
+}
+
+fn decode(bytes: Option<Vec<u8>>) -> u64 {
+    bytes
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+/// Adds `n` to the source's count and returns the new total (or the last total read when the
+/// shared store stays contended).
+pub(crate) fn add(source: &str, n: u64) -> u64 {
+    let key = key(source);
+    let mut last = 0;
+    for _ in 0..8 {
+        let Ok((value, cas)) = hostcalls::get_shared_data(&key) else {
+            return n;
+        };
+        last = decode(value);
+        if n == 0 {
+            return last;
+        }
+        let total = last.saturating_add(n);
+        if hostcalls::set_shared_data(&key, Some(&total.to_le_bytes()), cas).is_ok() {
+            return total;
+        }
+    }
+    last
+}

@@ -1,0 +1,94 @@
+//! The proxy-wasm side: what runs inside Envoy (and under the host's wasmtime runner).
+//!
+//! The root context reads the JSON configuration once; each request to the metrics listener gets
+//! a [`scrape::Scrape`] HTTP context, which dispatches to every source, feeds each answer to the
+//! engine as it arrives, and answers with one local response.
+
+mod counters;
+mod pool;
+mod scrape;
+
+use std::rc::Rc;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{ContextType, LogLevel};
+
+use crate::config::FilterConfig;
+use crate::exposition::LabelSet;
+
+/// The configuration, read once, with each source's labels rendered.
+pub(crate) struct Plugin {
+    pub config: FilterConfig,
+    pub labels: Vec<LabelSet>,
+    pub self_labels: LabelSet,
+}
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { plugin: None }) });
+}}
+
+pub(crate) fn log(level: LogLevel, message: &str) {
+    // Logging can only fail if the host is gone; nothing to do then.
+    let _ = hostcalls::log(level, message);
+}
+
+struct Root {
+    plugin: Option<Rc<Plugin>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let raw = match hostcalls::get_buffer(
+            proxy_wasm::types::BufferType::PluginConfiguration,
+            0,
+            usize::MAX,
+        ) {
+            Ok(Some(raw)) => raw,
+            _ => {
+                log(
+                    LogLevel::Critical,
+                    "no plugin configuration (want a StringValue holding JSON)",
+                );
+                return false;
+            }
+        };
+        match FilterConfig::from_json(&raw) {
+            Ok(config) => {
+                let labels = config.sources.iter().map(|s| s.label_set()).collect();
+                let self_labels = crate::config::label_set(&config.self_labels, "self_labels")
+                    .unwrap_or_default();
+                log(
+                    LogLevel::Info,
+                    &format!(
+                        "serving {} from {} sources",
+                        config.path,
+                        config.sources.len()
+                    ),
+                );
+                self.plugin = Some(Rc::new(Plugin {
+                    config,
+                    labels,
+                    self_labels,
+                }));
+                true
+            }
+            Err(e) => {
+                log(LogLevel::Critical, &format!("bad configuration: {e}"));
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let plugin = self.plugin.clone()?;
+        Some(Box::new(scrape::Scrape::new(plugin)))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

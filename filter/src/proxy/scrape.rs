@@ -1,0 +1,249 @@
+//! One scrape: an HTTP context on the metrics listener.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
+
+use super::{Plugin, counters, log, pool};
+use crate::config::SourceKind;
+use crate::exposition::{FamilyFilter, Format, Merger, SourceReport};
+use crate::plan::{self, Failure, Route};
+
+/// How one source fared, filled in as its answer arrives.
+#[derive(Clone, Default)]
+struct Outcome {
+    up: bool,
+    started: Option<SystemTime>,
+    duration: Duration,
+    bytes: u64,
+    dropped: u64,
+}
+
+pub(crate) struct Scrape {
+    plugin: Rc<Plugin>,
+    merger: Option<Merger>,
+    head: bool,
+    /// Dispatch token → source index, for the answers still awaited.
+    pending: HashMap<u32, usize>,
+    outcomes: Vec<Outcome>,
+}
+
+fn header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
+}
+
+fn now() -> SystemTime {
+    hostcalls::get_current_time().unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+fn respond(status: u32, headers: Vec<(&str, &str)>, body: Option<&[u8]>) {
+    if let Err(e) = hostcalls::send_http_response(status, headers, body) {
+        log(LogLevel::Error, &format!("cannot answer the scrape: {e:?}"));
+    }
+}
+
+impl Scrape {
+    pub(crate) fn new(plugin: Rc<Plugin>) -> Scrape {
+        let n = plugin.config.sources.len();
+        Scrape {
+            plugin,
+            merger: None,
+            head: false,
+            pending: HashMap::new(),
+            outcomes: vec![Outcome::default(); n],
+        }
+    }
+
+    fn start(&mut self, head: bool, filter: Option<String>) -> Action {
+        let filter = match filter.as_deref().map(FamilyFilter::new) {
+            None => None,
+            Some(Ok(f)) => Some(f),
+            Some(Err(e)) => {
+                let body = format!("filter: the regex does not compile: {e}\n");
+                respond(
+                    400,
+                    vec![("content-type", "text/plain")],
+                    Some(body.as_bytes()),
+                );
+                return Action::Pause;
+            }
+        };
+        let accept = header("accept");
+        let format = Format::negotiate(accept.as_deref());
+        let user_agent = header("user-agent");
+        let scrape_timeout = header("x-prometheus-scrape-timeout-seconds");
+        let mut merger = pool::take();
+        merger.begin(format, filter);
+        self.merger = Some(merger);
+        self.head = head;
+
+        let plugin = Rc::clone(&self.plugin);
+        let config = &plugin.config;
+        let margin = Duration::from_millis(config.timeout_margin_ms);
+        for (i, source) in config.sources.iter().enumerate() {
+            let timeout = plan::deadline(
+                Duration::from_millis(source.timeout_ms),
+                scrape_timeout.as_deref(),
+                margin,
+            );
+            let path = source.request_path();
+            let mut headers = vec![
+                (":method", "GET"),
+                (":path", path.as_str()),
+                (":authority", source.authority.as_str()),
+            ];
+            match source.kind {
+                // Recent Envoy may answer /stats/prometheus in protobuf depending on Accept.
+                SourceKind::EnvoyAdmin => headers.push(("accept", "text/plain")),
+                SourceKind::App => {
+                    if let Some(a) = &accept {
+                        headers.push(("accept", a));
+                    }
+                }
+            }
+            if let Some(ua) = &user_agent {
+                headers.push(("user-agent", ua));
+            }
+            if let Some(t) = &scrape_timeout {
+                headers.push(("x-prometheus-scrape-timeout-seconds", t));
+            }
+            self.outcomes[i].started = Some(now());
+            match hostcalls::dispatch_http_call(&source.cluster, headers, None, vec![], timeout) {
+                Ok(token) => {
+                    self.pending.insert(token, i);
+                }
+                Err(status) => {
+                    self.fail(i, &Failure::NotDispatched(format!("{status:?}")));
+                }
+            }
+        }
+        if self.pending.is_empty() {
+            self.finish();
+        }
+        Action::Pause
+    }
+
+    fn fail(&mut self, i: usize, why: &Failure) {
+        let name = &self.plugin.config.sources[i].name;
+        log(LogLevel::Warn, &format!("source {name:?} {why}"));
+        self.outcomes[i].up = false;
+    }
+
+    fn on_answer(&mut self, i: usize, body_size: usize) {
+        let map = hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default();
+        let get = |n: &str| {
+            map.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.as_str())
+        };
+        let judged = plan::judge(
+            get(":status"),
+            get("content-type"),
+            body_size,
+            self.plugin.config.max_body_bytes,
+        );
+        let outcome_started = self.outcomes[i].started.unwrap_or_else(now);
+        self.outcomes[i].duration = now().duration_since(outcome_started).unwrap_or_default();
+        let format = match judged {
+            Ok(f) => f,
+            Err(why) => return self.fail(i, &why),
+        };
+        let body = if body_size == 0 {
+            Vec::new()
+        } else {
+            match hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size) {
+                Ok(Some(b)) => b,
+                _ => return self.fail(i, &Failure::NoResponse),
+            }
+        };
+        let Some(merger) = self.merger.as_mut() else {
+            return;
+        };
+        let stats = merger.add_source(&body, format, &self.plugin.labels[i]);
+        // `body` is dropped here, before the next source arrives: one source body in memory at a time.
+        drop(body);
+        let o = &mut self.outcomes[i];
+        o.up = true;
+        o.bytes = stats.bytes;
+        o.dropped = stats.dropped();
+        if stats.dropped() > 0 {
+            let name = &self.plugin.config.sources[i].name;
+            log(
+                LogLevel::Debug,
+                &format!(
+                    "source {name:?}: {} malformed lines, {} type conflicts, {} unrepresentable",
+                    stats.malformed_lines, stats.type_conflicts, stats.unrepresentable
+                ),
+            );
+        }
+    }
+
+    fn finish(&mut self) {
+        let Some(mut merger) = self.merger.take() else {
+            return;
+        };
+        let plugin = Rc::clone(&self.plugin);
+        let reports: Vec<SourceReport<'_>> = plugin
+            .config
+            .sources
+            .iter()
+            .zip(&self.outcomes)
+            .map(|(s, o)| SourceReport {
+                name: &s.name,
+                up: o.up,
+                duration_seconds: o.duration.as_secs_f64(),
+                bytes: o.bytes,
+                dropped_total: counters::add(&s.name, o.dropped),
+            })
+            .collect();
+        merger.add_self_metrics(&reports, &plugin.self_labels);
+        let content_type = merger.format().content_type();
+        let body = merger.finish();
+        let body = if self.head { None } else { Some(body) };
+        respond(200, vec![("content-type", content_type)], body);
+        pool::give_back(merger);
+    }
+}
+
+impl Context for Scrape {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(i) = self.pending.remove(&token) else {
+            return;
+        };
+        self.on_answer(i, body_size);
+        if self.pending.is_empty() {
+            self.finish();
+        }
+    }
+}
+
+impl HttpContext for Scrape {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let method = header(":method").unwrap_or_default();
+        let path = header(":path").unwrap_or_default();
+        match plan::route(&self.plugin.config.path, &method, &path) {
+            Route::PassThrough => Action::Continue,
+            Route::MethodNotAllowed => {
+                respond(
+                    405,
+                    vec![("allow", "GET, HEAD"), ("content-type", "text/plain")],
+                    Some(b"method not allowed\n"),
+                );
+                Action::Pause
+            }
+            Route::Scrape { head, filter } => self.start(head, filter),
+        }
+    }
+}
