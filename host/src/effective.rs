@@ -1,0 +1,244 @@
+//! The effective metrics configuration of one data plane proxy: the mesh's enabled backend with
+//! defaults, then the Dataplane's `metrics`, then the Pod's annotations.
+//!
+//! Merge rules (SPEC §2):
+//! - scalars (port, path, filterRegex, usedOnly, TLS mode): the most specific value set wins, both
+//!   ways — unlike Kuma, a dataplane can turn `usedOnly` or mTLS back on;
+//! - tags: union, the dataplane wins per key;
+//! - aggregate: union by name; a Dataplane entry replaces the mesh's entry of the same name whole
+//!   (as Kuma does); an annotation changes only the field it names; `enabled: false` removes it.
+
+use serde_json::{Value, json};
+
+use crate::diag::{Diagnostics, Invalid};
+use crate::resources::annotations;
+use crate::resources::metrics::{PrometheusConf, TlsMode};
+use crate::resources::reader::Ctx;
+use crate::resources::{Dataplane, Resources};
+
+pub const DEFAULT_PORT: u16 = 5670;
+pub const DEFAULT_PATH: &str = "/metrics";
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct App {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub path: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Effective {
+    pub mesh: String,
+    pub dataplane: String,
+    pub service: String,
+    /// The listener's address: the dataplane's, or every interface.
+    pub address: String,
+    pub port: u16,
+    pub path: String,
+    /// Identity of the metrics endpoint (for TrafficPermission), `kuma.io/service` at least.
+    pub tags: Vec<(String, String)>,
+    pub tls: TlsMode,
+    pub filter_regex: Option<String>,
+    pub used_only: bool,
+    pub apps: Vec<App>,
+    /// The dataplane's inbound tags (for discovery labels).
+    pub dataplane_tags: Vec<(String, String)>,
+}
+
+impl Effective {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "mesh": self.mesh,
+            "dataplane": self.dataplane,
+            "service": self.service,
+            "address": self.address,
+            "port": self.port,
+            "path": self.path,
+            "tags": self.tags.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
+            "tls": self.tls.as_str(),
+            "envoy": {"filterRegex": self.filter_regex, "usedOnly": self.used_only},
+            "aggregate": self.apps.iter().map(|a| json!({
+                "name": a.name, "address": a.address, "port": a.port, "path": a.path
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn set_tags(tags: &mut Vec<(String, String)>, with: &[(String, String)]) {
+    for (k, v) in with {
+        match tags.iter_mut().find(|(tk, _)| tk == k) {
+            Some(t) => t.1 = v.clone(),
+            None => tags.push((k.clone(), v.clone())),
+        }
+    }
+}
+
+/// The TLS mode a conf asks for, if it says anything.
+fn mode_of(conf: &PrometheusConf) -> Option<TlsMode> {
+    conf.tls_mode.or(match conf.skip_mtls {
+        Some(true) => Some(TlsMode::Disabled),
+        _ => None,
+    })
+}
+
+/// Applies a Dataplane's `metrics.conf` over the mesh's.
+fn overlay(base: &mut PrometheusConf, dp: &PrometheusConf) {
+    base.port = dp.port.or(base.port);
+    base.path = dp.path.clone().or(base.path.take());
+    base.filter_regex = dp.filter_regex.clone().or(base.filter_regex.take());
+    base.used_only = dp.used_only.or(base.used_only);
+    if let Some(mode) = mode_of(dp) {
+        base.tls_mode = Some(mode);
+    }
+    set_tags(&mut base.tags, &dp.tags);
+    for a in &dp.aggregate {
+        match base.aggregate.iter_mut().find(|e| e.name == a.name) {
+            Some(e) => *e = a.clone(),
+            None => base.aggregate.push(a.clone()),
+        }
+    }
+}
+
+/// Computes the effective configuration of the dataplane named `name`. Warnings that apply go
+/// into the returned diagnostics; errors fail with every diagnostic.
+pub fn effective(res: &Resources, name: &str) -> Result<(Effective, Diagnostics), Invalid> {
+    let mut diags = Diagnostics::default();
+    diags.extend(res.diagnostics.clone());
+    let Some(dp) = res.dataplane(name) else {
+        let known: Vec<&str> = res.dataplanes.iter().map(|d| d.name.as_str()).collect();
+        diags.error(
+            &format!("Dataplane {name}"),
+            "",
+            format!("no Dataplane or Pod of that name among the resources (found: {known:?})"),
+        );
+        return Err(Invalid(diags));
+    };
+    let result = compute(res, dp, &mut diags);
+    match result {
+        Some(e) if !diags.has_errors() => Ok((e, diags)),
+        _ => Err(Invalid(diags)),
+    }
+}
+
+fn compute(res: &Resources, dp: &Dataplane, diags: &mut Diagnostics) -> Option<Effective> {
+    let mesh = res.mesh(&dp.mesh);
+    let mut ctx = Ctx {
+        resource: dp.resource.clone(),
+        diags,
+    };
+    let overrides = annotations::read(&mut ctx, &dp.annotations);
+
+    let mesh_conf = mesh.and_then(|m| m.metrics.clone());
+    if mesh_conf.is_none() && dp.metrics.is_none() && overrides == annotations::Overrides::default()
+    {
+        ctx.error(
+            "metrics",
+            format!("metrics are not enabled: mesh {:?} has no metrics.enabledBackend and the dataplane sets none", dp.mesh),
+        );
+        return None;
+    }
+    // Defaults belong to the mesh backend (SPEC §1); a dataplane alone starts from them too.
+    let mut conf = mesh_conf.unwrap_or_default();
+    conf.port = conf.port.or(Some(DEFAULT_PORT));
+    conf.path = conf.path.or_else(|| Some(DEFAULT_PATH.to_owned()));
+    if conf.tags.is_empty() {
+        conf.tags
+            .push(("kuma.io/service".into(), "dataplane-metrics".into()));
+    }
+    conf.tls_mode = mode_of(&conf);
+    if let Some(d) = &dp.metrics {
+        overlay(&mut conf, d);
+    }
+    overrides.apply(&mut conf);
+
+    let port = conf.port.unwrap_or(DEFAULT_PORT);
+    for i in &dp.inbound {
+        if i.port == port || i.service_port == Some(port) {
+            ctx.error(
+                "metrics.conf.port",
+                format!(
+                    "{port} is also an inbound port of the dataplane: pick another metrics port"
+                ),
+            );
+        }
+    }
+
+    let mesh_has_mtls = mesh.is_some_and(|m| m.mtls_backend.is_some());
+    let tls = match conf.tls_mode.unwrap_or(TlsMode::ActiveMtlsBackend) {
+        TlsMode::ActiveMtlsBackend if !mesh_has_mtls => {
+            ctx.warn(
+                "metrics.conf.tls.mode",
+                format!("activeMTLSBackend, but mesh {:?} has no mTLS enabled: metrics are served in plaintext", dp.mesh),
+            );
+            TlsMode::Disabled
+        }
+        mode @ (TlsMode::ActiveMtlsBackend | TlsMode::ProvidedTls) => {
+            ctx.error(
+                "metrics.conf.tls.mode",
+                format!(
+                    "{} is not supported yet by this meshmetrics version; use disabled",
+                    mode.as_str()
+                ),
+            );
+            mode
+        }
+        TlsMode::Disabled => TlsMode::Disabled,
+    };
+
+    let default_app_address = if dp.apps_on_loopback {
+        "127.0.0.1".to_owned()
+    } else {
+        dp.address.clone().unwrap_or_else(|| "127.0.0.1".to_owned())
+    };
+    let mut apps = Vec::new();
+    for a in conf.aggregate.iter().filter(|a| a.enabled != Some(false)) {
+        let Some(app_port) = a.port else {
+            ctx.error(&format!("aggregate {:?}", a.name), "has no port");
+            continue;
+        };
+        apps.push(App {
+            name: a.name.clone(),
+            address: a
+                .address
+                .clone()
+                .unwrap_or_else(|| default_app_address.clone()),
+            port: app_port,
+            path: a.path.clone().unwrap_or_else(|| DEFAULT_PATH.to_owned()),
+        });
+    }
+    let dataplane_tags: Vec<(String, String)> = dp
+        .inbound
+        .iter()
+        .flat_map(|i| i.tags.clone())
+        .fold(Vec::new(), |mut acc, t| {
+            if !acc.iter().any(|(k, _)| *k == t.0) {
+                acc.push(t);
+            }
+            acc
+        });
+    if let Some(bad) = dataplane_tags.iter().find(|(k, _)| k.is_empty()) {
+        ctx.error(
+            "networking.inbound.tags",
+            format!("empty tag name for value {:?}", bad.1),
+        );
+    }
+    Some(Effective {
+        mesh: dp.mesh.clone(),
+        dataplane: dp.name.clone(),
+        service: dp.service().unwrap_or(&dp.name).to_owned(),
+        address: if dp.apps_on_loopback {
+            "0.0.0.0".into()
+        } else {
+            dp.address.clone().unwrap_or_else(|| "0.0.0.0".into())
+        },
+        port,
+        path: conf.path.unwrap_or_else(|| DEFAULT_PATH.to_owned()),
+        tags: conf.tags,
+        tls,
+        filter_regex: conf.filter_regex,
+        used_only: conf.used_only.unwrap_or(false),
+        apps,
+        dataplane_tags,
+    })
+}

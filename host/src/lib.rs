@@ -1,0 +1,22 @@
+//! meshmetrics host: from Mesh / Dataplane / Pod resources to each proxy's effective metrics
+//! configuration and its Envoy bootstrap; and a small metrics app for demos and tests.
+
+pub mod bootstrap;
+pub mod diag;
+pub mod effective;
+pub mod resources;
+pub mod sampleapp;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+pub use diag::{Diagnostic, Diagnostics, Invalid};
+pub use effective::{Effective, effective};
+pub use resources::Resources;
+
+/// Reads the resources in `paths` (files or directories).
+pub fn read_resources(paths: &[PathBuf]) -> Result<Resources> {
+    let docs = resources::yaml::load(paths)?;
+    Ok(Resources::read(&docs))
+}

@@ -1,0 +1,171 @@
+//! `meshmetrics`: validate resources, generate a proxy's Envoy bootstrap, run a demo app.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use meshmetrics::bootstrap::{self, Options};
+use meshmetrics::{Diagnostics, effective, read_resources, resources, sampleapp};
+
+#[derive(Parser)]
+#[command(
+    name = "meshmetrics",
+    version,
+    about = "One Prometheus endpoint per mesh proxy: Envoy's stats and its apps', merged by a wasm filter."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check resources; print each dataplane's effective metrics configuration (JSON) or every error.
+    Validate {
+        /// Resource files or directories (YAML, Kubernetes or Universal form).
+        #[arg(short = 'f', long = "file", required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// Only this dataplane (a Dataplane name, or a Pod as `name` or `name.namespace`).
+        #[arg(long)]
+        dataplane: Option<String>,
+    },
+    /// Write the Envoy bootstrap that serves one dataplane's metrics endpoint.
+    Bootstrap {
+        #[arg(long)]
+        dataplane: String,
+        #[arg(short = 'f', long = "file", required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// The filter (`scripts/build-filter` prints its path).
+        #[arg(long)]
+        wasm: PathBuf,
+        /// Output file (default: standard output).
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        /// Port of Envoy's admin endpoint, bound to 127.0.0.1.
+        #[arg(long, default_value_t = 9901)]
+        admin_port: u16,
+        /// Per-source timeout, in milliseconds.
+        #[arg(long, default_value_t = meshmetrics_filter::config::DEFAULT_TIMEOUT_MS)]
+        timeout_ms: u64,
+        /// Largest body read from one source, in bytes.
+        #[arg(long, default_value_t = meshmetrics_filter::config::DEFAULT_MAX_BODY_BYTES)]
+        max_body_bytes: u64,
+        /// Label Envoy's own samples with mesh/dataplane/service too (costs ~70% more bytes).
+        #[arg(long)]
+        envoy_labels: bool,
+    },
+    /// Serve a sample application's metrics (for the demo).
+    DemoApp {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Metric name prefix.
+        #[arg(long, default_value = "demo")]
+        name: String,
+        /// Answer in OpenMetrics instead of text 0.0.4.
+        #[arg(long)]
+        openmetrics: bool,
+    },
+}
+
+fn print_warnings(d: &Diagnostics) {
+    for w in d.warnings() {
+        eprintln!("{w}");
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Validate { files, dataplane } => {
+            let res = read_resources(&files)?;
+            let names: Vec<String> = match dataplane {
+                Some(d) => vec![d],
+                None => res.dataplanes.iter().map(|d| d.name.clone()).collect(),
+            };
+            if names.is_empty() {
+                print_warnings(&res.diagnostics);
+                if res.diagnostics.has_errors() {
+                    bail!(meshmetrics::Invalid(res.diagnostics.clone()));
+                }
+                println!("[]");
+                return Ok(());
+            }
+            let mut out = Vec::new();
+            let mut diags = Diagnostics::default();
+            for name in names {
+                match effective(&res, &name) {
+                    Ok((e, d)) => {
+                        out.push(e.to_json());
+                        diags.merge_unique(d);
+                    }
+                    Err(meshmetrics::Invalid(d)) => diags.merge_unique(d),
+                }
+            }
+            print_warnings(&diags);
+            if diags.has_errors() {
+                bail!(meshmetrics::Invalid(diags));
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
+        Command::Bootstrap {
+            dataplane,
+            files,
+            wasm,
+            output,
+            admin_port,
+            timeout_ms,
+            max_body_bytes,
+            envoy_labels,
+        } => {
+            let res = read_resources(&files)?;
+            let (e, diags) = effective(&res, &dataplane)?;
+            print_warnings(&diags);
+            let wasm = std::fs::canonicalize(&wasm).with_context(|| {
+                format!(
+                    "--wasm {}: no such file (build it with scripts/build-filter)",
+                    wasm.display()
+                )
+            })?;
+            let opts = Options {
+                wasm,
+                admin_port,
+                timeout_ms,
+                max_body_bytes,
+                envoy_labels,
+            };
+            let text = resources::yaml::to_yaml_text(&bootstrap::bootstrap(&e, &opts));
+            match output {
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
+        Command::DemoApp {
+            listen,
+            name,
+            openmetrics,
+        } => {
+            let app =
+                sampleapp::AppServer::start(listen, sampleapp::demo_handler(&name, openmetrics))?;
+            eprintln!(
+                "demo app {name:?} serving metrics on http://{}/metrics",
+                app.addr
+            );
+            loop {
+                std::thread::park();
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("meshmetrics: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The resources meshmetrics reads, in both of Kuma's forms:
+//! - Kubernetes: `apiVersion`, `kind`, `metadata.name`, body under `spec` (`mesh` top-level for
+//!   Dataplane and TrafficPermission);
+//! - Universal: `type`, `name`, `mesh`, body at top level.
+//!
+//! Plus Kubernetes Pods and workloads, whose annotations override metrics per proxy.
+
+pub mod annotations;
+pub mod dataplane;
+pub mod mesh;
+pub mod metrics;
+pub mod reader;
+pub mod yaml;
+
+use serde_json::Value;
+
+use crate::diag::Diagnostics;
+pub use dataplane::Dataplane;
+pub use mesh::Mesh;
+use reader::{Ctx, Obj};
+pub use yaml::Document;
+
+/// Every resource read, and what was wrong with them.
+#[derive(Debug, Default)]
+pub struct Resources {
+    pub meshes: Vec<Mesh>,
+    pub dataplanes: Vec<Dataplane>,
+    pub diagnostics: Diagnostics,
+}
+
+const WORKLOADS: [&str; 6] = [
+    "Pod",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "Job",
+];
+
+impl Resources {
+    /// Reads documents; never fails: problems become diagnostics.
+    pub fn read(docs: &[Document]) -> Resources {
+        let mut r = Resources::default();
+        for doc in docs {
+            r.read_one(doc);
+        }
+        for dp in &r.dataplanes {
+            if !r.meshes.iter().any(|m| m.name == dp.mesh) {
+                r.diagnostics.warn(
+                    &dp.resource,
+                    "mesh",
+                    format!("mesh {:?} is not among the resources read", dp.mesh),
+                );
+            }
+        }
+        r
+    }
+
+    pub fn mesh(&self, name: &str) -> Option<&Mesh> {
+        self.meshes.iter().find(|m| m.name == name)
+    }
+
+    pub fn dataplane(&self, name: &str) -> Option<&Dataplane> {
+        self.dataplanes.iter().find(|d| d.answers_to(name))
+    }
+
+    fn read_one(&mut self, doc: &Document) {
+        let where_ = format!("{} (document {})", doc.file.display(), doc.index + 1);
+        let v = &doc.value;
+        let str_at = |ptr: &str| v.pointer(ptr).and_then(Value::as_str).map(str::to_owned);
+        if let Some(kind) = str_at("/kind") {
+            // Kubernetes form.
+            let name = str_at("/metadata/name").unwrap_or_default();
+            let namespace = str_at("/metadata/namespace");
+            let resource = format!("{kind} {name}");
+            let mut ctx = Ctx {
+                resource,
+                diags: &mut self.diagnostics,
+            };
+            if name.is_empty() {
+                ctx.error("metadata.name", format!("is required ({where_})"));
+                return;
+            }
+            match kind.as_str() {
+                "Mesh" => {
+                    let spec = Obj::new(&mut ctx, v.get("spec"), "spec");
+                    self.meshes.push(mesh::read(&mut ctx, name, spec));
+                }
+                "Dataplane" => {
+                    let mesh = str_at("/mesh").unwrap_or_else(|| "default".into());
+                    let aliases = namespace
+                        .map(|ns| vec![format!("{name}.{ns}")])
+                        .unwrap_or_default();
+                    let spec = Obj::new(&mut ctx, v.get("spec"), "spec");
+                    self.dataplanes
+                        .push(dataplane::read(&mut ctx, name, aliases, mesh, spec));
+                }
+                "TrafficPermission" => {} // read by the TLS / RBAC generation
+                k if WORKLOADS.contains(&k) => {
+                    if let Some(dp) = dataplane::read_pod(&mut ctx, v, k) {
+                        self.dataplanes.push(dp);
+                    }
+                }
+                _ => ctx.warn(
+                    "kind",
+                    format!("{kind:?} is not a resource meshmetrics reads ({where_}); ignored"),
+                ),
+            }
+        } else if let Some(kind) = str_at("/type") {
+            // Universal form.
+            let name = str_at("/name").unwrap_or_default();
+            let mut ctx = Ctx {
+                resource: format!("{kind} {name}"),
+                diags: &mut self.diagnostics,
+            };
+            if name.is_empty() {
+                ctx.error("name", format!("is required ({where_})"));
+                return;
+            }
+            let mut body = Obj::new(&mut ctx, Some(v), "");
+            body.ignore(&[
+                "type",
+                "name",
+                "mesh",
+                "labels",
+                "creationTime",
+                "modificationTime",
+            ]);
+            match kind.as_str() {
+                "Mesh" => self.meshes.push(mesh::read(&mut ctx, name, body)),
+                "Dataplane" => {
+                    let mesh = str_at("/mesh").unwrap_or_else(|| "default".into());
+                    self.dataplanes
+                        .push(dataplane::read(&mut ctx, name, Vec::new(), mesh, body));
+                }
+                "TrafficPermission" => {}
+                _ => ctx.warn(
+                    "type",
+                    format!("{kind:?} is not a resource meshmetrics reads ({where_}); ignored"),
+                ),
+            }
+        } else {
+            self.diagnostics.warn(
+                &where_,
+                "",
+                "neither `kind` (Kubernetes) nor `type` (Universal): ignored",
+            );
+        }
+    }
+}
