@@ -1,1 +1,325 @@
-//! Placeholder
+//! The harness for end-to-end tests: a real Envoy (from `.venv`, installed by
+//! `scripts/install-envoy`) running the real filter (`scripts/build-filter`), apps served by
+//! `meshmetrics::sampleapp`, scrapes over real HTTP, and Prometheus' own tools to judge output.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use meshmetrics::bootstrap::{self, Options};
+use meshmetrics::resources::yaml::{parse, to_yaml_text};
+use meshmetrics::{Effective, Resources, effective};
+use serde_json::Value;
+
+pub use meshmetrics::sampleapp::{AppServer, Reply, Seen};
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace")
+        .to_path_buf()
+}
+
+/// The filter's `.wasm`: `MESHMETRICS_WASM`, or the release build in `target/`.
+pub fn wasm() -> PathBuf {
+    let p = std::env::var_os("MESHMETRICS_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            workspace_root().join("target/wasm32-wasip1/release/meshmetrics_filter.wasm")
+        });
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/build-filter (scripts/test does)",
+        p.display()
+    );
+    p
+}
+
+/// Envoy: `MESHMETRICS_ENVOY`, or `.venv/bin/envoy`.
+pub fn envoy_bin() -> PathBuf {
+    let p = std::env::var_os("MESHMETRICS_ENVOY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv/bin/envoy"));
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/install-envoy (scripts/test does)",
+        p.display()
+    );
+    p
+}
+
+/// A fresh directory for one test's files.
+pub fn temp_dir(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "meshmetrics-e2e-{}-{}-{name}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind port 0")
+        .port()
+}
+
+/// Starts an app answering `reply` to every request, on a free port.
+pub fn app(reply: Reply) -> AppServer {
+    app_on(0, reply)
+}
+
+pub fn app_on(port: u16, reply: Reply) -> AppServer {
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    AppServer::start(addr, std::sync::Arc::new(move |_: &Seen| reply.clone())).expect("start app")
+}
+
+/// Resources from YAML text.
+pub fn resources(yaml: &str) -> Resources {
+    let docs = parse(yaml, Path::new("test.yaml")).expect("test YAML parses");
+    Resources::read(&docs)
+}
+
+/// The effective configuration of `dataplane`, or a panic listing the diagnostics.
+pub fn effective_of(res: &Resources, dataplane: &str) -> Effective {
+    match effective(res, dataplane) {
+        Ok((e, _)) => e,
+        Err(invalid) => panic!("{invalid}"),
+    }
+}
+
+/// A running Envoy with the metrics listener; killed when dropped.
+pub struct Envoy {
+    child: Child,
+    pub dir: PathBuf,
+    pub admin_port: u16,
+    pub metrics: SocketAddr,
+    pub path: String,
+}
+
+impl Envoy {
+    /// Generates the bootstrap for `e` (listener moved to a free loopback port) and starts Envoy.
+    pub fn start(mut e: Effective, tune: impl FnOnce(&mut Options)) -> Envoy {
+        e.address = "127.0.0.1".into();
+        e.port = free_port();
+        let mut opts = Options::new(wasm());
+        opts.admin_port = free_port();
+        opts.timeout_ms = 5_000;
+        tune(&mut opts);
+        let dir = temp_dir(&e.dataplane);
+        let config = dir.join("bootstrap.yaml");
+        std::fs::write(&config, to_yaml_text(&bootstrap::bootstrap(&e, &opts)))
+            .expect("write bootstrap");
+        let log = dir.join("envoy.log");
+        let child = Command::new(envoy_bin())
+            .args(["-c"])
+            .arg(&config)
+            .args(["--use-dynamic-base-id", "--concurrency", "1", "-l", "info"])
+            // Envoy flushes its log file every 10 s by default; tests read it sooner.
+            .args(["--file-flush-interval-msec", "100", "--log-path"])
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn envoy");
+        let envoy = Envoy {
+            child,
+            dir,
+            admin_port: opts.admin_port,
+            metrics: ([127, 0, 0, 1], e.port).into(),
+            path: e.path.clone(),
+        };
+        envoy.wait_ready();
+        envoy
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let admin = format!("http://127.0.0.1:{}/ready", self.admin_port);
+        while Instant::now() < deadline {
+            let ready = agent()
+                .get(&admin)
+                .call()
+                .map(|r| r.status() == 200)
+                .unwrap_or(false);
+            if ready && TcpStream::connect(self.metrics).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("Envoy did not become ready; log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{path_and_query}", self.metrics)
+    }
+
+    /// GET the metrics path with these headers.
+    pub fn scrape(&self, headers: &[(&str, &str)]) -> Scrape {
+        get(&self.url(&self.path), headers)
+    }
+
+    /// Envoy's own admin rendering, for comparisons.
+    pub fn admin(&self, path: &str) -> Scrape {
+        get(&format!("http://127.0.0.1:{}{path}", self.admin_port), &[])
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `envoy --mode validate` on a bootstrap; returns (ok, output).
+pub fn envoy_validate(bootstrap: &Value) -> (bool, String) {
+    let dir = temp_dir("validate");
+    let file = dir.join("bootstrap.yaml");
+    std::fs::write(&file, to_yaml_text(bootstrap)).expect("write bootstrap");
+    let out = Command::new(envoy_bin())
+        .args(["--mode", "validate", "--use-dynamic-base-id", "-c"])
+        .arg(&file)
+        .output()
+        .expect("run envoy --mode validate");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// One HTTP answer.
+#[derive(Debug)]
+pub struct Scrape {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+    pub elapsed: Duration,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+pub fn get(url: &str, headers: &[(&str, &str)]) -> Scrape {
+    request("GET", url, headers)
+}
+
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Scrape {
+    let started = Instant::now();
+    let mut builder = http_request(method, url);
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let mut resp = agent()
+        .run(builder.body(()).expect("request builds"))
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_string()
+        .unwrap_or_default();
+    Scrape {
+        status: resp.status().as_u16(),
+        content_type,
+        body,
+        elapsed: started.elapsed(),
+    }
+}
+
+fn http_request(method: &str, url: &str) -> ureq::http::request::Builder {
+    ureq::http::Request::builder().method(method).uri(url)
+}
+
+/// The sample lines of a scrape whose metric name starts with `prefix`.
+pub fn samples<'a>(body: &'a str, prefix: &str) -> Vec<&'a str> {
+    body.lines()
+        .filter(|l| !l.starts_with('#') && l.starts_with(prefix))
+        .collect()
+}
+
+/// The value of the self-metric `family{source="<source>"}`.
+pub fn self_metric(body: &str, family: &str, source: &str) -> Option<f64> {
+    let prefix = format!("{family}{{source=\"{source}\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// `promtool check metrics`: panics on a parse error, returns the lint findings.
+pub fn promtool_check(body: &str) -> Vec<String> {
+    let (code, out) = run_stdin(Path::new("promtool"), &["check", "metrics"], body);
+    assert!(
+        code == 0 || code == 3,
+        "promtool rejected the scrape (exit {code}):\n{out}"
+    );
+    out.lines().map(str::to_owned).collect()
+}
+
+/// Parses with Python's prometheus_client (text or OpenMetrics); panics if it rejects.
+pub fn python_parse(body: &str, openmetrics: bool) -> String {
+    let script = r#"
+import sys
+from prometheus_client import parser as text
+from prometheus_client.openmetrics import parser as om
+fams = (om if sys.argv[1] == "om" else text).text_string_to_metric_families(sys.stdin.read())
+for f in fams:
+    print(f.name, f.type, len(f.samples))
+"#;
+    let python = workspace_root().join(".venv/bin/python");
+    let (code, out) = run_stdin(
+        &python,
+        &["-c", script, if openmetrics { "om" } else { "text" }],
+        body,
+    );
+    assert_eq!(code, 0, "prometheus_client rejected the scrape:\n{out}");
+    out
+}
+
+fn run_stdin(program: &Path, args: &[&str], input: &str) -> (i32, String) {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e} (scripts/install-deps installs it)",
+                program.display()
+            )
+        });
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
