@@ -242,3 +242,109 @@ fn compute(res: &Resources, dp: &Dataplane, diags: &mut Diagnostics) -> Option<E
         dataplane_tags,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::yaml::parse;
+
+    fn eff(yaml: &str, dp: &str) -> Result<Effective, String> {
+        let docs = parse(yaml, std::path::Path::new("t.yaml")).unwrap();
+        effective(&Resources::read(&docs), dp)
+            .map(|(e, _)| e)
+            .map_err(|e| e.to_string())
+    }
+
+    const MESH: &str = "type: Mesh\nname: m\nmetrics:\n  enabledBackend: p\n  backends:\n  - name: p\n    type: prometheus\n    conf:\n      skipMTLS: true\n      tags: {team: a, kuma.io/service: dataplane-metrics}\n      envoy: {usedOnly: false, filterRegex: '^x'}\n      aggregate:\n      - {name: a, port: 1000, path: /a}\n      - {name: b, port: 2000, address: 10.0.0.9}\n---\n";
+
+    fn dp(metrics: &str) -> String {
+        format!(
+            "{MESH}type: Dataplane\nmesh: m\nname: d\nnetworking:\n  address: 192.168.0.7\n  inbound: [{{port: 80, tags: {{kuma.io/service: web}}}}]\n{metrics}"
+        )
+    }
+
+    #[test]
+    fn mesh_defaults_alone() {
+        let e = eff(&dp(""), "d").unwrap();
+        assert_eq!(
+            (e.port, e.path.as_str(), e.address.as_str()),
+            (5670, "/metrics", "192.168.0.7")
+        );
+        assert_eq!(e.service, "web");
+        assert_eq!(e.filter_regex.as_deref(), Some("^x"));
+        // Aggregate address defaults to the dataplane's address.
+        assert_eq!(
+            e.apps[0],
+            App {
+                name: "a".into(),
+                address: "192.168.0.7".into(),
+                port: 1000,
+                path: "/a".into()
+            }
+        );
+        assert_eq!(e.apps[1].address, "10.0.0.9");
+    }
+
+    #[test]
+    fn dataplane_scalars_win_both_ways_and_tags_merge() {
+        let e = eff(&dp("metrics:\n  type: prometheus\n  conf:\n    port: 6000\n    tags: {team: b, zone: z1}\n    envoy: {usedOnly: true}\n"), "d").unwrap();
+        assert_eq!(e.port, 6000);
+        assert!(
+            e.used_only,
+            "a dataplane turns usedOnly back on (Kuma cannot)"
+        );
+        assert_eq!(
+            e.filter_regex.as_deref(),
+            Some("^x"),
+            "not set on the dataplane: the mesh's"
+        );
+        assert_eq!(
+            e.tags,
+            [
+                ("kuma.io/service".into(), "dataplane-metrics".into()),
+                ("team".into(), "b".into()),
+                ("zone".into(), "z1".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn dataplane_aggregate_replaces_whole_disables_and_adds() {
+        let e = eff(&dp("metrics:\n  type: prometheus\n  conf:\n    aggregate:\n    - {name: a, port: 1001}\n    - {name: b, enabled: false}\n    - {name: c, port: 3000}\n"), "d").unwrap();
+        let apps: Vec<(&str, u16, &str)> = e
+            .apps
+            .iter()
+            .map(|a| (a.name.as_str(), a.port, a.path.as_str()))
+            .collect();
+        // `a` replaced whole: its path is the default again, not the mesh's `/a`.
+        assert_eq!(apps, [("a", 1001, "/metrics"), ("c", 3000, "/metrics")]);
+    }
+
+    #[test]
+    fn mtls_modes() {
+        let with_mtls = dp("")
+            .replace(
+                "metrics:\n  enabledBackend",
+                "mtls: {enabledBackend: ca}\nmetrics:\n  enabledBackend",
+            )
+            .replace("skipMTLS: true", "skipMTLS: false");
+        let err = eff(&with_mtls, "d").unwrap_err();
+        assert!(
+            err.contains("activeMTLSBackend is not supported yet"),
+            "{err}"
+        );
+        // No mTLS on the mesh: plaintext, with a warning.
+        let no_mtls = dp("").replace("skipMTLS: true", "skipMTLS: false");
+        assert_eq!(eff(&no_mtls, "d").unwrap().tls, TlsMode::Disabled);
+    }
+
+    #[test]
+    fn metrics_off_is_an_error_naming_the_dataplane() {
+        let yaml = "type: Mesh\nname: m\n---\ntype: Dataplane\nmesh: m\nname: d\nnetworking: {address: 1.2.3.4, inbound: [{port: 80}]}\n";
+        let err = eff(yaml, "d").unwrap_err();
+        assert!(
+            err.contains("error: Dataplane d: metrics: metrics are not enabled"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! The `meshmetrics` command as a user runs it.
+
+use std::process::Command;
+
+fn meshmetrics(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_meshmetrics"))
+        .args(args)
+        .output()
+        .expect("run meshmetrics");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write(name: &str, text: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("meshmetrics-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn validate_lists_every_violation_and_fails() {
+    let file = write(
+        "bad.yaml",
+        "apiVersion: kuma.io/v1alpha1\nkind: Mesh\nmetadata: {name: default}\nspec:\n  metrics:\n    enabledBackend: prom-2\n    backends:\n    - name: prom-1\n      type: prometheus\n      conf:\n        port: 70000\n        path: metrics\n        skipMTLS: true\n        tls: {mode: providedTLS}\n        envoy: {filterRegex: \"(\", usedonly: true}\n        aggregate:\n        - {name: a, port: 8000}\n        - {name: a}\n    - name: prom-1\n      type: statsd\n",
+    );
+    let (ok, _, err) = meshmetrics(&["validate", "-f", &file]);
+    assert!(!ok);
+    for expected in [
+        "warning: Mesh default: spec.metrics.backends[0].conf.envoy.usedonly: unknown field, ignored (did you mean \"usedOnly\"?)",
+        "error: Mesh default: spec.metrics.backends[0].conf.port: 70000 is not a port (1-65535)",
+        "error: Mesh default: spec.metrics.backends[0].conf.path: \"metrics\" does not start with '/'",
+        "error: Mesh default: spec.metrics.backends[0].conf.tls.mode: providedTLS contradicts skipMTLS: true (which means disabled)",
+        "error: Mesh default: spec.metrics.backends[0].conf.envoy.filterRegex: \"(\" does not compile",
+        "error: Mesh default: spec.metrics.backends[0].conf.aggregate[1].name: \"a\" is used by another aggregate entry",
+        "error: Mesh default: spec.metrics.backends[0].conf.aggregate[1].port: is required",
+        "error: Mesh default: spec.metrics.backends[1].name: \"prom-1\" is used by another backend",
+        "error: Mesh default: spec.metrics.backends[1].type: \"statsd\" is not a known backend type (prometheus)",
+        "error: Mesh default: spec.metrics.enabledBackend: \"prom-2\" is not one of the backends",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn metrics_port_clashing_with_an_inbound_port_is_refused() {
+    let file = write(
+        "clash.yaml",
+        "type: Mesh\nname: default\nmetrics: {enabledBackend: p, backends: [{name: p, type: prometheus, conf: {port: 8080}}]}\n---\ntype: Dataplane\nmesh: default\nname: dp\nnetworking: {address: 127.0.0.1, inbound: [{port: 8080, tags: {kuma.io/service: web}}]}\n",
+    );
+    let (ok, _, err) = meshmetrics(&["validate", "-f", &file]);
+    assert!(!ok);
+    assert!(
+        err.contains(
+            "error: Dataplane dp: metrics.conf.port: 8080 is also an inbound port of the dataplane"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn validate_prints_the_effective_configuration() {
+    let examples = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../envoy/examples/dataplane-override"
+    );
+    let (ok, out, _) = meshmetrics(&["validate", "-f", examples]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v[0]["port"], 5671);
+    assert_eq!(v[0]["path"], "/non-standard-path");
+    let names: Vec<&str> = v[0]["aggregate"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["my-service", "batch-exporter"]);
+    assert_eq!(v[0]["aggregate"][0]["path"], "/metrics/v2");
+}
+
+#[test]
+fn bootstrap_names_a_missing_dataplane_and_a_missing_wasm() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy/examples/short-form");
+    let (ok, _, err) = meshmetrics(&[
+        "bootstrap",
+        "--dataplane",
+        "nope",
+        "-f",
+        examples,
+        "--wasm",
+        "/x.wasm",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("Dataplane nope: no Dataplane or Pod of that name among the resources (found: [\"backend-1\"])"), "{err}");
+    let (ok, _, err) = meshmetrics(&[
+        "bootstrap",
+        "--dataplane",
+        "backend-1",
+        "-f",
+        examples,
+        "--wasm",
+        "/nonexistent.wasm",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("--wasm /nonexistent.wasm: no such file (build it with scripts/build-filter)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bootstrap_carries_the_filter_configuration_as_a_string_value() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy/examples/long-form");
+    let wasm = write("f.wasm", "");
+    let (ok, out, _) = meshmetrics(&[
+        "bootstrap",
+        "--dataplane",
+        "backend-1",
+        "-f",
+        examples,
+        "--wasm",
+        &wasm,
+    ]);
+    assert!(ok);
+    assert!(
+        out.contains("type.googleapis.com/google.protobuf.StringValue"),
+        "{out}"
+    );
+    let docs = meshmetrics::resources::yaml::parse(&out, std::path::Path::new("out.yaml")).unwrap();
+    let listener = &docs[0].value["static_resources"]["listeners"][0];
+    let wasm_filter = &listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+        [0]["typed_config"]["config"];
+    let config = meshmetrics_filter::config::FilterConfig::from_json(
+        wasm_filter["configuration"]["value"]
+            .as_str()
+            .unwrap()
+            .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(
+        config.sources[0].request_path(),
+        "/stats/prometheus?usedonly&filter=http2_act.%2A"
+    );
+    assert_eq!(
+        docs[0].value["admin"]["address"]["socket_address"]["address"],
+        "127.0.0.1"
+    );
+}
