@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use super::escape::write_help;
-use super::names::is_legacy_metric_name;
+use super::names::{is_legacy_metric_name, write_name};
 use super::scan::Scanner;
 use super::{FamilyFilter, Format, Kind};
 
@@ -140,15 +140,8 @@ impl Merger {
             return;
         };
         let out = &mut self.arena;
-        let write_name = |out: &mut Vec<u8>| {
-            if is_legacy_metric_name(name) {
-                out.extend_from_slice(name);
-            } else {
-                out.push(b'"');
-                out.extend_from_slice(name);
-                out.push(b'"');
-            }
-        };
+        let legacy = is_legacy_metric_name(name);
+        let write_name = |out: &mut Vec<u8>| write_name(name, legacy, out);
         if let Some(help) = header.help.filter(|h| !h.is_empty()) {
             out.extend_from_slice(b"# HELP ");
             write_name(out);

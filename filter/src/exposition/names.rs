@@ -70,6 +70,17 @@ pub fn is_legacy_label_name(s: &[u8]) -> bool {
     !s.is_empty() && label_name_len(s) == s.len()
 }
 
+/// Writes a name, in double quotes unless it is `legacy` (the UTF-8 form `"my.metric"`).
+pub(crate) fn write_name(name: &[u8], legacy: bool, out: &mut Vec<u8>) {
+    if legacy {
+        out.extend_from_slice(name);
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(name);
+        out.push(b'"');
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@
 use super::escape::write_repaired_label_value;
 use super::kind::Suffix;
 use super::merge::{Header, Merger};
-use super::names::{is_legacy_label_name, is_legacy_metric_name};
+use super::names::{is_legacy_label_name, is_legacy_metric_name, write_name};
 use super::scan::{Line, Sample};
 use super::value::write_timestamp;
 use super::{Format, Kind, LabelSet, SourceStats};
@@ -462,13 +462,7 @@ fn strip_cr(body: &[u8], start: usize, end: usize) -> usize {
 }
 
 fn write_label_name(name: &[u8], out: &mut Vec<u8>) {
-    if is_legacy_label_name(name) {
-        out.extend_from_slice(name);
-    } else {
-        out.push(b'"');
-        out.extend_from_slice(name);
-        out.push(b'"');
-    }
+    write_name(name, is_legacy_label_name(name), out);
 }
 
 /// `exported_<name>`, with as many `exported_` as it takes to name no other label of the sample.
