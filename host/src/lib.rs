@@ -5,7 +5,9 @@ pub mod bootstrap;
 pub mod diag;
 pub mod effective;
 pub mod resources;
+pub mod runtime;
 pub mod sampleapp;
+pub mod serve;
 
 use std::path::PathBuf;
 

@@ -55,6 +55,25 @@ enum Command {
         #[arg(long)]
         envoy_labels: bool,
     },
+    /// Serve the metrics endpoint without Envoy: the filter's .wasm under wasmtime.
+    Serve {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+        /// Where to listen (default: the dataplane's metrics address and port).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Do one scrape through the filter under wasmtime and print it.
+    Scrape {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+        /// The scraper's Accept header.
+        #[arg(long)]
+        accept: Option<String>,
+        /// Path and query to ask for (default: the configured metrics path).
+        #[arg(long)]
+        path: Option<String>,
+    },
     /// Serve a sample application's metrics (for the demo).
     DemoApp {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -66,6 +85,49 @@ enum Command {
         #[arg(long)]
         openmetrics: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct EndpointArgs {
+    #[arg(long)]
+    dataplane: String,
+    #[arg(short = 'f', long = "file", required = true, num_args = 1..)]
+    files: Vec<PathBuf>,
+    #[arg(long)]
+    wasm: PathBuf,
+    /// A running Envoy's admin address, for Envoy's own stats.
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    admin: String,
+    #[arg(long, default_value_t = meshmetrics_filter::config::DEFAULT_TIMEOUT_MS)]
+    timeout_ms: u64,
+    /// Label Envoy's own samples with mesh/dataplane/service too.
+    #[arg(long)]
+    envoy_labels: bool,
+}
+
+impl EndpointArgs {
+    fn load(&self) -> Result<(meshmetrics::Effective, meshmetrics::serve::Endpoint)> {
+        let res = read_resources(&self.files)?;
+        let (e, diags) = effective(&res, &self.dataplane)?;
+        print_warnings(&diags);
+        let wasm = std::fs::read(&self.wasm).with_context(|| {
+            format!(
+                "--wasm {}: cannot read (build it with scripts/build-filter)",
+                self.wasm.display()
+            )
+        })?;
+        let mut o = Options::new(&self.wasm);
+        o.timeout_ms = self.timeout_ms;
+        o.envoy_labels = self.envoy_labels;
+        let endpoint = meshmetrics::serve::Endpoint::new(
+            &wasm,
+            &e,
+            &o,
+            &self.admin,
+            meshmetrics::runtime::Limits::default(),
+        )?;
+        Ok((e, endpoint))
+    }
 }
 
 fn print_warnings(d: &Diagnostics) {
@@ -139,6 +201,43 @@ fn run(cli: Cli) -> Result<()> {
                 Some(path) => std::fs::write(&path, text)
                     .with_context(|| format!("writing {}", path.display()))?,
                 None => print!("{text}"),
+            }
+            Ok(())
+        }
+        Command::Serve { endpoint, listen } => {
+            let (e, endpoint) = endpoint.load()?;
+            let listen = match listen {
+                Some(l) => l,
+                None => format!("{}:{}", e.address, e.port)
+                    .parse()
+                    .context("the dataplane's address is not an IP")?,
+            };
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(meshmetrics::serve::serve(
+                std::sync::Arc::new(endpoint),
+                listen,
+            ))
+        }
+        Command::Scrape {
+            endpoint,
+            accept,
+            path,
+        } => {
+            let (e, endpoint) = endpoint.load()?;
+            let mut headers = vec![(":authority".to_owned(), "localhost".to_owned())];
+            if let Some(a) = accept {
+                headers.push(("accept".to_owned(), a));
+            }
+            let req = meshmetrics::runtime::Request {
+                method: "GET".into(),
+                path: path.unwrap_or(e.path),
+                headers,
+            };
+            let rt = tokio::runtime::Runtime::new()?;
+            let answer = rt.block_on(endpoint.handle(req));
+            std::io::Write::write_all(&mut std::io::stdout(), &answer.body)?;
+            if answer.status != 200 {
+                bail!("the filter answered HTTP {}", answer.status);
             }
             Ok(())
         }

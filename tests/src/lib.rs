@@ -11,8 +11,11 @@ use std::time::{Duration, Instant};
 
 use meshmetrics::bootstrap::{self, Options};
 use meshmetrics::resources::yaml::{parse, to_yaml_text};
+use meshmetrics::runtime::Limits;
+use meshmetrics::serve::{Endpoint, serve_on};
 use meshmetrics::{Effective, Resources, effective};
 use serde_json::Value;
+use std::sync::{Arc, Mutex};
 
 pub use meshmetrics::sampleapp::{AppServer, Reply, Seen};
 
@@ -96,28 +99,140 @@ pub fn effective_of(res: &Resources, dataplane: &str) -> Effective {
     }
 }
 
-/// A running Envoy with the metrics listener; killed when dropped.
-pub struct Envoy {
-    child: Child,
-    pub dir: PathBuf,
-    pub admin_port: u16,
-    pub metrics: SocketAddr,
-    pub path: String,
+/// Where the filter runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Inside a real Envoy, loaded from the generated bootstrap.
+    Envoy,
+    /// Under wasmtime (`meshmetrics serve`), with a real Envoy started for its admin stats only.
+    Wasmtime,
 }
 
-impl Envoy {
-    /// Generates the bootstrap for `e` (listener moved to a free loopback port) and starts Envoy.
-    pub fn start(mut e: Effective, tune: impl FnOnce(&mut Options)) -> Envoy {
+/// A running metrics endpoint, on either back-end; everything stops when dropped.
+pub struct Proxy {
+    pub backend: Backend,
+    envoy: Envoy,
+    pub metrics: SocketAddr,
+    pub path: String,
+    filter_log: Arc<Mutex<String>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Starts the endpoint of `e` on `backend`, its listener on a free loopback port.
+    pub fn start(backend: Backend, mut e: Effective, tune: impl FnOnce(&mut Options)) -> Proxy {
         e.address = "127.0.0.1".into();
         e.port = free_port();
         let mut opts = Options::new(wasm());
         opts.admin_port = free_port();
         opts.timeout_ms = 5_000;
         tune(&mut opts);
+        let path = e.path.clone();
+        if backend == Backend::Envoy {
+            let envoy = Envoy::start(&e, &opts, true);
+            return Proxy {
+                backend,
+                metrics: envoy.metrics,
+                envoy,
+                path,
+                filter_log: Arc::default(),
+                stop: None,
+                server: None,
+            };
+        }
+        let envoy = Envoy::start(&e, &opts, false);
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&log);
+        let endpoint = Endpoint::with_log(
+            &std::fs::read(wasm()).expect("read wasm"),
+            &e,
+            &opts,
+            &format!("127.0.0.1:{}", opts.admin_port),
+            Limits::default(),
+            Arc::new(move |level: &str, msg: &str| {
+                if let Ok(mut l) = sink.lock() {
+                    l.push_str(&format!("[{level}] {msg}\n"));
+                }
+            }),
+        )
+        .expect("the filter loads under wasmtime");
+        let listener = TcpListener::bind(("127.0.0.1", e.port)).expect("bind metrics port");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let metrics = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                let shutdown = async move {
+                    let _ = stopped.await;
+                };
+                let _ = serve_on(Arc::new(endpoint), listener, shutdown).await;
+            });
+        });
+        Proxy {
+            backend,
+            envoy,
+            metrics,
+            path,
+            filter_log: log,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{path_and_query}", self.metrics)
+    }
+
+    /// GET the metrics path with these headers.
+    pub fn scrape(&self, headers: &[(&str, &str)]) -> Scrape {
+        get(&self.url(&self.path), headers)
+    }
+
+    /// The filter's log lines (Envoy's log, or what the module logged under wasmtime).
+    pub fn log(&self) -> String {
+        match self.backend {
+            Backend::Envoy => self.envoy.log(),
+            Backend::Wasmtime => self
+                .filter_log
+                .lock()
+                .map(|l| l.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.server.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A running Envoy; killed when dropped.
+pub struct Envoy {
+    child: Child,
+    pub dir: PathBuf,
+    pub admin_port: u16,
+    pub metrics: SocketAddr,
+}
+
+impl Envoy {
+    /// Starts Envoy with the bootstrap for `e`, or (`with_filter` false) with its admin only.
+    pub fn start(e: &Effective, opts: &Options, with_filter: bool) -> Envoy {
         let dir = temp_dir(&e.dataplane);
         let config = dir.join("bootstrap.yaml");
-        std::fs::write(&config, to_yaml_text(&bootstrap::bootstrap(&e, &opts)))
-            .expect("write bootstrap");
+        let mut b = bootstrap::bootstrap(e, opts);
+        if !with_filter {
+            b["static_resources"] = serde_json::json!({});
+        }
+        std::fs::write(&config, to_yaml_text(&b)).expect("write bootstrap");
         let log = dir.join("envoy.log");
         let child = Command::new(envoy_bin())
             .args(["-c"])
@@ -136,13 +251,12 @@ impl Envoy {
             dir,
             admin_port: opts.admin_port,
             metrics: ([127, 0, 0, 1], e.port).into(),
-            path: e.path.clone(),
         };
-        envoy.wait_ready();
+        envoy.wait_ready(with_filter);
         envoy
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&self, listener: bool) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let admin = format!("http://127.0.0.1:{}/ready", self.admin_port);
         while Instant::now() < deadline {
@@ -151,7 +265,7 @@ impl Envoy {
                 .call()
                 .map(|r| r.status() == 200)
                 .unwrap_or(false);
-            if ready && TcpStream::connect(self.metrics).is_ok() {
+            if ready && (!listener || TcpStream::connect(self.metrics).is_ok()) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -161,15 +275,6 @@ impl Envoy {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
-    }
-
-    pub fn url(&self, path_and_query: &str) -> String {
-        format!("http://{}{path_and_query}", self.metrics)
-    }
-
-    /// GET the metrics path with these headers.
-    pub fn scrape(&self, headers: &[(&str, &str)]) -> Scrape {
-        get(&self.url(&self.path), headers)
     }
 
     /// Envoy's own admin rendering, for comparisons.

@@ -47,7 +47,7 @@ fn every_documented_example_validates_and_serves() {
                 )
             })
             .collect();
-        let envoy = Envoy::start(e.clone(), |_| {});
+        let envoy = Proxy::start(Backend::Envoy, e.clone(), |_| {});
         let s = envoy.scrape(&[]);
         assert_eq!(s.status, 200, "{}", example.display());
         assert_eq!(

@@ -1,5 +1,7 @@
-//! The filter in a real Envoy 1.40: one scrape merges Envoy's stats and the apps', labelled,
-//! filtered, overridden per proxy, robust to failing apps, valid for Prometheus' own parsers.
+//! One table of scenarios, two back-ends: the filter inside a real Envoy 1.40, and the same
+//! `.wasm` under wasmtime (`meshmetrics serve`, Envoy's stats from a real Envoy's admin). One
+//! scrape merges Envoy's stats and the apps', labelled, filtered, overridden per proxy, robust to
+//! failing apps, valid for Prometheus' own parsers — and both back-ends give the same answers.
 
 use meshmetrics_e2e::*;
 
@@ -20,8 +22,7 @@ fn mesh_yaml(apps: &[(&str, u16)], extra_conf: &str, dataplane_metrics: &str) ->
 const ORDERS: &str = "# HELP orders_total Orders placed.\n# TYPE orders_total counter\norders_total{service=\"orders\"} 42\n# HELP process_cpu_seconds_total CPU time.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 1.5\n";
 const PAYMENTS_OM: &str = "# TYPE payments counter\n# HELP payments Payments.\npayments_total 7 # {trace_id=\"abc\"} 1.0\n# TYPE process_cpu_seconds counter\n# HELP process_cpu_seconds CPU time.\nprocess_cpu_seconds_total 2.5\n# EOF\n";
 
-#[test]
-fn envoy_and_two_apps_in_one_scrape_with_identity_labels() {
+fn envoy_and_two_apps_in_one_scrape_with_identity_labels(backend: Backend) {
     let orders = app(Reply::text(ORDERS));
     let payments = app(Reply::openmetrics(PAYMENTS_OM));
     let yaml = mesh_yaml(
@@ -32,7 +33,11 @@ fn envoy_and_two_apps_in_one_scrape_with_identity_labels() {
         "",
         "",
     );
-    let envoy = Envoy::start(effective_of(&resources(&yaml), "backend-1"), |_| {});
+    let envoy = Proxy::start(
+        backend,
+        effective_of(&resources(&yaml), "backend-1"),
+        |_| {},
+    );
 
     let s = envoy.scrape(&[
         ("user-agent", "Prometheus/3.0"),
@@ -127,11 +132,10 @@ fn envoy_and_two_apps_in_one_scrape_with_identity_labels() {
     python_parse(&s.body, true);
 }
 
-#[test]
-fn envoy_labels_option_labels_every_sample() {
+fn envoy_labels_option_labels_every_sample(backend: Backend) {
     let orders = app(Reply::text(ORDERS));
     let yaml = mesh_yaml(&[("orders", orders.addr.port())], "", "");
-    let envoy = Envoy::start(effective_of(&resources(&yaml), "backend-1"), |o| {
+    let envoy = Proxy::start(backend, effective_of(&resources(&yaml), "backend-1"), |o| {
         o.envoy_labels = true
     });
     let s = envoy.scrape(&[]);
@@ -147,11 +151,11 @@ fn envoy_labels_option_labels_every_sample() {
     }
 }
 
-#[test]
-fn filter_regex_used_only_and_the_scrapers_filter() {
+fn filter_regex_used_only_and_the_scrapers_filter(backend: Backend) {
     let orders = app(Reply::text(ORDERS));
     let port = orders.addr.port();
-    let all = Envoy::start(
+    let all = Proxy::start(
+        backend,
         effective_of(
             &resources(&mesh_yaml(&[("orders", port)], "", "")),
             "backend-1",
@@ -162,7 +166,8 @@ fn filter_regex_used_only_and_the_scrapers_filter() {
 
     // envoy.filterRegex goes to Envoy (statsd-style names, as in Kuma).
     let conf = "      envoy: {filterRegex: \"^server\\\\.\"}\n";
-    let filtered = Envoy::start(
+    let filtered = Proxy::start(
+        backend,
         effective_of(
             &resources(&mesh_yaml(&[("orders", port)], conf, "")),
             "backend-1",
@@ -181,7 +186,8 @@ fn filter_regex_used_only_and_the_scrapers_filter() {
     );
 
     // usedOnly: Envoy leaves out the stats never updated.
-    let used = Envoy::start(
+    let used = Proxy::start(
+        backend,
         effective_of(
             &resources(&mesh_yaml(
                 &[("orders", port)],
@@ -220,8 +226,7 @@ fn filter_regex_used_only_and_the_scrapers_filter() {
     assert!(s.body.contains("does not compile"), "{}", s.body);
 }
 
-#[test]
-fn dataplane_overrides_port_path_and_aggregates() {
+fn dataplane_overrides_port_path_and_aggregates(backend: Backend) {
     let a = app(Reply::text("a_up 1\n"));
     let b = app(Reply::text("b_up 1\n"));
     let c = app(Reply::text("c_up 1\n"));
@@ -233,7 +238,7 @@ fn dataplane_overrides_port_path_and_aggregates() {
     let yaml = mesh_yaml(&[("a", a.addr.port()), ("b", b.addr.port())], "", &dp);
     let e = effective_of(&resources(&yaml), "backend-1");
     assert_eq!(e.path, "/custom");
-    let envoy = Envoy::start(e, |_| {});
+    let envoy = Proxy::start(backend, e, |_| {});
     let s = envoy.scrape(&[]);
     assert!(
         s.body.contains("a_up{") && s.body.contains("c_up{") && !s.body.contains("b_up"),
@@ -253,8 +258,7 @@ fn dataplane_overrides_port_path_and_aggregates() {
     );
 }
 
-#[test]
-fn pod_annotations_override_like_a_dataplane() {
+fn pod_annotations_override_like_a_dataplane(backend: Backend) {
     let a = app(Reply::text("a_up 1\n"));
     let b = app(Reply::text("b_up 1\n"));
     let c = app(Reply::text("c_up 1\n"));
@@ -269,7 +273,7 @@ fn pod_annotations_override_like_a_dataplane() {
         (e.path.as_str(), e.service.as_str()),
         ("/pod-metrics", "web-0_shop_svc_18080")
     );
-    let envoy = Envoy::start(e, |_| {});
+    let envoy = Proxy::start(backend, e, |_| {});
     let s = envoy.scrape(&[]);
     assert!(
         s.body.contains("a_up{") && s.body.contains("c_up{") && !s.body.contains("b_up"),
@@ -284,8 +288,7 @@ fn pod_annotations_override_like_a_dataplane() {
     assert!(b.requests().is_empty());
 }
 
-#[test]
-fn failing_apps_never_empty_the_scrape() {
+fn failing_apps_never_empty_the_scrape(backend: Backend) {
     let healthy = app(Reply::text(ORDERS));
     let hanging = app(Reply::Hang);
     let broken = app(Reply::Status(500));
@@ -309,7 +312,7 @@ fn failing_apps_never_empty_the_scrape() {
         "",
         "",
     );
-    let envoy = Envoy::start(effective_of(&resources(&yaml), "backend-1"), |o| {
+    let envoy = Proxy::start(backend, effective_of(&resources(&yaml), "backend-1"), |o| {
         o.max_body_bytes = 1 << 20
     });
     // Prometheus says it waits 3 s: the filter answers within that, margin included.
@@ -366,10 +369,10 @@ fn failing_apps_never_empty_the_scrape() {
     );
 }
 
-#[test]
-fn other_paths_and_methods() {
+fn other_paths_and_methods(backend: Backend) {
     let yaml = mesh_yaml(&[], "", "");
-    let envoy = Envoy::start(
+    let envoy = Proxy::start(
+        backend,
         effective_of(
             &resources(&yaml.replace("      aggregate:\n", "")),
             "backend-1",
@@ -390,3 +393,31 @@ fn other_paths_and_methods() {
     assert_eq!(s.status, 200);
     assert!(!samples(&s.body, "envoy_").is_empty());
 }
+
+/// Each scenario runs once per back-end, as two tests named `<scenario>::envoy` and
+/// `<scenario>::wasmtime`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use meshmetrics_e2e::Backend;
+            #[test]
+            fn envoy() {
+                super::$name(Backend::Envoy)
+            }
+            #[test]
+            fn wasmtime() {
+                super::$name(Backend::Wasmtime)
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    envoy_and_two_apps_in_one_scrape_with_identity_labels,
+    envoy_labels_option_labels_every_sample,
+    filter_regex_used_only_and_the_scrapers_filter,
+    dataplane_overrides_port_path_and_aggregates,
+    pod_annotations_override_like_a_dataplane,
+    failing_apps_never_empty_the_scrape,
+    other_paths_and_methods,
+);
