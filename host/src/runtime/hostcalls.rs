@@ -205,22 +205,30 @@ pub fn link(linker: &mut Linker<HostState>) -> Result<()> {
               ptr_out: i32,
               size_out: i32|
               -> Result<i32> {
-            let data = {
-                let s = c.data();
-                let whole: &[u8] = match kind {
-                    abi::BUFFER_PLUGIN_CONFIGURATION => &s.plugin_config,
-                    abi::BUFFER_VM_CONFIGURATION => &[],
-                    abi::BUFFER_HTTP_CALL_RESPONSE_BODY => match &s.call_response {
-                        Some(r) => &r.body,
-                        None => return Ok(Status::NotFound as i32),
-                    },
-                    _ => return Ok(Status::NotFound as i32),
-                };
-                let start = (start as u32 as usize).min(whole.len());
-                let end = start.saturating_add(max as u32 as usize).min(whole.len());
-                whole[start..end].to_vec()
+            // The buffer is taken out of the state while it is copied into the module (no second
+            // copy on the host side), then put back.
+            let whole: Vec<u8> = match kind {
+                abi::BUFFER_PLUGIN_CONFIGURATION => std::mem::take(&mut c.data_mut().plugin_config),
+                abi::BUFFER_VM_CONFIGURATION => Vec::new(),
+                abi::BUFFER_HTTP_CALL_RESPONSE_BODY => match c.data_mut().call_response.as_mut() {
+                    Some(r) => std::mem::take(&mut r.body),
+                    None => return Ok(Status::NotFound as i32),
+                },
+                _ => return Ok(Status::NotFound as i32),
             };
-            hand_over(&mut c, &data, ptr_out, size_out)?;
+            let from = (start as u32 as usize).min(whole.len());
+            let to = from.saturating_add(max as u32 as usize).min(whole.len());
+            let handed = hand_over(&mut c, &whole[from..to], ptr_out, size_out);
+            match kind {
+                abi::BUFFER_PLUGIN_CONFIGURATION => c.data_mut().plugin_config = whole,
+                abi::BUFFER_HTTP_CALL_RESPONSE_BODY => {
+                    if let Some(r) = c.data_mut().call_response.as_mut() {
+                        r.body = whole;
+                    }
+                }
+                _ => {}
+            }
+            handed?;
             Ok(ok)
         },
     )?;
