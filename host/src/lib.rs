@@ -3,6 +3,7 @@
 
 pub mod bootstrap;
 pub mod diag;
+pub mod discovery;
 pub mod effective;
 pub mod resources;
 pub mod runtime;

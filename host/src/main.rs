@@ -74,6 +74,26 @@ enum Command {
         #[arg(long)]
         path: Option<String>,
     },
+    /// Serve discovery for Prometheus (MADS and http_sd) from resource files, reloaded on change.
+    Discovery {
+        #[arg(short = 'f', long = "file", required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        #[arg(long, default_value = "127.0.0.1:5676")]
+        listen: std::net::SocketAddr,
+        /// How often the files are checked for changes, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        poll_ms: u64,
+    },
+    /// Print a Prometheus scrape configuration that discovers dataplanes through `discovery`.
+    PrometheusConfig {
+        /// Where `meshmetrics discovery` listens.
+        #[arg(long, default_value = "http://127.0.0.1:5676")]
+        discovery: String,
+        #[arg(long, default_value = "meshmetrics")]
+        job: String,
+        #[arg(long, default_value = "15s")]
+        interval: String,
+    },
     /// Serve a sample application's metrics (for the demo).
     DemoApp {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -239,6 +259,29 @@ fn run(cli: Cli) -> Result<()> {
             if answer.status != 200 {
                 bail!("the filter answered HTTP {}", answer.status);
             }
+            Ok(())
+        }
+        Command::Discovery {
+            files,
+            listen,
+            poll_ms,
+        } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+                eprintln!("meshmetrics discovery: serving on http://{listen} (POST /v3/discovery:monitoringassignments, GET /sd)");
+                meshmetrics::discovery::run(files, listener, std::time::Duration::from_millis(poll_ms), std::future::pending()).await
+            })
+        }
+        Command::PrometheusConfig {
+            discovery,
+            job,
+            interval,
+        } => {
+            print!(
+                "{}",
+                meshmetrics::discovery::prometheus::scrape_config(&discovery, &job, &interval)
+            );
             Ok(())
         }
         Command::DemoApp {

@@ -1,0 +1,130 @@
+//! The MADS wire format (Kuma's Monitoring Assignment Discovery Service, v3 REST): a JSON
+//! `DiscoveryRequest` in, a `DiscoveryResponse` out, long-polled. Field names are snake_case as
+//! protobuf JSON writes them; camelCase (what Go's protojson sends by default) is accepted too.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::assignments::{Assignment, TYPE_URL};
+
+/// What a client asked.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DiscoveryRequest {
+    /// The version the client has; equal to ours means "answer when it changes".
+    pub version_info: String,
+    pub node_id: String,
+    /// Only these meshes (empty: all). Kuma's client sends none.
+    pub resource_names: Vec<String>,
+}
+
+fn field<'a>(v: &'a Value, snake: &str, camel: &str) -> Option<&'a Value> {
+    v.get(snake).or_else(|| v.get(camel))
+}
+
+impl DiscoveryRequest {
+    pub fn parse(body: &[u8]) -> Result<DiscoveryRequest, String> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(DiscoveryRequest::default());
+        }
+        let v: Value =
+            serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+        if !v.is_object() {
+            return Err("the body must be a JSON object (a DiscoveryRequest)".into());
+        }
+        if let Some(t) = field(&v, "type_url", "typeUrl").and_then(Value::as_str)
+            && !t.is_empty()
+            && t != TYPE_URL
+        {
+            return Err(format!(
+                "type_url {t:?} is not served here (want {TYPE_URL})"
+            ));
+        }
+        let version_info = match field(&v, "version_info", "versionInfo") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => return Err(format!("version_info must be a string, not {other}")),
+        };
+        let node_id = field(&v, "node", "node")
+            .and_then(|n| n.get("id"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let resource_names = field(&v, "resource_names", "resourceNames")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(DiscoveryRequest {
+            version_info,
+            node_id,
+            resource_names,
+        })
+    }
+}
+
+/// The answer for `version` with these assignments.
+pub fn response(version: &str, assignments: &[Assignment], meshes: &[String]) -> Value {
+    let resources: Vec<Value> = assignments
+        .iter()
+        .filter(|a| meshes.is_empty() || meshes.contains(&a.mesh))
+        .map(Assignment::to_mads)
+        .collect();
+    json!({
+        "version_info": version,
+        "resources": resources,
+        "type_url": TYPE_URL,
+        "nonce": version,
+    })
+}
+
+/// A Go-style duration (`30s`, `1m`, `500ms`, `1m30s`), as Prometheus writes `fetch-timeout`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration (e.g. 30s, 1m, 500ms)");
+    let mut total = Duration::ZERO;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(bad)?;
+        let value: f64 = rest[..n].parse().map_err(|_| bad())?;
+        let unit_len = rest[n..]
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len() - n);
+        let unit = &rest[n..n + unit_len];
+        let secs = match unit {
+            "ms" => value / 1000.0,
+            "s" => value,
+            "m" => value * 60.0,
+            "h" => value * 3600.0,
+            _ => return Err(bad()),
+        };
+        total += Duration::from_secs_f64(secs);
+        rest = &rest[n + unit_len..];
+    }
+    if total > Duration::from_secs(600) {
+        return Err(format!("{s:?} is longer than the 10m a long-poll may hold"));
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("11m").is_err());
+    }
+}
