@@ -124,6 +124,11 @@ impl Proxy {
     pub fn start(backend: Backend, mut e: Effective, tune: impl FnOnce(&mut Options)) -> Proxy {
         e.address = "127.0.0.1".into();
         e.port = free_port();
+        Proxy::start_exact(backend, e, tune)
+    }
+
+    /// Starts the endpoint of `e` on `backend` on exactly its address and port.
+    pub fn start_exact(backend: Backend, e: Effective, tune: impl FnOnce(&mut Options)) -> Proxy {
         let mut opts = Options::new(wasm());
         opts.admin_port = free_port();
         opts.timeout_ms = 5_000;
@@ -320,6 +325,19 @@ fn agent() -> ureq::Agent {
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
         .into()
+}
+
+/// GET, or `None` when nothing answers (for waiting on a server to start).
+pub fn try_get(url: &str) -> Option<Scrape> {
+    let started = Instant::now();
+    let mut resp = agent().get(url).call().ok()?;
+    let body = resp.body_mut().read_to_string().unwrap_or_default();
+    Some(Scrape {
+        status: resp.status().as_u16(),
+        content_type: String::new(),
+        body,
+        elapsed: started.elapsed(),
+    })
 }
 
 pub fn get(url: &str, headers: &[(&str, &str)]) -> Scrape {

@@ -1,0 +1,232 @@
+//! A real Prometheus (Debian's `prometheus`, started here on loopback with its own data
+//! directory) discovers dataplanes through `meshmetrics discovery`'s `http_sd` endpoint, scrapes
+//! each through the filter in a real Envoy, and stores series with exactly one `mesh`,
+//! `dataplane` and `service` and no `exported_*` labels. A dataplane added later is discovered
+//! without any restart.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use meshmetrics_e2e::*;
+use serde_json::Value;
+
+struct Prometheus {
+    child: Child,
+    url: String,
+    dir: PathBuf,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    fn start(config: &str) -> Prometheus {
+        let dir = temp_dir("prometheus");
+        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+            .spawn()
+            .expect("run prometheus (Debian package prometheus; scripts/install-deps installs it)");
+        let p = Prometheus {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+        };
+        p.wait_until("ready", |p| {
+            try_get(&format!("{}/-/ready", p.url)).is_some_and(|r| r.status == 200)
+        });
+        p
+    }
+
+    fn api(&self, path: &str) -> Value {
+        let body = get(&format!("{}{path}", self.url), &[]).body;
+        let v: Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+        assert_eq!(v["status"], "success", "{path}: {v}");
+        v["data"].clone()
+    }
+
+    fn query(&self, promql: &str) -> Vec<Value> {
+        let q: String = form_urlencoded_byte_serialize(promql);
+        self.api(&format!("/api/v1/query?query={q}"))["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn targets_up(&self) -> Vec<String> {
+        self.api("/api/v1/targets")["activeTargets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["health"] == "up")
+            .map(|t| {
+                t["labels"]["dataplane"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    fn wait_until(&self, what: &str, done: impl Fn(&Prometheus) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if done(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let log = std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default();
+        panic!(
+            "Prometheus: not {what} within 60 s; targets: {}\nlog:\n{log}",
+            get(&format!("{}/api/v1/targets", self.url), &[]).body
+        );
+    }
+}
+
+fn form_urlencoded_byte_serialize(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A dataplane's resource file and a running proxy + app for it.
+fn dataplane(dir: &Path, name: &str) -> (Proxy, AppServer) {
+    let app = app(Reply::text(format!(
+        "# HELP orders_total Orders.\n# TYPE orders_total counter\norders_total{{code=\"200\"}} 5\n# HELP app_info_up Up.\n# TYPE app_info_up gauge\napp_info_up{{pod=\"{name}\"}} 1\n"
+    )));
+    let port = free_port();
+    let yaml = format!(
+        "type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: {}\n    tags: {{kuma.io/service: {name}-svc, version: v1}}\nmetrics:\n  type: prometheus\n  conf:\n    port: {port}\n    aggregate:\n    - {{name: orders, port: {}}}\n",
+        free_port(),
+        app.addr.port()
+    );
+    let file = dir.join(format!("{name}.yaml"));
+    // Written under another name first, so discovery never reads half a file.
+    std::fs::write(dir.join(format!(".{name}.tmp")), &yaml).unwrap();
+    let res = meshmetrics::read_resources(&[dir.to_path_buf()]).unwrap();
+    let mut all = res;
+    let docs = meshmetrics::resources::yaml::parse(&yaml, Path::new("dp.yaml")).unwrap();
+    let one = meshmetrics::Resources::read(&docs);
+    all.dataplanes.extend(one.dataplanes);
+    let proxy = Proxy::start_exact(Backend::Envoy, effective_of(&all, name), |_| {});
+    std::fs::rename(dir.join(format!(".{name}.tmp")), &file).unwrap();
+    (proxy, app)
+}
+
+#[test]
+fn prometheus_discovers_scrapes_and_stores_coherent_series() {
+    let dir = temp_dir("resources");
+    std::fs::write(
+        dir.join("mesh.yaml"),
+        "type: Mesh\nname: default\nmetrics:\n  enabledBackend: prom\n  backends:\n  - name: prom\n    type: prometheus\n    conf: {skipMTLS: true}\n",
+    )
+    .unwrap();
+    let dp1 = dataplane(&dir, "dp-1");
+    let dp2 = dataplane(&dir, "dp-2");
+
+    // Our discovery server, watching the directory.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let discovery = format!("http://{}", listener.local_addr().unwrap());
+    let paths = vec![dir.clone()];
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            meshmetrics::discovery::run(
+                paths,
+                listener,
+                Duration::from_millis(200),
+                std::future::pending(),
+            )
+            .await
+        })
+    });
+
+    let config = meshmetrics::discovery::prometheus::scrape_config(&discovery, "meshmetrics", "1s");
+    let prom = Prometheus::start(&format!("global:\n  evaluation_interval: 1s\n{config}"));
+    prom.wait_until("scraping both dataplanes", |p| {
+        let mut up = p.targets_up();
+        up.sort();
+        up == ["dp-1", "dp-2"]
+    });
+    prom.wait_until("holding series", |p| {
+        p.query("envoy_server_live").len() == 2 && p.query("orders_total").len() == 2
+    });
+
+    // Envoy's series: the three identity labels come from discovery (target labels).
+    let mut seen = Vec::new();
+    for s in prom.query("envoy_server_live") {
+        let m = &s["metric"];
+        assert_eq!(m["mesh"], "default", "{s}");
+        seen.push((
+            m["dataplane"].as_str().unwrap().to_owned(),
+            m["service"].as_str().unwrap().to_owned(),
+        ));
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("dp-1".to_owned(), "dp-1-svc".to_owned()),
+            ("dp-2".to_owned(), "dp-2-svc".to_owned())
+        ]
+    );
+    // The apps' series: labelled by the filter, kept by honor_labels, equal to the target's.
+    for s in prom.query("orders_total") {
+        let m = &s["metric"];
+        assert_eq!(m["aggregate"], "orders", "{s}");
+        assert_eq!(m["code"], "200");
+        assert_eq!(
+            format!("{}-svc", m["dataplane"].as_str().unwrap()),
+            m["service"].as_str().unwrap()
+        );
+    }
+    // No series of this job anywhere has an exported_* label.
+    let series = prom.api("/api/v1/series?match%5B%5D=%7Bjob%3D%22meshmetrics%22%7D");
+    let series = series.as_array().unwrap();
+    assert!(series.len() > 100, "{} series", series.len());
+    for s in series {
+        let names: Vec<&String> = s.as_object().unwrap().keys().collect();
+        assert!(!names.iter().any(|n| n.starts_with("exported_")), "{s}");
+        for l in ["mesh", "dataplane", "service"] {
+            assert!(s.get(l).is_some(), "{l} missing from {s}");
+        }
+    }
+    // The filter's own health reports every source up.
+    let up = prom.query("meshmetrics_source_up == 0");
+    assert!(up.is_empty(), "failed sources: {up:?}");
+
+    // A third dataplane file: discovered and scraped without restarting anything.
+    let dp3 = dataplane(&dir, "dp-3");
+    prom.wait_until("scraping the new dataplane", |p| p.targets_up().len() == 3);
+    prom.wait_until("holding its series", |p| {
+        p.query("envoy_server_live{dataplane=\"dp-3\",service=\"dp-3-svc\",mesh=\"default\"}")
+            .len()
+            == 1
+    });
+    drop((dp1, dp2, dp3));
+}
