@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use crate::diag::{Diagnostics, Invalid};
 use crate::resources::annotations;
 use crate::resources::metrics::{PrometheusConf, TlsMode};
+use crate::resources::permission::selects;
 use crate::resources::reader::Ctx;
 use crate::resources::{Dataplane, Resources};
 
@@ -25,6 +26,15 @@ pub struct App {
     pub address: String,
     pub port: u16,
     pub path: String,
+}
+
+/// A source a TrafficPermission lets scrape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Allowed {
+    /// `spiffe://<mesh>/<service>`.
+    Service(String),
+    /// `*`: any identity of the mesh.
+    AnyInMesh,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -42,6 +52,9 @@ pub struct Effective {
     pub filter_regex: Option<String>,
     pub used_only: bool,
     pub apps: Vec<App>,
+    /// Under mTLS, who may scrape: `None` when no TrafficPermission selects the endpoint (every
+    /// identity of the mesh may), else the allowed sources.
+    pub allowed: Option<Vec<Allowed>>,
     /// The dataplane's inbound tags (for discovery labels).
     pub dataplane_tags: Vec<(String, String)>,
 }
@@ -57,6 +70,10 @@ impl Effective {
             "path": self.path,
             "tags": self.tags.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
             "tls": self.tls.as_str(),
+            "allowed": self.allowed.as_ref().map(|a| a.iter().map(|x| match x {
+                Allowed::Service(s) => s.clone(),
+                Allowed::AnyInMesh => "*".to_owned(),
+            }).collect::<Vec<_>>()),
             "envoy": {"filterRegex": self.filter_regex, "usedOnly": self.used_only},
             "aggregate": self.apps.iter().map(|a| json!({
                 "name": a.name, "address": a.address, "port": a.port, "path": a.path
@@ -121,6 +138,49 @@ pub fn effective(res: &Resources, name: &str) -> Result<(Effective, Diagnostics)
     }
 }
 
+/// The sources the mesh's TrafficPermissions let reach an endpoint with `tags`; `None` when none
+/// selects it. Only `kuma.io/service` of a source is an identity (certificates name services): a
+/// source selected by other tags alone admits no one, with a warning.
+fn allowed_sources(
+    res: &Resources,
+    mesh: &str,
+    tags: &[(String, String)],
+    ctx: &mut Ctx<'_>,
+) -> Option<Vec<Allowed>> {
+    let mut selected = false;
+    let mut allowed = Vec::new();
+    for p in res.permissions.iter().filter(|p| p.mesh == mesh) {
+        if !p.destinations.iter().any(|d| selects(d, tags)) {
+            continue;
+        }
+        selected = true;
+        for (i, source) in p.sources.iter().enumerate() {
+            let service = source
+                .iter()
+                .find(|(k, _)| k == "kuma.io/service")
+                .map(|(_, v)| v.as_str());
+            let a = match service {
+                Some("*") => Allowed::AnyInMesh,
+                Some(service) => Allowed::Service(service.to_owned()),
+                None => {
+                    ctx.warn(
+                        "metrics",
+                        format!(
+                            "TrafficPermission {}: sources[{i}] selects no kuma.io/service; certificates carry only the service, so it admits no one",
+                            p.name
+                        ),
+                    );
+                    continue;
+                }
+            };
+            if !allowed.contains(&a) {
+                allowed.push(a);
+            }
+        }
+    }
+    selected.then_some(allowed)
+}
+
 fn compute(res: &Resources, dp: &Dataplane, diags: &mut Diagnostics) -> Option<Effective> {
     let mesh = res.mesh(&dp.mesh);
     let mut ctx = Ctx {
@@ -173,17 +233,7 @@ fn compute(res: &Resources, dp: &Dataplane, diags: &mut Diagnostics) -> Option<E
             );
             TlsMode::Disabled
         }
-        mode @ (TlsMode::ActiveMtlsBackend | TlsMode::ProvidedTls) => {
-            ctx.error(
-                "metrics.conf.tls.mode",
-                format!(
-                    "{} is not supported yet by this meshmetrics version; use disabled",
-                    mode.as_str()
-                ),
-            );
-            mode
-        }
-        TlsMode::Disabled => TlsMode::Disabled,
+        mode => mode,
     };
 
     let default_app_address = if dp.apps_on_loopback {
@@ -223,7 +273,11 @@ fn compute(res: &Resources, dp: &Dataplane, diags: &mut Diagnostics) -> Option<E
             format!("empty tag name for value {:?}", bad.1),
         );
     }
+    let allowed = (tls == TlsMode::ActiveMtlsBackend)
+        .then(|| allowed_sources(res, &dp.mesh, &conf.tags, &mut ctx))
+        .flatten();
     Some(Effective {
+        allowed,
         mesh: dp.mesh.clone(),
         dataplane: dp.name.clone(),
         service: dp.service().unwrap_or(&dp.name).to_owned(),

@@ -9,6 +9,7 @@ pub mod resources;
 pub mod runtime;
 pub mod sampleapp;
 pub mod serve;
+pub mod tls;
 
 use std::path::PathBuf;
 

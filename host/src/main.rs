@@ -1,6 +1,6 @@
 //! `meshmetrics`: validate resources, generate a proxy's Envoy bootstrap, run a demo app.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -54,6 +54,13 @@ enum Command {
         /// Label Envoy's own samples with mesh/dataplane/service too (costs ~70% more bytes).
         #[arg(long)]
         envoy_labels: bool,
+        #[command(flatten)]
+        tls: TlsArgs,
+    },
+    /// The mesh CA: create it, and issue SPIFFE certificates (`spiffe://<mesh>/<service>`).
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
     },
     /// Serve the metrics endpoint without Envoy: the filter's .wasm under wasmtime.
     Serve {
@@ -93,6 +100,14 @@ enum Command {
         job: String,
         #[arg(long, default_value = "15s")]
         interval: String,
+        /// CA file Prometheus trusts for TLS targets (providedTLS's CA, or the mesh CA).
+        #[arg(long)]
+        tls_ca: Option<String>,
+        /// Prometheus' client certificate for activeMTLSBackend (`meshmetrics ca issue`).
+        #[arg(long)]
+        tls_cert: Option<String>,
+        #[arg(long)]
+        tls_key: Option<String>,
     },
     /// Serve a sample application's metrics (for the demo).
     DemoApp {
@@ -104,6 +119,53 @@ enum Command {
         /// Answer in OpenMetrics instead of text 0.0.4.
         #[arg(long)]
         openmetrics: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct TlsArgs {
+    /// providedTLS certificate (default: $KUMA_DATAPLANE_RUNTIME_METRICS_CERT_PATH).
+    #[arg(long, env = "KUMA_DATAPLANE_RUNTIME_METRICS_CERT_PATH")]
+    metrics_cert: Option<PathBuf>,
+    /// providedTLS key (default: $KUMA_DATAPLANE_RUNTIME_METRICS_KEY_PATH).
+    #[arg(long, env = "KUMA_DATAPLANE_RUNTIME_METRICS_KEY_PATH")]
+    metrics_key: Option<PathBuf>,
+    /// providedTLS without a usable certificate serves plaintext (with a warning) instead of failing.
+    #[arg(long)]
+    allow_plaintext_fallback: bool,
+    /// activeMTLSBackend: the mesh CA directory (`meshmetrics ca init`).
+    #[arg(long)]
+    mesh_ca: Option<PathBuf>,
+    /// Where files the bootstrap refers to are written: the SDS file of the listener's
+    /// certificate and the dataplane's issued certificate (default: the directory of -o, or .).
+    #[arg(long)]
+    certs_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Create the mesh CA (ca.pem, ca.key) in --dir.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value = "default")]
+        mesh: String,
+    },
+    /// Issue a certificate for spiffe://<mesh>/<service>: writes <out>.pem and <out>.key.
+    Issue {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value = "default")]
+        mesh: String,
+        #[arg(long)]
+        service: String,
+        /// Also valid for these DNS names / IP addresses (for a server certificate).
+        #[arg(long)]
+        dns: Vec<String>,
+        #[arg(long)]
+        ip: Vec<std::net::IpAddr>,
+        #[arg(short = 'o', long)]
+        out: PathBuf,
     },
 }
 
@@ -199,6 +261,7 @@ fn run(cli: Cli) -> Result<()> {
             timeout_ms,
             max_body_bytes,
             envoy_labels,
+            tls,
         } => {
             let res = read_resources(&files)?;
             let (e, diags) = effective(&res, &dataplane)?;
@@ -209,14 +272,33 @@ fn run(cli: Cli) -> Result<()> {
                     wasm.display()
                 )
             })?;
+            let provided_tls = match (tls.metrics_cert, tls.metrics_key) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => bail!("--metrics-cert and --metrics-key go together"),
+            };
             let opts = Options {
                 wasm,
                 admin_port,
                 timeout_ms,
                 max_body_bytes,
                 envoy_labels,
+                provided_tls,
+                allow_plaintext_fallback: tls.allow_plaintext_fallback,
+                mesh_ca: tls.mesh_ca,
+                certs_dir: tls.certs_dir.unwrap_or_else(|| {
+                    output
+                        .as_deref()
+                        .and_then(|o| o.parent())
+                        .filter(|d| !d.as_os_str().is_empty())
+                        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+                }),
             };
-            let text = resources::yaml::to_yaml_text(&bootstrap::bootstrap(&e, &opts));
+            let generated = bootstrap::bootstrap(&e, &opts)?;
+            for w in &generated.warnings {
+                eprintln!("warning: {w}");
+            }
+            let text = resources::yaml::to_yaml_text(&generated.config);
             match output {
                 Some(path) => std::fs::write(&path, text)
                     .with_context(|| format!("writing {}", path.display()))?,
@@ -226,6 +308,12 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Serve { endpoint, listen } => {
             let (e, endpoint) = endpoint.load()?;
+            if e.tls != meshmetrics::resources::metrics::TlsMode::Disabled {
+                eprintln!(
+                    "warning: tls.mode {} is Envoy's job; `serve` answers plaintext (for trying a configuration locally)",
+                    e.tls.as_str()
+                );
+            }
             let listen = match listen {
                 Some(l) => l,
                 None => format!("{}:{}", e.address, e.port)
@@ -277,11 +365,47 @@ fn run(cli: Cli) -> Result<()> {
             discovery,
             job,
             interval,
+            tls_ca,
+            tls_cert,
+            tls_key,
         } => {
-            print!(
-                "{}",
-                meshmetrics::discovery::prometheus::scrape_config(&discovery, &job, &interval)
-            );
+            use meshmetrics::discovery::prometheus::{TlsFiles, scrape_config};
+            if tls_cert.is_some() != tls_key.is_some() {
+                bail!("--tls-cert and --tls-key go together");
+            }
+            let tls = TlsFiles {
+                ca: tls_ca,
+                cert: tls_cert,
+                key: tls_key,
+            };
+            print!("{}", scrape_config(&discovery, &job, &interval, &tls));
+            Ok(())
+        }
+        Command::Ca {
+            command: CaCommand::Init { dir, mesh },
+        } => {
+            let cert = meshmetrics::tls::init_ca(&dir, &mesh)?;
+            println!("{}", cert.display());
+            Ok(())
+        }
+        Command::Ca {
+            command:
+                CaCommand::Issue {
+                    dir,
+                    mesh,
+                    service,
+                    dns,
+                    ip,
+                    out,
+                },
+        } => {
+            let id = meshmetrics::tls::Identity {
+                spiffe: Some((mesh, service)),
+                dns,
+                ips: ip,
+            };
+            let (cert, key) = meshmetrics::tls::issue(&dir, &id, &out)?;
+            println!("{}\n{}", cert.display(), key.display());
             Ok(())
         }
         Command::DemoApp {

@@ -151,3 +151,72 @@ fn bootstrap_carries_the_filter_configuration_as_a_string_value() {
         "127.0.0.1"
     );
 }
+
+/// `meshmetrics ca init` / `ca issue` and a providedTLS bootstrap from the `KUMA_…` variables,
+/// as the README's "Securing metrics" section has users type them.
+#[test]
+fn ca_commands_and_provided_tls_from_the_environment() {
+    let dir = std::env::temp_dir().join(format!("meshmetrics-cli-ca-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.display().to_string();
+    let (ok, out, err) = meshmetrics(&["ca", "init", "--dir", &d, "--mesh", "default"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("ca.pem"), "{out}");
+    let (ok, _, err) = meshmetrics(&["ca", "init", "--dir", &d]);
+    assert!(!ok);
+    assert!(err.contains("exists already"), "{err}");
+    let server = format!("{d}/server");
+    let (ok, _, err) = meshmetrics(&[
+        "ca",
+        "issue",
+        "--dir",
+        &d,
+        "--service",
+        "web",
+        "--dns",
+        "localhost",
+        "-o",
+        &server,
+    ]);
+    assert!(ok, "{err}");
+
+    let yaml = write(
+        "provided.yaml",
+        "type: Mesh\nname: default\nmetrics: {enabledBackend: p, backends: [{name: p, type: prometheus, conf: {tls: {mode: providedTLS}}}]}\n---\ntype: Dataplane\nmesh: default\nname: dp\nnetworking: {address: 127.0.0.1, inbound: [{port: 8080, tags: {kuma.io/service: web}}]}\n",
+    );
+    let wasm = write("tls.wasm", "");
+    let run = |cert: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_meshmetrics"))
+            .args([
+                "bootstrap",
+                "--dataplane",
+                "dp",
+                "-f",
+                &yaml,
+                "--wasm",
+                &wasm,
+            ])
+            .args(["--certs-dir", &d])
+            .env("KUMA_DATAPLANE_RUNTIME_METRICS_CERT_PATH", cert)
+            .env(
+                "KUMA_DATAPLANE_RUNTIME_METRICS_KEY_PATH",
+                format!("{server}.key"),
+            )
+            .output()
+            .expect("run meshmetrics");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&format!("{server}.pem"));
+    assert!(ok, "{err}");
+    assert!(out.contains("tls_certificate_sds_secret_configs"), "{out}");
+    let (ok, _, err) = run("/no/such/cert.pem");
+    assert!(!ok);
+    assert!(
+        err.contains("Dataplane dp: metrics.conf.tls.mode providedTLS: certificate /no/such/cert.pem: cannot read"),
+        "{err}"
+    );
+}

@@ -233,7 +233,9 @@ impl Envoy {
     pub fn start(e: &Effective, opts: &Options, with_filter: bool) -> Envoy {
         let dir = temp_dir(&e.dataplane);
         let config = dir.join("bootstrap.yaml");
-        let mut b = bootstrap::bootstrap(e, opts);
+        let mut b = bootstrap::bootstrap(e, opts)
+            .unwrap_or_else(|err| panic!("bootstrap of {}: {err:#}", e.dataplane))
+            .config;
         if !with_filter {
             b["static_resources"] = serde_json::json!({});
         }

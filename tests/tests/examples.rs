@@ -26,7 +26,11 @@ fn every_documented_example_validates_and_serves() {
         let name = res.dataplanes[0].name.clone();
         let e = effective_of(&res, &name);
 
-        let (ok, out) = envoy_validate(&bootstrap(&e, &Options::new(wasm())));
+        let (ok, out) = envoy_validate(
+            &bootstrap(&e, &Options::new(wasm()))
+                .expect("bootstrap")
+                .config,
+        );
         assert!(
             ok,
             "{}: envoy --mode validate failed:\n{out}",

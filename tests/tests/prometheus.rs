@@ -166,7 +166,12 @@ fn prometheus_discovers_scrapes_and_stores_coherent_series() {
         })
     });
 
-    let config = meshmetrics::discovery::prometheus::scrape_config(&discovery, "meshmetrics", "1s");
+    let config = meshmetrics::discovery::prometheus::scrape_config(
+        &discovery,
+        "meshmetrics",
+        "1s",
+        &Default::default(),
+    );
     let prom = Prometheus::start(&format!("global:\n  evaluation_interval: 1s\n{config}"));
     prom.wait_until("scraping both dataplanes", |p| {
         let mut up = p.targets_up();

@@ -7,12 +7,19 @@
 //! - the static runtime raising `http.async_response_buffer_limit` to the body cap, or a large
 //!   Envoy's stats (26 MB at 2,000 clusters) would reach the filter as a failed call.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use anyhow::{Context, Result, bail};
 use meshmetrics_filter::config::{FilterConfig, Label, Source, SourceKind};
 use serde_json::{Value, json};
 
-use crate::effective::Effective;
+use crate::effective::{Allowed, Effective};
+use crate::resources::metrics::TlsMode;
+use crate::tls;
+
+/// Environment variables naming the `providedTLS` certificate and key (as in Kuma).
+pub const CERT_ENV: &str = "KUMA_DATAPLANE_RUNTIME_METRICS_CERT_PATH";
+pub const KEY_ENV: &str = "KUMA_DATAPLANE_RUNTIME_METRICS_KEY_PATH";
 
 pub const ADMIN_CLUSTER: &str = "meshmetrics_envoy_admin";
 pub const LISTENER: &str = "meshmetrics_prometheus";
@@ -32,6 +39,23 @@ pub struct Options {
     /// are the many (a 26 MB scrape grows to 45 MB), and Prometheus adds the same labels from
     /// discovery as target labels.
     pub envoy_labels: bool,
+    /// `providedTLS`: the certificate and key files (flags, or the `KUMA_…_PATH` variables).
+    pub provided_tls: Option<(PathBuf, PathBuf)>,
+    /// `providedTLS` without a usable certificate: serve plaintext (Kuma's silent behaviour, here
+    /// with a warning) instead of refusing.
+    pub allow_plaintext_fallback: bool,
+    /// `activeMTLSBackend`: the mesh CA directory (`meshmetrics ca init`).
+    pub mesh_ca: Option<PathBuf>,
+    /// Where the files the bootstrap refers to are written: the SDS file naming the listener's
+    /// certificate (so Envoy reloads it on rotation) and, under mTLS, the issued certificate.
+    pub certs_dir: PathBuf,
+}
+
+/// A generated bootstrap, and what the user should know about it.
+#[derive(Clone, Debug)]
+pub struct Generated {
+    pub config: Value,
+    pub warnings: Vec<String>,
 }
 
 impl Options {
@@ -42,6 +66,10 @@ impl Options {
             timeout_ms: meshmetrics_filter::config::DEFAULT_TIMEOUT_MS,
             max_body_bytes: meshmetrics_filter::config::DEFAULT_MAX_BODY_BYTES,
             envoy_labels: false,
+            provided_tls: None,
+            allow_plaintext_fallback: false,
+            mesh_ca: None,
+            certs_dir: PathBuf::from("."),
         }
     }
 }
@@ -119,9 +147,153 @@ fn cluster(name: &str, address: &str, port: u16) -> Value {
     })
 }
 
-/// The whole bootstrap, as a JSON value (written out as YAML).
-pub fn bootstrap(e: &Effective, o: &Options) -> Value {
-    let config = filter_config(e, o);
+fn tls_socket(context: Value) -> Value {
+    json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": context,
+    })
+}
+
+/// The listener's TLS (none when plaintext), and warnings.
+fn transport_socket(
+    e: &Effective,
+    o: &Options,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Value>> {
+    const DOWNSTREAM: &str =
+        "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
+    match e.tls {
+        TlsMode::Disabled => Ok(None),
+        TlsMode::ProvidedTls => {
+            let checked = match &o.provided_tls {
+                None => Err(anyhow::anyhow!(
+                    "providedTLS needs a certificate and key: set {CERT_ENV} and {KEY_ENV} (or --metrics-cert / --metrics-key)"
+                )),
+                Some((cert, key)) => {
+                    tls::check_pair(cert, key).map(|()| (cert.clone(), key.clone()))
+                }
+            };
+            match checked {
+                Ok((cert, key)) => Ok(Some(tls_socket(json!({
+                    "@type": DOWNSTREAM,
+                    "common_tls_context": {
+                        "tls_certificate_sds_secret_configs": [sds_secret(e, o, &cert, &key)?],
+                    }
+                })))),
+                Err(why) if o.allow_plaintext_fallback => {
+                    warnings.push(format!(
+                        "{why:#}; serving metrics in PLAINTEXT (--allow-plaintext-fallback)"
+                    ));
+                    Ok(None)
+                }
+                Err(why) => Err(why.context(format!(
+                    "Dataplane {}: metrics.conf.tls.mode providedTLS",
+                    e.dataplane
+                ))),
+            }
+        }
+        TlsMode::ActiveMtlsBackend => {
+            let Some(ca) = &o.mesh_ca else {
+                bail!(
+                    "Dataplane {}: activeMTLSBackend needs mesh {:?}'s CA: --mesh-ca <dir> (create it with `meshmetrics ca init`)",
+                    e.dataplane,
+                    e.mesh
+                );
+            };
+            let mut id = tls::Identity::spiffe(&e.mesh, &e.service);
+            id.dns.push("localhost".into());
+            if let Ok(ip) = e.address.parse::<std::net::IpAddr>()
+                && !ip.is_unspecified()
+            {
+                id.ips.push(ip);
+            }
+            let (cert, key) = tls::issue(ca, &id, &o.certs_dir.join(&e.dataplane))
+                .with_context(|| format!("issuing the certificate of dataplane {}", e.dataplane))?;
+            Ok(Some(tls_socket(json!({
+                "@type": DOWNSTREAM,
+                "require_client_certificate": true,
+                "common_tls_context": {
+                    "tls_certificate_sds_secret_configs": [sds_secret(e, o, &cert, &key)?],
+                    // A client must hold a certificate of this mesh's CA naming an identity of
+                    // this mesh; which identities may scrape is the RBAC filter's business.
+                    "validation_context": {
+                        "trusted_ca": {"filename": absolute(&ca.join(tls::CA_CERT))?},
+                        "match_typed_subject_alt_names": [{
+                            "san_type": "URI",
+                            "matcher": {"prefix": format!("spiffe://{}/", e.mesh)},
+                        }],
+                    },
+                },
+            }))))
+        }
+    }
+}
+
+/// The listener's certificate through SDS from a file, not inline: Envoy watches the directories
+/// of the certificate and key files named by an SDS secret and reloads them when they are
+/// replaced (renamed over, as Kubernetes secret volumes and cert-manager do), with no restart.
+/// Inline `filename`s in the bootstrap are read once.
+fn sds_secret(e: &Effective, o: &Options, cert: &Path, key: &Path) -> Result<Value> {
+    let name = format!("meshmetrics_{}_metrics_cert", e.dataplane);
+    let secret = json!({"resources": [{
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+        "name": name,
+        "tls_certificate": {
+            "certificate_chain": {"filename": absolute(cert)?},
+            "private_key": {"filename": absolute(key)?},
+        }
+    }]});
+    std::fs::create_dir_all(&o.certs_dir)
+        .with_context(|| format!("creating {}", o.certs_dir.display()))?;
+    let file = o
+        .certs_dir
+        .join(format!("{}-metrics-sds.yaml", e.dataplane));
+    std::fs::write(&file, crate::resources::yaml::to_yaml_text(&secret))
+        .with_context(|| format!("writing {}", file.display()))?;
+    Ok(json!({
+        "name": name,
+        "sds_config": {"path_config_source": {"path": absolute(&file)?}, "resource_api_version": "V3"},
+    }))
+}
+
+fn absolute(p: &Path) -> Result<String> {
+    Ok(std::fs::canonicalize(p)
+        .with_context(|| format!("{}: no such file", p.display()))?
+        .display()
+        .to_string())
+}
+
+/// Envoy's RBAC filter for the TrafficPermissions that select the endpoint: only the permitted
+/// identities pass; others get 403.
+fn rbac(e: &Effective) -> Option<Value> {
+    let allowed = e.allowed.as_ref()?;
+    let principals: Vec<Value> = allowed
+        .iter()
+        .map(|a| {
+            let matcher = match a {
+                Allowed::Service(s) => json!({"exact": format!("spiffe://{}/{s}", e.mesh)}),
+                Allowed::AnyInMesh => json!({"prefix": format!("spiffe://{}/", e.mesh)}),
+            };
+            json!({"authenticated": {"principal_name": matcher}})
+        })
+        .collect();
+    // An ALLOW rule set with no policy admits no one (a policy needs one principal at least).
+    let policies = if principals.is_empty() {
+        json!({})
+    } else {
+        json!({"traffic-permissions": {"permissions": [{"any": true}], "principals": principals}})
+    };
+    Some(json!({
+        "name": "envoy.filters.http.rbac",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+            "rules": {"action": "ALLOW", "policies": policies}
+        }
+    }))
+}
+
+/// The HTTP connection manager of one filter chain: [RBAC →] the meshmetrics wasm filter → router.
+fn http_manager(config: &FilterConfig, wasm_file: &Path, rbac: Option<Value>) -> Value {
     let wasm = json!({
         "name": "meshmetrics",
         "typed_config": {
@@ -136,14 +308,15 @@ pub fn bootstrap(e: &Effective, o: &Options) -> Value {
                 },
                 "fail_open": false,
                 "vm_config": {
+                    // Both chains name the same VM: one module instance per worker.
                     "vm_id": "meshmetrics",
                     "runtime": "envoy.wasm.runtime.v8",
-                    "code": {"local": {"filename": o.wasm.display().to_string()}}
+                    "code": {"local": {"filename": wasm_file.display().to_string()}}
                 }
             }
         }
     });
-    let hcm = json!({
+    json!({
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -156,31 +329,87 @@ pub fn bootstrap(e: &Effective, o: &Options) -> Value {
                     "routes": [{"match": {"prefix": "/"}, "direct_response": {"status": 404, "body": {"inline_string": "not found\n"}}}]
                 }]
             },
-            "http_filters": [
+            "http_filters": rbac.into_iter().chain([
                 wasm,
-                {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
-            ]
+                json!({"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}),
+            ]).collect::<Vec<_>>()
         }
-    });
+    })
+}
+
+/// Source ranges that count as "the dataplane itself": loopback and the listener's own address.
+fn own_addresses(e: &Effective) -> Vec<Value> {
+    let mut ranges = vec![
+        json!({"address_prefix": "127.0.0.1", "prefix_len": 32}),
+        json!({"address_prefix": "::1", "prefix_len": 128}),
+    ];
+    if let Ok(ip) = e.address.parse::<std::net::IpAddr>()
+        && !ip.is_unspecified()
+        && !ip.is_loopback()
+    {
+        let len = if ip.is_ipv4() { 32 } else { 128 };
+        ranges.push(json!({"address_prefix": ip.to_string(), "prefix_len": len}));
+    }
+    ranges
+}
+
+/// The whole bootstrap, as a JSON value (written out as YAML).
+pub fn bootstrap(e: &Effective, o: &Options) -> Result<Generated> {
+    let mut warnings = Vec::new();
+    let socket = transport_socket(e, o, &mut warnings)?;
+    let config = filter_config(e, o);
     let mut clusters = vec![cluster(ADMIN_CLUSTER, "127.0.0.1", o.admin_port)];
     clusters.extend(
         e.apps
             .iter()
             .map(|a| cluster(&app_cluster(&a.name), &a.address, a.port)),
     );
-    json!({
+    let mut listener = json!({
+        "name": LISTENER,
+        "address": {"socket_address": {"address": e.address, "port_value": e.port}},
+    });
+    match socket {
+        None => {
+            listener["filter_chains"] = json!([{"filters": [http_manager(&config, &o.wasm, None)]}])
+        }
+        Some(socket) if e.tls == TlsMode::ActiveMtlsBackend => {
+            // mTLS for everyone; plaintext only from the dataplane itself (Kuma's rule), told
+            // apart by the TLS inspector. Plaintext from elsewhere matches no chain: closed.
+            listener["listener_filters"] = json!([{
+                "name": "envoy.filters.listener.tls_inspector",
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}
+            }]);
+            listener["filter_chains"] = json!([
+                {
+                    "name": "mtls",
+                    "filter_chain_match": {"transport_protocol": "tls"},
+                    "filters": [http_manager(&config, &o.wasm, rbac(e))],
+                    "transport_socket": socket,
+                },
+                {
+                    "name": "plaintext-from-self",
+                    "filter_chain_match": {"transport_protocol": "raw_buffer", "source_prefix_ranges": own_addresses(e)},
+                    "filters": [http_manager(&config, &o.wasm, None)],
+                },
+            ]);
+        }
+        Some(socket) => {
+            listener["filter_chains"] = json!([{
+                "filters": [http_manager(&config, &o.wasm, None)],
+                "transport_socket": socket,
+            }]);
+        }
+    }
+    let config = json!({
         "node": {"id": e.dataplane, "cluster": e.service},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": o.admin_port}}},
         "layered_runtime": {"layers": [{"name": "meshmetrics", "static_layer": {
             "http.async_response_buffer_limit": o.max_body_bytes + (1 << 20)
         }}]},
         "static_resources": {
-            "listeners": [{
-                "name": LISTENER,
-                "address": {"socket_address": {"address": e.address, "port_value": e.port}},
-                "filter_chains": [{"filters": [hcm]}]
-            }],
+            "listeners": [listener],
             "clusters": clusters
         }
-    })
+    });
+    Ok(Generated { config, warnings })
 }

@@ -62,7 +62,9 @@ pub fn compute(res: &Resources) -> (Vec<Assignment>, Diagnostics) {
                     mesh: e.mesh.clone(),
                     service: e.service.clone(),
                     dataplane: e.dataplane.clone(),
-                    scheme: if e.tls == TlsMode::ProvidedTls {
+                    // Both TLS modes need Prometheus to speak TLS itself (mTLS: with a client
+                    // certificate of the mesh, `meshmetrics ca issue`).
+                    scheme: if e.tls != TlsMode::Disabled {
                         "https"
                     } else {
                         "http"

@@ -6,8 +6,34 @@
 /// Envoy's samples (unlabelled by default) get the same three from the relabelling below. With
 /// `honor_labels: false` Prometheus would rename the app samples' labels to `exported_*` even
 /// though the values are equal.
-pub fn scrape_config(discovery: &str, job: &str, interval: &str) -> String {
+/// Files Prometheus needs for TLS targets (`providedTLS`: the CA; `activeMTLSBackend`: the mesh
+/// CA and a client certificate of the mesh, e.g. `spiffe://<mesh>/prometheus-server`).
+#[derive(Clone, Debug, Default)]
+pub struct TlsFiles {
+    pub ca: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+}
+
+pub fn scrape_config(discovery: &str, job: &str, interval: &str, tls: &TlsFiles) -> String {
     let discovery = discovery.trim_end_matches('/');
+    let mut tls_config = String::new();
+    for (key, value) in [
+        ("ca_file", &tls.ca),
+        ("cert_file", &tls.cert),
+        ("key_file", &tls.key),
+    ] {
+        if let Some(v) = value {
+            tls_config.push_str(&format!("    {key}: {v}\n"));
+        }
+    }
+    let tls_config = if tls_config.is_empty() {
+        "  # Targets served over TLS announce __scheme__ https; give Prometheus the CA (and, under\n  # activeMTLSBackend, a client certificate of the mesh): --tls-ca, --tls-cert, --tls-key.\n".to_owned()
+    } else {
+        format!(
+            "  # TLS targets (__scheme__ https); plaintext ones ignore this.\n  tls_config:\n{tls_config}"
+        )
+    };
     format!(
         r#"scrape_configs:
 - job_name: {job}
@@ -23,8 +49,6 @@ pub fn scrape_config(discovery: &str, job: &str, interval: &str) -> String {
     target_label: dataplane
   - source_labels: [__meta_kuma_service]
     target_label: service
-  # Targets served over TLS (providedTLS) announce __scheme__ https; give Prometheus the CA:
-  # tls_config: {{ca_file: /path/to/ca.pem}}
-"#
+{tls_config}"#
     )
 }

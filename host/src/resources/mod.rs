@@ -9,6 +9,7 @@ pub mod annotations;
 pub mod dataplane;
 pub mod mesh;
 pub mod metrics;
+pub mod permission;
 pub mod reader;
 pub mod yaml;
 
@@ -17,6 +18,7 @@ use serde_json::Value;
 use crate::diag::Diagnostics;
 pub use dataplane::Dataplane;
 pub use mesh::Mesh;
+pub use permission::TrafficPermission;
 use reader::{Ctx, Obj};
 pub use yaml::Document;
 
@@ -25,6 +27,7 @@ pub use yaml::Document;
 pub struct Resources {
     pub meshes: Vec<Mesh>,
     pub dataplanes: Vec<Dataplane>,
+    pub permissions: Vec<TrafficPermission>,
     pub diagnostics: Diagnostics,
 }
 
@@ -95,7 +98,12 @@ impl Resources {
                     self.dataplanes
                         .push(dataplane::read(&mut ctx, name, aliases, mesh, spec));
                 }
-                "TrafficPermission" => {} // read by the TLS / RBAC generation
+                "TrafficPermission" => {
+                    let mesh = str_at("/mesh").unwrap_or_else(|| "default".into());
+                    let spec = Obj::new(&mut ctx, v.get("spec"), "spec");
+                    self.permissions
+                        .push(permission::read(&mut ctx, name, mesh, spec));
+                }
                 k if WORKLOADS.contains(&k) => {
                     if let Some(dp) = dataplane::read_pod(&mut ctx, v, k) {
                         self.dataplanes.push(dp);
@@ -133,7 +141,11 @@ impl Resources {
                     self.dataplanes
                         .push(dataplane::read(&mut ctx, name, Vec::new(), mesh, body));
                 }
-                "TrafficPermission" => {}
+                "TrafficPermission" => {
+                    let mesh = str_at("/mesh").unwrap_or_else(|| "default".into());
+                    self.permissions
+                        .push(permission::read(&mut ctx, name, mesh, body));
+                }
                 _ => ctx.warn(
                     "type",
                     format!("{kind:?} is not a resource meshmetrics reads ({where_}); ignored"),
