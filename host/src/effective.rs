@@ -382,10 +382,16 @@ mod tests {
                 "mtls: {enabledBackend: ca}\nmetrics:\n  enabledBackend",
             )
             .replace("skipMTLS: true", "skipMTLS: false");
-        let err = eff(&with_mtls, "d").unwrap_err();
-        assert!(
-            err.contains("activeMTLSBackend is not supported yet"),
-            "{err}"
+        let e = eff(&with_mtls, "d").unwrap();
+        assert_eq!((e.tls, e.allowed), (TlsMode::ActiveMtlsBackend, None));
+        // A TrafficPermission whose destination is the endpoint's tags lists who may scrape.
+        let permitted = format!(
+            "{with_mtls}---\ntype: TrafficPermission\nname: tp\nmesh: m\nsources: [{{match: {{kuma.io/service: prom}}}}, {{match: {{kuma.io/service: '*'}}}}]\ndestinations: [{{match: {{team: a}}}}]\n"
+        );
+        let e = eff(&permitted, "d").unwrap();
+        assert_eq!(
+            e.allowed,
+            Some(vec![Allowed::Service("prom".into()), Allowed::AnyInMesh])
         );
         // No mTLS on the mesh: plaintext, with a warning.
         let no_mtls = dp("").replace("skipMTLS: true", "skipMTLS: false");
