@@ -276,7 +276,14 @@ fn self_metrics_merge_like_a_source() {
         },
     ];
     m.add_self_metrics(&reports, &LabelSet::default());
+    m.add_vm_memory(1 << 20, &LabelSet::default());
     let out = String::from_utf8(m.finish().to_vec()).unwrap();
+    assert!(
+        out.contains(
+            "# TYPE meshmetrics_wasm_memory_bytes gauge\nmeshmetrics_wasm_memory_bytes 1048576\n"
+        ),
+        "{out}"
+    );
     assert!(out.contains("# TYPE meshmetrics_source_up gauge\nmeshmetrics_source_up{source=\"envoy\"} 1\nmeshmetrics_source_up{source=\"app\\\"1\"} 0\n"), "{out}");
     assert!(out.contains("meshmetrics_source_duration_seconds{source=\"envoy\"} 0.25\n"));
     assert!(out.contains("# TYPE meshmetrics_source_samples_dropped counter\nmeshmetrics_source_samples_dropped_total{source=\"envoy\"} 0\nmeshmetrics_source_samples_dropped_total{source=\"app\\\"1\"} 7\n"));

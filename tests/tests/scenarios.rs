@@ -99,6 +99,14 @@ fn envoy_and_two_apps_in_one_scrape_with_identity_labels(backend: Backend) {
         self_metric(&s.body, "meshmetrics_source_up", "payments"),
         Some(1.0)
     );
+    // The VM's linear memory, from inside the module: whole 64 KiB pages, never zero.
+    let memory: f64 = s
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("meshmetrics_wasm_memory_bytes "))
+        .and_then(|v| v.parse().ok())
+        .expect("meshmetrics_wasm_memory_bytes");
+    assert!(memory > 0.0 && memory % 65_536.0 == 0.0, "{memory}");
     promtool_check(&s.body);
     python_parse(&s.body, false);
 

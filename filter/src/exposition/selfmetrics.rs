@@ -61,7 +61,25 @@ pub fn render_self_metrics(reports: &[SourceReport<'_>], out: &mut Vec<u8>) {
     }
 }
 
+/// The family telling the size of the filter's wasm linear memory: it never shrinks, so this is
+/// the VM's high-water mark — what an operator watches for growth across scrapes.
+pub fn render_vm_memory(bytes: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(
+        b"# HELP meshmetrics_wasm_memory_bytes Size of the linear memory of the filter's wasm VM that answered this scrape.\n\
+          # TYPE meshmetrics_wasm_memory_bytes gauge\nmeshmetrics_wasm_memory_bytes ",
+    );
+    out.extend_from_slice(bytes.to_string().as_bytes());
+    out.push(b'\n');
+}
+
 impl Merger {
+    /// Adds the VM's memory size (see [`render_vm_memory`]) to this scrape.
+    pub fn add_vm_memory(&mut self, bytes: u64, labels: &LabelSet) {
+        let mut body = Vec::with_capacity(256);
+        render_vm_memory(bytes, &mut body);
+        self.add_source(&body, Format::Text, labels);
+    }
+
     /// Adds the self-metrics to this scrape, like one more source.
     pub fn add_self_metrics(&mut self, reports: &[SourceReport<'_>], labels: &LabelSet) {
         let mut body = Vec::with_capacity(1024 + reports.len() * 256);

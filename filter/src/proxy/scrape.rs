@@ -203,6 +203,9 @@ impl Scrape {
             })
             .collect();
         merger.add_self_metrics(&reports, &plugin.self_labels);
+        // Pages of 64 KiB; this code only builds for wasm32 (`proxy/` is wasm-only).
+        let memory = core::arch::wasm32::memory_size(0) as u64 * 65_536;
+        merger.add_vm_memory(memory, &plugin.self_labels);
         let content_type = merger.format().content_type();
         let body = merger.finish();
         let body = if self.head { None } else { Some(body) };
