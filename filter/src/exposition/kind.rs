@@ -85,7 +85,10 @@ impl Kind {
     /// what its suffix is.
     #[inline]
     pub(crate) fn accepts(self, base: &[u8], name: &[u8]) -> Option<Suffix> {
-        let rest = name.strip_prefix(base)?;
+        if !super::bytes::starts_with(name, base) {
+            return None;
+        }
+        let rest = &name[base.len()..];
         // A match compiles to a length switch and word compares; this runs once per sample.
         let suffix = match rest {
             b"" => Suffix::Bare,

@@ -39,6 +39,7 @@
 //! - `untyped` becomes `unknown`; HELP is re-escaped; timestamps go from ms to seconds.
 //! - `# EOF` is written once, last.
 
+mod bytes;
 mod escape;
 mod filter;
 mod format;

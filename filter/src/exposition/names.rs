@@ -60,6 +60,12 @@ pub(crate) fn label_name_len(s: &[u8]) -> usize {
         .count()
 }
 
+/// Whether `b` may follow the first character of a legacy label name.
+#[inline]
+pub(crate) fn is_label_cont(b: u8) -> bool {
+    CLASS[b as usize] & LABEL_CONT != 0
+}
+
 /// Whether `s` is a metric name every Prometheus parser accepts unquoted.
 pub(crate) fn is_legacy_metric_name(s: &[u8]) -> bool {
     !s.is_empty() && metric_name_len(s) == s.len()

@@ -6,7 +6,7 @@
 //! already in canonical form, so the writer can copy it instead of rebuilding it.
 
 use super::Format;
-use super::names::{label_name_len, metric_name_len};
+use super::names::{is_label_cont, label_name_len, metric_name_len};
 use super::value::{is_float, is_timestamp};
 
 /// A byte range within the line being scanned.
@@ -96,6 +96,41 @@ pub(crate) struct Scanner {
     pub labels: Vec<LabelSpan>,
     pub exemplar_labels: Vec<LabelSpan>,
     dup_scratch: Vec<Span>,
+    names: NameCache,
+    exemplar_names: NameCache,
+}
+
+/// The label names of the previous sample, by position. Envoy and most apps repeat the same names
+/// line after line, and comparing a name already known valid word by word is cheaper than
+/// classifying each of its bytes again (profiled in wasm: label names were the scanner's top cost).
+#[derive(Default)]
+struct NameCache {
+    slots: Vec<Vec<u8>>,
+}
+
+impl NameCache {
+    /// The length of the legacy label name at the start of `s` (0 if there is none), remembered
+    /// for position `slot`.
+    #[inline]
+    fn label_name_len(&mut self, slot: usize, s: &[u8]) -> usize {
+        if let Some(prev) = self.slots.get(slot)
+            && !prev.is_empty()
+            && super::bytes::starts_with(s, prev)
+            && !s.get(prev.len()).is_some_and(|&b| is_label_cont(b))
+        {
+            return prev.len();
+        }
+        let n = label_name_len(s);
+        match self.slots.get_mut(slot) {
+            Some(prev) => {
+                prev.clear();
+                prev.extend_from_slice(&s[..n]);
+            }
+            // Slots are filled in order, so `slot` is at most one past the end.
+            None => self.slots.push(s[..n].to_vec()),
+        }
+        n
+    }
 }
 
 #[inline]
@@ -121,11 +156,12 @@ fn quoted(line: &[u8], i: usize) -> Option<(Span, usize, bool)> {
     let start = i + 1;
     let mut j = start;
     let mut repair = false;
+    let mut high = false;
     loop {
-        let k = j + memchr::memchr2(b'"', b'\\', line.get(j..)?)?;
+        let (k, high_here) = super::bytes::find_quote_or_backslash(line, j)?;
+        high |= high_here;
         if line[k] == b'"' {
-            let content = &line[start..k];
-            if !content.is_ascii() && std::str::from_utf8(content).is_err() {
+            if high && std::str::from_utf8(&line[start..k]).is_err() {
                 return None;
             }
             return Some((Span { start, end: k }, k + 1, repair));
@@ -183,7 +219,13 @@ impl Scanner {
             canonical &= j == after;
             head_end = match line.get(j) {
                 Some(b'}') => j + 1,
-                Some(b',') => label_set(line, j + 1, &mut self.labels, &mut canonical)?,
+                Some(b',') => label_set(
+                    line,
+                    j + 1,
+                    &mut self.labels,
+                    &mut self.names,
+                    &mut canonical,
+                )?,
                 _ => return None,
             };
             canonical &= !super::names::is_legacy_metric_name(span.of(line));
@@ -191,11 +233,10 @@ impl Scanner {
             quoted_name = true;
             open = None;
         } else {
-            let n = match line.strip_prefix(known_prefix) {
-                Some(rest) if !known_prefix.is_empty() => {
-                    known_prefix.len() + super::names::metric_name_cont_len(rest)
-                }
-                _ => metric_name_len(line),
+            let n = if !known_prefix.is_empty() && super::bytes::starts_with(line, known_prefix) {
+                known_prefix.len() + super::names::metric_name_cont_len(&line[known_prefix.len()..])
+            } else {
+                metric_name_len(line)
             };
             if n == 0 {
                 return None;
@@ -204,7 +245,13 @@ impl Scanner {
             quoted_name = false;
             if line.get(n) == Some(&b'{') {
                 open = Some(n);
-                head_end = label_set(line, n + 1, &mut self.labels, &mut canonical)?;
+                head_end = label_set(
+                    line,
+                    n + 1,
+                    &mut self.labels,
+                    &mut self.names,
+                    &mut canonical,
+                )?;
             } else {
                 open = None;
                 head_end = n;
@@ -279,7 +326,13 @@ impl Scanner {
         if line.get(i) != Some(&b'{') {
             return None;
         }
-        let after = label_set(line, i + 1, &mut self.exemplar_labels, &mut canonical)?;
+        let after = label_set(
+            line,
+            i + 1,
+            &mut self.exemplar_labels,
+            &mut self.exemplar_names,
+            &mut canonical,
+        )?;
         canonical &= !self.exemplar_labels.iter().any(|l| l.repair);
         let j = skip_blanks(line, after);
         canonical &= j == after + 1;
@@ -338,6 +391,7 @@ fn label_set(
     line: &[u8],
     mut i: usize,
     out: &mut Vec<LabelSpan>,
+    names: &mut NameCache,
     canonical: &mut bool,
 ) -> Option<usize> {
     let mut after_comma = false;
@@ -360,7 +414,7 @@ fn label_set(
                 i = label_value(line, i, name, out, canonical)?;
             }
             _ => {
-                let n = label_name_len(&line[i..]);
+                let n = names.label_name_len(out.len(), &line[i..]);
                 if n == 0 {
                     return None;
                 }
@@ -418,7 +472,7 @@ fn has_duplicate(line: &[u8], labels: &[LabelSpan], scratch: &mut Vec<Span>) -> 
         return labels.iter().enumerate().any(|(i, a)| {
             labels[i + 1..]
                 .iter()
-                .any(|b| a.name.of(line) == b.name.of(line))
+                .any(|b| super::bytes::eq(a.name.of(line), b.name.of(line)))
         });
     }
     scratch.clear();

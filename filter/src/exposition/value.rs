@@ -8,6 +8,10 @@ use super::Format;
 /// Hex floats and `_` separators are refused: parsers disagree on them.
 #[inline]
 pub(crate) fn is_float(v: &[u8]) -> bool {
+    // Nearly every value starts with a digit: decide those without the word comparisons below.
+    if v.first().is_some_and(u8::is_ascii_digit) {
+        return is_decimal(v);
+    }
     let unsigned = match v.first() {
         Some(b'+' | b'-') => &v[1..],
         _ => v,
