@@ -140,6 +140,30 @@ fn family_order_is_first_seen() {
 }
 
 #[test]
+fn shared_families_join_when_more_sources_follow() {
+    // Two apps share `a`, then Envoy's own families arrive last: `a` is joined in the middle of
+    // the body while `c`, `d` and `e` keep their place.
+    let app1 = "# TYPE a gauge\na 1\n# TYPE b gauge\nb 1\n";
+    let app2 = "# TYPE a gauge\na 2\n# TYPE c gauge\nc 1\n";
+    let envoy = "# TYPE d counter\nd 1\n# TYPE e gauge\ne{x=\"1\"} 1\ne{x=\"2\"} 2\n";
+    let (out, _) = merge(
+        Format::Text,
+        None,
+        &[
+            text(app1, &[("s", "1")]),
+            text(app2, &[("s", "2")]),
+            text(envoy, &[]),
+        ],
+    );
+    assert_eq!(
+        out,
+        "# TYPE a gauge\na{s=\"1\"} 1\na{s=\"2\"} 2\n# TYPE b gauge\nb{s=\"1\"} 1\n\
+         # TYPE c gauge\nc{s=\"2\"} 1\n# TYPE d counter\nd 1\n\
+         # TYPE e gauge\ne{x=\"1\"} 1\ne{x=\"2\"} 2\n"
+    );
+}
+
+#[test]
 fn type_conflict_keeps_the_first_and_counts_the_rest() {
     let a = "# TYPE x gauge\nx 1\n";
     let b = "# TYPE x summary\nx{quantile=\"0.5\"} 1\nx_sum 2\nx_count 3\n# TYPE y gauge\ny 1\n";

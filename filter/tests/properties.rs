@@ -212,3 +212,38 @@ proptest! {
         check(&sources, out);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// The filter reads a body from the host in pieces, cut anywhere (inside a line, between
+    /// `\r` and `\n`, between a `# HELP` and its `# TYPE`): the output and the counts must be
+    /// exactly what the whole body gives.
+    #[test]
+    fn a_body_read_in_pieces_merges_like_the_whole(
+        sources in prop::collection::vec((body(), format()), 1..3),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+        out in format(),
+    ) {
+        let labels = LabelSet::new([("mesh", "m"), ("service", "s")]).unwrap();
+        let mut whole = Merger::new();
+        let mut pieces = Merger::new();
+        whole.begin(out, None);
+        pieces.begin(out, None);
+        for (body, input) in &sources {
+            let expected = whole.add_source(body, *input, &labels);
+            let mut at: Vec<usize> = cuts.iter().map(|c| c.index(body.len() + 1)).collect();
+            at.push(0);
+            at.push(body.len());
+            at.sort_unstable();
+            let mut reader = pieces.source(*input, &labels, 0);
+            for w in at.windows(2) {
+                reader.feed(&body[w[0]..w[1]]);
+            }
+            let got = reader.finish();
+            prop_assert_eq!(got, expected);
+        }
+        let (a, b) = (whole.finish().to_vec(), pieces.finish().to_vec());
+        prop_assert_eq!(String::from_utf8_lossy(&b), String::from_utf8_lossy(&a));
+    }
+}

@@ -13,6 +13,9 @@ use super::names::{is_legacy_metric_name, write_name};
 use super::scan::Scanner;
 use super::{FamilyFilter, Format, Kind};
 
+/// Bytes the arena keeps free beyond a source's expected output (see [`Merger::reserve`]).
+const HEADROOM: usize = 64 * 1024;
+
 pub(crate) struct Family {
     pub kind: Kind,
     /// The name every sample starts with (without `_total`, `_bucket`...).
@@ -89,8 +92,15 @@ impl Merger {
     }
 
     /// Reserves room for `additional` more output bytes, so a large source grows the arena once.
+    ///
+    /// Grown exactly, plus headroom for what usually follows (the self-metrics, labels longer
+    /// than guessed): left to `Vec`, a 34 MB arena would double to 68 MB for a few hundred bytes
+    /// of self-metrics, and a wasm module's memory never shrinks back.
     pub fn reserve(&mut self, additional: usize) {
-        self.arena.reserve(additional);
+        if self.arena.capacity() - self.arena.len() < additional {
+            self.arena
+                .reserve_exact(additional + additional / 16 + HEADROOM);
+        }
     }
 
     /// Finds the family whose header name is `base` + the kind's suffix in this format.
@@ -205,7 +215,12 @@ impl Merger {
         &self.arena
     }
 
-    /// Moves the families after the first out-of-place one so each is one contiguous run.
+    /// Moves the families that are out of place so each is one contiguous run.
+    ///
+    /// Only the middle of the arena moves: the families before the first out-of-place one are
+    /// in place, and so are the single-segment families at the end. When apps share a family
+    /// (`process_cpu_seconds_total`) and Envoy's 34 MB arrives last, that is the apps' few MB,
+    /// not Envoy's output.
     fn make_contiguous(&mut self) {
         let mut cursor = 0;
         let mut first_moved = None;
@@ -220,16 +235,33 @@ impl Merger {
             }
         }
         let Some(first) = first_moved else { return };
-        // Families before `first` tile [0, cursor); every other segment lies after it.
+        // Families from `last` on tile [tail, arena end) in order, one segment each.
+        let mut tail = self.arena.len();
+        let mut last = self.families.len();
+        for (i, f) in self.families.iter().enumerate().skip(first + 1).rev() {
+            match f.segments.as_slice() {
+                [] => last = i,
+                [(start, end)] if *end == tail => {
+                    tail = *start;
+                    last = i;
+                }
+                _ => break,
+            }
+        }
+        // Every other segment lies in [cursor, tail): write them there in family order.
         self.scratch.clear();
-        self.scratch.reserve(self.arena.len() - cursor);
-        for f in &self.families[first..] {
+        for f in &self.families[first..last] {
             for &(start, end) in &f.segments {
                 self.scratch.extend_from_slice(&self.arena[start..end]);
             }
         }
-        self.arena.truncate(cursor);
-        self.arena.extend_from_slice(&self.scratch);
+        if self.scratch.len() == tail - cursor {
+            self.arena[cursor..tail].copy_from_slice(&self.scratch);
+        } else {
+            // Unreachable while segments tile the arena; if not, still write a valid body.
+            self.arena
+                .splice(cursor..tail, self.scratch.iter().copied());
+        }
         for f in &mut self.families {
             f.segments.clear();
         }

@@ -59,5 +59,6 @@ pub(crate) use kind::Kind;
 pub use labels::{LabelError, LabelSet};
 pub use merge::Merger;
 pub use names::is_legacy_label_name;
+pub use rewrite::SourceReader;
 pub use selfmetrics::{SourceReport, render_self_metrics};
 pub use stats::SourceStats;

@@ -5,6 +5,7 @@
 //! and a copy. Runs of lines that need no change at all (Envoy's samples when no labels are added)
 //! are not even copied line by line: they are copied as one block when the run ends.
 
+use super::bytes;
 use super::escape::write_repaired_label_value;
 use super::kind::Suffix;
 use super::merge::{Header, Merger};
@@ -23,31 +24,63 @@ enum Target {
     Conflict,
 }
 
-/// Descriptor lines (`# HELP/TYPE/UNIT`) read for a name, not yet bound to a family.
-struct Pending<'a> {
-    name: &'a [u8],
-    help: Option<&'a [u8]>,
-    declared: Option<(Kind, &'a [u8])>,
-    unit: Option<&'a [u8]>,
+/// Descriptor lines (`# HELP/TYPE/UNIT`) read for a name, not yet bound to a family. Owned: the
+/// next line, which decides the family, may come in the next piece of the body.
+#[derive(Default)]
+struct Pending {
+    /// The name, then the help and unit texts, back to back; the fields below index into it.
+    text: Vec<u8>,
+    name_len: usize,
+    help: Option<(usize, usize)>,
+    /// The declared kind and the length of its base name (a prefix of the name).
+    declared: Option<(Kind, usize)>,
+    unit: Option<(usize, usize)>,
 }
 
-struct Pass<'a, 'm> {
+impl Pending {
+    fn name(&self) -> &[u8] {
+        &self.text[..self.name_len]
+    }
+
+    /// Appends `bytes` to the text and returns its range.
+    fn keep(&mut self, bytes: &[u8]) -> (usize, usize) {
+        let start = self.text.len();
+        self.text.extend_from_slice(bytes);
+        (start, self.text.len())
+    }
+
+    fn range(&self, r: Option<(usize, usize)>) -> Option<&[u8]> {
+        r.map(|(a, b)| &self.text[a..b])
+    }
+}
+
+/// The state of one source's pass, kept between the pieces of its body.
+struct Pass<'m> {
     merger: &'m mut Merger,
-    body: &'a [u8],
     input: Format,
     labels: &'m LabelSet,
     stats: SourceStats,
-    pending: Option<Pending<'a>>,
+    pending: Pending,
+    /// `pending` holds a declaration.
+    has_pending: bool,
     /// The family being read: its kind, base name and target. `None` before the first one.
     cur: Option<(Kind, Target)>,
     cur_base: Vec<u8>,
     /// `cur_base` is a legacy metric name, so the scanner may trust a line starting with it.
     cur_base_legacy: bool,
-    /// Body range of consecutive verbatim lines not yet copied.
+    /// Range of consecutive verbatim lines of the current piece not yet copied.
     run: Option<(usize, usize)>,
     eof: bool,
     /// A converted timestamp, built before anything of its line is written.
     ts: Vec<u8>,
+}
+
+/// A source being merged piece by piece, as its body is read from the host: the filter never
+/// holds a whole body, only the output and one piece. Lines may be split across pieces.
+pub struct SourceReader<'m> {
+    pass: Pass<'m>,
+    /// The start of a line whose end is in a later piece.
+    carry: Vec<u8>,
 }
 
 impl Merger {
@@ -55,55 +88,95 @@ impl Merger {
     /// merges its families into this scrape. Never fails: what cannot be used is dropped and
     /// counted in the returned stats.
     pub fn add_source(&mut self, body: &[u8], input: Format, labels: &LabelSet) -> SourceStats {
+        let mut reader = self.source(input, labels, body.len());
+        reader.feed(body);
+        reader.finish()
+    }
+
+    /// Starts merging a source whose body comes in pieces ([`SourceReader::feed`]); `size` is the
+    /// body's length if known (0 if not), to size the output once.
+    pub fn source<'m>(
+        &'m mut self,
+        input: Format,
+        labels: &'m LabelSet,
+        size: usize,
+    ) -> SourceReader<'m> {
         let extra = if labels.is_empty() {
             0
         } else {
-            // Envoy's lines average ~75 bytes; apps' are similar. A close guess grows the arena once.
-            (body.len() / 48 + 1) * (labels.rendered().len() + 1)
+            // Envoy's lines average ~100 bytes, apps' ~75: a generous guess grows the arena once.
+            (size / 48 + 1) * (labels.rendered().len() + 1)
         };
-        self.reserve(body.len() + extra);
-        let mut pass = Pass {
-            merger: self,
-            body,
-            input,
-            labels,
-            stats: SourceStats {
-                bytes: body.len() as u64,
-                ..SourceStats::default()
+        self.reserve(size + extra);
+        SourceReader {
+            pass: Pass {
+                merger: self,
+                input,
+                labels,
+                stats: SourceStats::default(),
+                pending: Pending::default(),
+                has_pending: false,
+                cur: None,
+                cur_base: Vec::new(),
+                cur_base_legacy: false,
+                run: None,
+                eof: false,
+                ts: Vec::new(),
             },
-            pending: None,
-            cur: None,
-            cur_base: Vec::new(),
-            cur_base_legacy: false,
-            run: None,
-            eof: false,
-            ts: Vec::new(),
-        };
-        pass.run();
-        pass.stats
+            carry: Vec::new(),
+        }
     }
 }
 
-impl<'a> Pass<'a, '_> {
-    fn run(&mut self) {
-        let body = self.body;
+impl SourceReader<'_> {
+    /// Merges the next piece of the body.
+    pub fn feed(&mut self, piece: &[u8]) {
+        self.pass.stats.bytes += piece.len() as u64;
+        let mut rest = piece;
+        if !self.carry.is_empty() {
+            let Some(nl) = memchr::memchr(b'\n', piece) else {
+                self.carry.extend_from_slice(piece);
+                return;
+            };
+            self.carry.extend_from_slice(&piece[..=nl]);
+            self.pass.lines(&self.carry);
+            self.carry.clear();
+            rest = &piece[nl + 1..];
+        }
+        let done = self.pass.lines(rest);
+        self.carry.extend_from_slice(&rest[done..]);
+    }
+
+    /// Ends the source (its last line may lack a newline) and says how it went.
+    pub fn finish(mut self) -> SourceStats {
+        let pass = &mut self.pass;
+        if !self.carry.is_empty() {
+            let line = &self.carry[..];
+            pass.line(line, 0, strip_cr(line, 0, line.len()));
+            pass.flush(line);
+        }
+        if pass.has_pending {
+            pass.resolve(&[]);
+        }
+        std::mem::take(&mut pass.stats)
+    }
+}
+
+impl Pass<'_> {
+    /// Merges the complete lines of `body` and returns where the unterminated rest starts.
+    fn lines(&mut self, body: &[u8]) -> usize {
         let mut start = 0;
         for nl in memchr::memchr_iter(b'\n', body) {
-            self.line(start, strip_cr(body, start, nl));
+            self.line(body, start, strip_cr(body, start, nl));
             start = nl + 1;
         }
-        if start < body.len() {
-            self.line(start, strip_cr(body, start, body.len()));
-        }
-        if let Some(p) = self.pending.take() {
-            self.resolve(p);
-        }
-        self.flush();
+        self.flush(body);
+        start
     }
 
     #[inline]
-    fn line(&mut self, start: usize, end: usize) {
-        let line = &self.body[start..end];
+    fn line(&mut self, body: &[u8], start: usize, end: usize) {
+        let line = &body[start..end];
         if self.eof {
             if !line.iter().all(|b| b.is_ascii_whitespace()) {
                 self.stats.malformed_lines += 1;
@@ -116,54 +189,63 @@ impl<'a> Pass<'a, '_> {
             b""
         };
         match self.merger.scanner.scan(line, self.input, known_prefix) {
-            Line::Sample(s) => self.sample(start, end, s),
+            Line::Sample(s) => self.sample(body, start, end, s),
             Line::Blank | Line::Comment => {}
             Line::Eof => self.eof = self.input == Format::OpenMetrics,
             Line::Malformed => self.stats.malformed_lines += 1,
             Line::Help { name, text } => {
-                let p = self.pending_for(name);
-                if p.help.is_none() {
-                    p.help = Some(text);
+                self.pending_for(body, name);
+                if self.pending.help.is_none() {
+                    self.pending.help = Some(self.pending.keep(text));
                 }
             }
             Line::Type { name, word } => match Kind::declare(name, word, self.input) {
-                Some(declared) => {
-                    let p = self.pending_for(name);
-                    if p.declared.is_none() {
-                        p.declared = Some(declared);
+                Some((kind, base)) => {
+                    self.pending_for(body, name);
+                    if self.pending.declared.is_none() {
+                        self.pending.declared = Some((kind, base.len()));
                     }
                 }
                 None => self.stats.malformed_lines += 1,
             },
             Line::Unit { name, unit } => {
-                let p = self.pending_for(name);
-                if p.unit.is_none() {
-                    p.unit = Some(unit);
+                self.pending_for(body, name);
+                if self.pending.unit.is_none() {
+                    self.pending.unit = Some(self.pending.keep(unit));
                 }
             }
         }
     }
 
-    /// The pending declaration for `name`, binding the previous one if it was for another name.
-    fn pending_for(&mut self, name: &'a [u8]) -> &mut Pending<'a> {
-        if self.pending.as_ref().is_some_and(|p| p.name != name)
-            && let Some(p) = self.pending.take()
-        {
-            self.resolve(p);
+    /// Makes `pending` the declaration for `name`, binding the previous one if it was for another
+    /// name.
+    fn pending_for(&mut self, body: &[u8], name: &[u8]) {
+        if self.has_pending && !bytes::eq(self.pending.name(), name) {
+            self.resolve(body);
         }
-        self.pending.get_or_insert(Pending {
-            name,
-            help: None,
-            declared: None,
-            unit: None,
-        })
+        if !self.has_pending {
+            self.has_pending = true;
+            let p = &mut self.pending;
+            p.text.clear();
+            p.text.extend_from_slice(name);
+            p.name_len = name.len();
+            p.help = None;
+            p.declared = None;
+            p.unit = None;
+        }
     }
 
-    /// Binds a declaration to a family: an existing one of the same type, a new one, or nothing
-    /// (filtered, or a type conflict).
-    fn resolve(&mut self, p: Pending<'a>) {
-        self.flush();
-        let (kind, base) = p.declared.unwrap_or((Kind::Unknown, p.name));
+    /// Binds the pending declaration to a family: an existing one of the same type, a new one, or
+    /// nothing (filtered, or a type conflict).
+    fn resolve(&mut self, body: &[u8]) {
+        self.flush(body);
+        self.has_pending = false;
+        // Taken out so its text can be read while the merger is written; put back for its buffer.
+        let p = std::mem::take(&mut self.pending);
+        let (kind, base) = match p.declared {
+            Some((kind, len)) => (kind, &p.name()[..len]),
+            None => (Kind::Unknown, p.name()),
+        };
         match self.merger.lookup(base, kind) {
             Some(idx) => {
                 let fam = &self.merger.families[idx as usize];
@@ -184,8 +266,8 @@ impl<'a> Pass<'a, '_> {
             }
             None => {
                 let header = Header {
-                    help: p.help,
-                    unit: p.unit,
+                    help: p.range(p.help),
+                    unit: p.range(p.unit),
                     source_format: Some(self.input),
                 };
                 let idx = self.merger.create(base, kind, header);
@@ -193,6 +275,7 @@ impl<'a> Pass<'a, '_> {
                 self.set_cur(kind, base, target);
             }
         }
+        self.pending = p;
     }
 
     fn set_cur(&mut self, kind: Kind, base: &[u8], target: Target) {
@@ -212,8 +295,8 @@ impl<'a> Pass<'a, '_> {
 
     /// A sample that does not belong to the family being read: find the family it does belong to,
     /// or start an untyped one named after it.
-    fn switch_implicit(&mut self, name: &[u8]) -> Suffix {
-        self.flush();
+    fn switch_implicit(&mut self, body: &[u8], name: &[u8]) -> Suffix {
+        self.flush(body);
         for candidate in Kind::candidate_bases(name) {
             let Some(idx) = self.merger.lookup_key(candidate) else {
                 continue;
@@ -240,19 +323,19 @@ impl<'a> Pass<'a, '_> {
     }
 
     #[inline]
-    fn sample(&mut self, start: usize, end: usize, s: Sample) {
+    fn sample(&mut self, body: &[u8], start: usize, end: usize, s: Sample) {
         self.stats.samples_in += 1;
-        let line = &self.body[start..end];
+        let line = &body[start..end];
         let name = s.name.of(line);
-        if let Some(p) = self.pending.take() {
-            self.resolve(p);
+        if self.has_pending {
+            self.resolve(body);
         }
         let suffix = match self.cur {
             Some((kind, _)) => match kind.accepts(&self.cur_base, name) {
                 Some(suffix) => suffix,
-                None => self.switch_implicit(name),
+                None => self.switch_implicit(body, name),
             },
-            None => self.switch_implicit(name),
+            None => self.switch_implicit(body, name),
         };
         let Some((kind, target)) = self.cur else {
             return;
@@ -298,19 +381,19 @@ impl<'a> Pass<'a, '_> {
         };
         if self.labels.is_empty() {
             if simple && cut == line.len() {
-                self.verbatim(start, end);
+                self.verbatim(body, start, end);
             } else if simple {
-                self.flush();
+                self.flush(body);
                 let out = &mut self.merger.arena;
                 out.extend_from_slice(&line[..cut]);
                 out.push(b'\n');
             } else {
-                self.flush();
+                self.flush(body);
                 self.rebuild(line, &s, keep_exemplar);
             }
             return;
         }
-        self.flush();
+        self.flush(body);
         let collides = {
             let labels = self.labels;
             self.merger
@@ -425,29 +508,29 @@ impl<'a> Pass<'a, '_> {
 
     /// Queues `body[start..end]` (a line that needs no change) for a block copy.
     #[inline]
-    fn verbatim(&mut self, start: usize, end: usize) {
-        let lf = end < self.body.len() && self.body[end] == b'\n';
+    fn verbatim(&mut self, body: &[u8], start: usize, end: usize) {
+        let lf = end < body.len() && body[end] == b'\n';
         if lf {
             match &mut self.run {
                 Some((_, run_end)) if *run_end == start => *run_end = end + 1,
                 _ => {
-                    self.flush();
+                    self.flush(body);
                     self.run = Some((start, end + 1));
                 }
             }
         } else {
             // A CRLF or last unterminated line: the body bytes are not the output bytes.
-            self.flush();
+            self.flush(body);
             let out = &mut self.merger.arena;
-            out.extend_from_slice(&self.body[start..end]);
+            out.extend_from_slice(&body[start..end]);
             out.push(b'\n');
         }
     }
 
     #[inline]
-    fn flush(&mut self) {
+    fn flush(&mut self, body: &[u8]) {
         if let Some((start, end)) = self.run.take() {
-            self.merger.arena.extend_from_slice(&self.body[start..end]);
+            self.merger.arena.extend_from_slice(&body[start..end]);
         }
     }
 }
