@@ -91,6 +91,11 @@ impl Runtime {
     ) -> Result<Runtime> {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        // `perf record` can name the filter's functions only if the JIT tells it where they are
+        // (`/tmp/perf-<pid>.map`); a profiling aid, see BENCHMARKS.md.
+        if std::env::var_os("MESHMETRICS_WASM_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)?;
         let module = Module::new(&engine, wasm)
             .map_err(anyhow::Error::from)
