@@ -288,6 +288,7 @@ fn self_metrics_merge_like_a_source() {
             name: "envoy",
             up: true,
             duration_seconds: 0.25,
+            merge_seconds: 0.02,
             bytes: 20,
             dropped_total: 0,
         },
@@ -295,6 +296,7 @@ fn self_metrics_merge_like_a_source() {
             name: "app\"1",
             up: false,
             duration_seconds: 1.0,
+            merge_seconds: 0.0,
             bytes: 0,
             dropped_total: 7,
         },
@@ -310,6 +312,7 @@ fn self_metrics_merge_like_a_source() {
     );
     assert!(out.contains("# TYPE meshmetrics_source_up gauge\nmeshmetrics_source_up{source=\"envoy\"} 1\nmeshmetrics_source_up{source=\"app\\\"1\"} 0\n"), "{out}");
     assert!(out.contains("meshmetrics_source_duration_seconds{source=\"envoy\"} 0.25\n"));
+    assert!(out.contains("meshmetrics_source_merge_seconds{source=\"envoy\"} 0.02\n"));
     assert!(out.contains("# TYPE meshmetrics_source_samples_dropped counter\nmeshmetrics_source_samples_dropped_total{source=\"envoy\"} 0\nmeshmetrics_source_samples_dropped_total{source=\"app\\\"1\"} 7\n"));
     assert_well_formed(&out, Format::OpenMetrics);
 }

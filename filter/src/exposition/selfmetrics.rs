@@ -11,6 +11,8 @@ pub struct SourceReport<'a> {
     /// Whether its body was fetched and read.
     pub up: bool,
     pub duration_seconds: f64,
+    /// Time the filter spent reading and rewriting the body, inside the VM: its own cost.
+    pub merge_seconds: f64,
     pub bytes: u64,
     /// Samples dropped (malformed, type conflict, not representable) since the proxy started.
     pub dropped_total: u64,
@@ -18,7 +20,7 @@ pub struct SourceReport<'a> {
 
 type Field = fn(&SourceReport<'_>, &mut Vec<u8>);
 
-const FAMILIES: [(&str, &str, &str, Field); 4] = [
+const FAMILIES: [(&str, &str, &str, Field); 5] = [
     (
         "meshmetrics_source_up",
         "gauge",
@@ -30,6 +32,12 @@ const FAMILIES: [(&str, &str, &str, Field); 4] = [
         "gauge",
         "How long the last fetch of the source took.",
         |r, out| out.extend_from_slice(format!("{}", r.duration_seconds).as_bytes()),
+    ),
+    (
+        "meshmetrics_source_merge_seconds",
+        "gauge",
+        "How long the filter took to read and rewrite the source's last body (its own CPU cost).",
+        |r, out| out.extend_from_slice(format!("{}", r.merge_seconds).as_bytes()),
     ),
     (
         "meshmetrics_source_bytes",

@@ -19,6 +19,7 @@ struct Outcome {
     up: bool,
     started: Option<SystemTime>,
     duration: Duration,
+    merge: Duration,
     bytes: u64,
     dropped: u64,
 }
@@ -163,6 +164,7 @@ impl Scrape {
         // The body is read in pieces of PIECE bytes and merged as it comes: the module holds the
         // output and one piece, never a second copy of a 34 MB Envoy scrape, and each piece is
         // still in the CPU cache when the engine reads it.
+        let merge_started = now();
         let mut reader = merger.source(format, &self.plugin.labels[i], body_size);
         let mut at = 0;
         while at < body_size {
@@ -181,6 +183,7 @@ impl Scrape {
         }
         let stats = reader.finish();
         let o = &mut self.outcomes[i];
+        o.merge = now().duration_since(merge_started).unwrap_or_default();
         o.up = true;
         o.bytes = stats.bytes;
         o.dropped = stats.dropped();
@@ -210,6 +213,7 @@ impl Scrape {
                 name: &s.name,
                 up: o.up,
                 duration_seconds: o.duration.as_secs_f64(),
+                merge_seconds: o.merge.as_secs_f64(),
                 bytes: o.bytes,
                 dropped_total: counters::add(&s.name, o.dropped),
             })
