@@ -9,8 +9,9 @@ use super::names::is_legacy_label_name;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LabelSet {
     names: Vec<Box<[u8]>>,
-    /// `a="x",b="y"`, ready to copy.
-    rendered: Vec<u8>,
+    /// `{a="x",b="y",`, ready to copy: a sample's `{` and the comma before its own labels come
+    /// with it, one copy per sample instead of three.
+    framed: Vec<u8>,
 }
 
 /// A label that cannot be added to samples.
@@ -39,6 +40,7 @@ impl LabelSet {
         pairs: impl IntoIterator<Item = (N, V)>,
     ) -> Result<LabelSet, LabelError> {
         let mut set = LabelSet::default();
+        set.framed.push(b'{');
         for (name, value) in pairs {
             let name = name.as_ref();
             if !is_legacy_label_name(name.as_bytes()) || name.starts_with("__") {
@@ -47,13 +49,10 @@ impl LabelSet {
             if set.contains(name.as_bytes()) {
                 return Err(LabelError::Duplicate(name.to_owned()));
             }
-            if !set.rendered.is_empty() {
-                set.rendered.push(b',');
-            }
-            set.rendered.extend_from_slice(name.as_bytes());
-            set.rendered.extend_from_slice(b"=\"");
-            write_escaped_label_value(value.as_ref(), &mut set.rendered);
-            set.rendered.push(b'"');
+            set.framed.extend_from_slice(name.as_bytes());
+            set.framed.extend_from_slice(b"=\"");
+            write_escaped_label_value(value.as_ref(), &mut set.framed);
+            set.framed.extend_from_slice(b"\",");
             set.names.push(name.as_bytes().into());
         }
         Ok(set)
@@ -63,14 +62,24 @@ impl LabelSet {
         self.names.is_empty()
     }
 
+    /// Asked for each label of each sample: word compares, not wasm's byte-loop `memcmp`.
     #[inline]
     pub(crate) fn contains(&self, name: &[u8]) -> bool {
-        self.names.iter().any(|n| &n[..] == name)
+        self.names.iter().any(|n| super::bytes::eq(n, name))
     }
 
+    /// `a="x",b="y"` (empty for no labels).
     #[inline]
     pub(crate) fn rendered(&self) -> &[u8] {
-        &self.rendered
+        self.framed
+            .get(1..self.framed.len().saturating_sub(1))
+            .unwrap_or_default()
+    }
+
+    /// `{a="x",b="y",`: what a sample with labels of its own gets after its name.
+    #[inline]
+    pub(crate) fn framed(&self) -> &[u8] {
+        &self.framed
     }
 }
 
@@ -82,6 +91,8 @@ mod tests {
     fn renders_escaped() {
         let s = LabelSet::new([("mesh", "default"), ("service", "a\"b")]).unwrap();
         assert_eq!(s.rendered(), br#"mesh="default",service="a\"b""#);
+        assert_eq!(s.framed(), br#"{mesh="default",service="a\"b","#);
+        assert_eq!(LabelSet::default().rendered(), b"");
         assert!(s.contains(b"mesh") && !s.contains(b"mes"));
     }
 

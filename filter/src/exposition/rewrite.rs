@@ -404,25 +404,28 @@ impl Pass<'_> {
         };
         if simple && !collides && !s.quoted_name {
             let has_own = !self.merger.scanner.labels.is_empty();
+            // The rest of the line is copied with its newline when the body has one right there.
+            let lf = cut == line.len() && body.get(end) == Some(&b'\n');
+            let rest_end = start + cut + usize::from(lf);
             let out = &mut self.merger.arena;
             out.extend_from_slice(&line[..s.name.end]);
-            out.push(b'{');
-            out.extend_from_slice(self.labels.rendered());
+            let framed = self.labels.framed();
             match s.open {
                 Some(open) if has_own => {
-                    out.push(b',');
-                    out.extend_from_slice(&line[open + 1..cut]);
+                    out.extend_from_slice(framed);
+                    out.extend_from_slice(&body[start + open + 1..rest_end]);
                 }
-                Some(_) => {
+                _ => {
+                    // No labels of its own: `{added}` then the value.
+                    out.extend_from_slice(&framed[..framed.len() - 1]);
                     out.push(b'}');
-                    out.extend_from_slice(&line[s.head_end..cut]);
-                }
-                None => {
-                    out.push(b'}');
-                    out.extend_from_slice(&line[s.name.end..cut]);
+                    let after = s.open.map_or(s.name.end, |_| s.head_end);
+                    out.extend_from_slice(&body[start + after..rest_end]);
                 }
             }
-            out.push(b'\n');
+            if !lf {
+                out.push(b'\n');
+            }
         } else {
             self.rebuild(line, &s, keep_exemplar);
         }
