@@ -5,6 +5,7 @@ pub mod bootstrap;
 pub mod diag;
 pub mod discovery;
 pub mod effective;
+mod http;
 pub mod resources;
 pub mod runtime;
 pub mod sampleapp;

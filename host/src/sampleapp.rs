@@ -2,7 +2,6 @@
 //! an error status, or nothing at all). `meshmetrics demo-app` serves the demo's applications with
 //! it; the end-to-end tests use it for healthy, hanging, failing and garbage-serving apps.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,10 +10,7 @@ use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 
 /// What the app answers.
@@ -97,15 +93,10 @@ impl AppServer {
                     };
                     let handler = Arc::clone(&handler);
                     let seen = Arc::clone(&seen2);
-                    tokio::spawn(async move {
-                        let service = service_fn(move |req: Request<Incoming>| {
-                            let handler = Arc::clone(&handler);
-                            let seen = Arc::clone(&seen);
-                            async move { Ok::<_, Infallible>(answer(&handler, &seen, &req).await) }
-                        });
-                        let _ = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
+                    crate::http::spawn_connection(stream, move |req: Request<Incoming>| {
+                        let handler = Arc::clone(&handler);
+                        let seen = Arc::clone(&seen);
+                        async move { answer(&handler, &seen, &req).await }
                     });
                 }
             });
@@ -130,20 +121,8 @@ async fn answer(
     req: &Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let s = Seen {
-        path: req
-            .uri()
-            .path_and_query()
-            .map_or_else(|| "/".to_owned(), |p| p.to_string()),
-        headers: req
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
+        path: crate::http::path_and_query(req),
+        headers: crate::http::headers(req),
     };
     let reply = handler(&s);
     if let Ok(mut v) = seen.lock() {

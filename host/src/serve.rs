@@ -3,16 +3,12 @@
 //! stats come from a running Envoy's admin (`--admin`).
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 
 use crate::bootstrap::{ADMIN_CLUSTER, Options, app_cluster, filter_config};
 use crate::effective::Effective;
@@ -135,56 +131,40 @@ pub async fn serve_on(
             accepted = listener.accept() => accepted?,
         };
         let endpoint = Arc::clone(&endpoint);
-        tokio::spawn(async move {
-            let service = service_fn(move |req: hyper::Request<Incoming>| {
-                let endpoint = Arc::clone(&endpoint);
-                async move {
-                    let head = req.method() == hyper::Method::HEAD;
-                    let request = Request {
-                        method: req.method().as_str().to_owned(),
-                        path: req
-                            .uri()
-                            .path_and_query()
-                            .map_or_else(|| "/".into(), |p| p.to_string()),
-                        headers: req
-                            .headers()
-                            .iter()
-                            .map(|(k, v)| {
-                                (
-                                    k.as_str().to_owned(),
-                                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                                )
-                            })
-                            .chain(req.headers().get("host").map(|h| {
-                                (
-                                    ":authority".to_owned(),
-                                    String::from_utf8_lossy(h.as_bytes()).into_owned(),
-                                )
-                            }))
-                            .collect(),
-                    };
-                    let answer = endpoint.handle(request).await;
-                    let mut resp = hyper::Response::new(Full::new(if head {
-                        Bytes::new()
-                    } else {
-                        Bytes::from(answer.body)
-                    }));
-                    *resp.status_mut() = hyper::StatusCode::from_u16(answer.status)
-                        .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-                    for (k, v) in answer.headers {
-                        if let (Ok(k), Ok(v)) = (
-                            hyper::header::HeaderName::from_bytes(k.as_bytes()),
-                            v.parse(),
-                        ) {
-                            resp.headers_mut().insert(k, v);
-                        }
-                    }
-                    Ok::<_, Infallible>(resp)
+        crate::http::spawn_connection(stream, move |req: hyper::Request<Incoming>| {
+            let endpoint = Arc::clone(&endpoint);
+            async move {
+                let head = req.method() == hyper::Method::HEAD;
+                let mut headers = crate::http::headers(&req);
+                if let Some(h) = req.headers().get("host") {
+                    headers.push((
+                        ":authority".to_owned(),
+                        String::from_utf8_lossy(h.as_bytes()).into_owned(),
+                    ));
                 }
-            });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+                let request = Request {
+                    method: req.method().as_str().to_owned(),
+                    path: crate::http::path_and_query(&req),
+                    headers,
+                };
+                let answer = endpoint.handle(request).await;
+                let mut resp = hyper::Response::new(Full::new(if head {
+                    Bytes::new()
+                } else {
+                    Bytes::from(answer.body)
+                }));
+                *resp.status_mut() = hyper::StatusCode::from_u16(answer.status)
+                    .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+                for (k, v) in answer.headers {
+                    if let (Ok(k), Ok(v)) = (
+                        hyper::header::HeaderName::from_bytes(k.as_bytes()),
+                        v.parse(),
+                    ) {
+                        resp.headers_mut().insert(k, v);
+                    }
+                }
+                resp
+            }
         });
     }
 }

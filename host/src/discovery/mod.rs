@@ -17,10 +17,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Result, bail};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
 pub use assignments::Assignment;
@@ -217,15 +214,7 @@ pub async fn serve(
             accepted = listener.accept() => accepted?,
         };
         let rx = rx.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let rx = rx.clone();
-                async move { Ok::<_, std::convert::Infallible>(answer(req, rx).await) }
-            });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+        crate::http::spawn_connection(stream, move |req| answer(req, rx.clone()));
     }
 }
 
