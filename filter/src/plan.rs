@@ -65,6 +65,24 @@ pub enum Failure {
     TooLarge { size: usize, cap: u64 },
     /// The dispatch itself was refused by the proxy (unknown cluster, bad headers).
     NotDispatched(String),
+    /// The body is in a format the filter does not read (protobuf, JSON, HTML).
+    ContentType(String),
+    /// The body could not be read from the host after the answer came.
+    BodyRead,
+}
+
+impl Failure {
+    /// The `reason` label of `meshmetrics_source_error`: a short word, one per kind of failure.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Failure::NoResponse => "no_response",
+            Failure::Status(_) => "http_status",
+            Failure::TooLarge { .. } => "body_too_large",
+            Failure::NotDispatched(_) => "not_dispatched",
+            Failure::ContentType(_) => "content_type",
+            Failure::BodyRead => "body_read",
+        }
+    }
 }
 
 impl std::fmt::Display for Failure {
@@ -76,12 +94,18 @@ impl std::fmt::Display for Failure {
                 write!(f, "body of {size} bytes is over the cap of {cap}")
             }
             Failure::NotDispatched(why) => write!(f, "could not be dispatched: {why}"),
+            Failure::ContentType(ct) => write!(
+                f,
+                "answered in {ct:?}, which the filter does not read (it asks for OpenMetrics or \
+                 Prometheus text)"
+            ),
+            Failure::BodyRead => write!(f, "its body could not be read from the proxy"),
         }
     }
 }
 
-/// Judges a source's response from its `:status` and body size; on success returns the format its
-/// `content-type` says the body is in.
+/// Judges a source's response from its `:status`, `content-type` and body size; on success
+/// returns the format the body is in.
 pub fn judge(
     status: Option<&str>,
     content_type: Option<&str>,
@@ -100,7 +124,9 @@ pub fn judge(
             cap,
         });
     }
-    Ok(Format::from_content_type(content_type.unwrap_or("")))
+    let content_type = content_type.unwrap_or("");
+    Format::from_content_type(content_type)
+        .ok_or_else(|| Failure::ContentType(content_type.to_owned()))
 }
 
 #[cfg(test)]
@@ -172,6 +198,15 @@ mod tests {
             Ok(Format::OpenMetrics)
         );
         assert_eq!(judge(None, None, 0, 100), Err(Failure::NoResponse));
+        let protobuf = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+        assert_eq!(
+            judge(Some("200"), Some(protobuf), 10, 100),
+            Err(Failure::ContentType(protobuf.into()))
+        );
+        assert_eq!(
+            Failure::ContentType(protobuf.into()).reason(),
+            "content_type"
+        );
         assert_eq!(judge(Some("503"), None, 0, 100), Err(Failure::Status(503)));
         assert_eq!(
             judge(Some("200"), None, 101, 100),

@@ -119,7 +119,9 @@ fn same_family_from_two_sources_is_written_once_and_contiguous() {
         "# HELP process_cpu_seconds_total CPU time.\n# TYPE process_cpu_seconds_total counter\n\
          process_cpu_seconds_total{aggregate=\"app1\"} 1.5\n\
          process_cpu_seconds_total{aggregate=\"app2\"} 2.5\n\
-         # TYPE app1_only gauge\napp1_only{aggregate=\"app1\"} 1\n"
+         # TYPE app1_only gauge\napp1_only{aggregate=\"app1\"} 1\n\
+         # HELP process_cpu_seconds_created Other help.\n# TYPE process_cpu_seconds_created gauge\n\
+         process_cpu_seconds_created{aggregate=\"app2\"} 1700000000.0\n"
     );
     assert_well_formed(&out, Format::Text);
 }
@@ -164,13 +166,18 @@ fn shared_families_join_when_more_sources_follow() {
 }
 
 #[test]
-fn type_conflict_keeps_the_first_and_counts_the_rest() {
+fn type_conflict_keeps_the_first_and_the_samples_that_do_not_clash() {
+    // Only `x{quantile}` has the gauge's sample name: a true conflict. `x_sum` and `x_count`
+    // clash with nothing, so they are kept, as untyped families.
     let a = "# TYPE x gauge\nx 1\n";
     let b = "# TYPE x summary\nx{quantile=\"0.5\"} 1\nx_sum 2\nx_count 3\n# TYPE y gauge\ny 1\n";
     let (out, stats) = merge(Format::Text, None, &[text(a, &[]), text(b, &[])]);
-    assert_eq!(out, "# TYPE x gauge\nx 1\n# TYPE y gauge\ny 1\n");
-    assert_eq!(stats[1].type_conflicts, 3);
-    assert_eq!(stats[1].samples_out, 1);
+    assert_eq!(
+        out,
+        "# TYPE x gauge\nx 1\n# TYPE x_count untyped\nx_count 3\n# TYPE x_sum untyped\nx_sum 2\n# TYPE y gauge\ny 1\n"
+    );
+    assert_eq!(stats[1].type_conflicts, 1);
+    assert_well_formed(&out, Format::Text);
 }
 
 #[test]
@@ -215,14 +222,16 @@ fn text_output_from_openmetrics_input() {
     assert_eq!(
         out,
         "# HELP req_seconds Latency.\n# TYPE req_seconds histogram\nreq_seconds_bucket{le=\"+Inf\"} 2\nreq_seconds_sum 1.5\nreq_seconds_count 2\n\
+         # HELP req_seconds_created Latency.\n# TYPE req_seconds_created gauge\nreq_seconds_created 1700000000.5\n\
          # TYPE build_info gauge\nbuild_info{version=\"1\"} 1\n\
          # TYPE state gauge\nstate{state=\"a\"} 1\n\
+         # TYPE gh histogram\ngh_bucket{le=\"+Inf\"} 1\n\
+         # TYPE gh_gcount gauge\ngh_gcount 1\n# TYPE gh_gsum gauge\ngh_gsum 1\n\
          # TYPE m untyped\nm 1 1700000000250\n"
     );
-    assert_eq!(
-        stats[0].unrepresentable, 4,
-        "the _created sample and the gauge histogram"
-    );
+    // Nothing is lost to the format: `_created`, `_gcount` and `_gsum` are gauges of their own,
+    // as prometheus_client writes them.
+    assert_eq!(stats[0].dropped(), 0);
     // The same input written as OpenMetrics keeps everything, UNIT included.
     let (out, stats) = merge(Format::OpenMetrics, None, &[om(input, &[])]);
     assert!(out.starts_with("# HELP req_seconds Latency.\n# TYPE req_seconds histogram\n# UNIT req_seconds seconds\nreq_seconds_bucket{le=\"+Inf\"} 2 # {trace_id=\"t\"} 0.5\n"), "{out}");
@@ -291,6 +300,7 @@ fn self_metrics_merge_like_a_source() {
             merge_seconds: 0.02,
             bytes: 20,
             dropped_total: 0,
+            error: None,
         },
         SourceReport {
             name: "app\"1",
@@ -299,6 +309,7 @@ fn self_metrics_merge_like_a_source() {
             merge_seconds: 0.0,
             bytes: 0,
             dropped_total: 7,
+            error: Some("http_status"),
         },
     ];
     m.add_self_metrics(&reports, &LabelSet::default());
@@ -313,6 +324,10 @@ fn self_metrics_merge_like_a_source() {
     assert!(out.contains("# TYPE meshmetrics_source_up gauge\nmeshmetrics_source_up{source=\"envoy\"} 1\nmeshmetrics_source_up{source=\"app\\\"1\"} 0\n"), "{out}");
     assert!(out.contains("meshmetrics_source_duration_seconds{source=\"envoy\"} 0.25\n"));
     assert!(out.contains("meshmetrics_source_merge_seconds{source=\"envoy\"} 0.02\n"));
+    assert!(
+        out.contains("# TYPE meshmetrics_source_error gauge\nmeshmetrics_source_error{source=\"app\\\"1\",reason=\"http_status\"} 1\n"),
+        "{out}"
+    );
     assert!(out.contains("# TYPE meshmetrics_source_samples_dropped counter\nmeshmetrics_source_samples_dropped_total{source=\"envoy\"} 0\nmeshmetrics_source_samples_dropped_total{source=\"app\\\"1\"} 7\n"));
     assert_well_formed(&out, Format::OpenMetrics);
 }

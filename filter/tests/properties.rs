@@ -22,6 +22,17 @@ fn check(sources: &[(Vec<u8>, Format)], out: Format) {
     let text = std::str::from_utf8(&first).expect("output is UTF-8");
     assert_well_formed(text, out);
 
+    // The same bodies arriving in the opposite order give the same bytes.
+    m.begin(out, None);
+    for (priority, (body, input)) in sources.iter().enumerate().rev() {
+        m.add_source_at(priority as u16, body, *input, &labels);
+    }
+    assert_eq!(
+        std::str::from_utf8(m.finish()).expect("output is UTF-8"),
+        text,
+        "the arrival order changed the output"
+    );
+
     // Read back in its own format with nothing added: every line must scan, nothing is lost.
     let none = LabelSet::default();
     m.begin(out, None);

@@ -5,41 +5,7 @@
 mod support;
 
 use meshmetrics_filter::exposition::{Format, LabelSet, Merger, SourceReport};
-use support::{cases, promtool, python, run_case, run_with_stdin};
-
-/// Parses with prometheus_client and prints one line per family: name, type, sample count.
-const PY_PARSE: &str = r#"
-import sys
-from prometheus_client import parser as text
-from prometheus_client.openmetrics import parser as om
-fams = (om if sys.argv[1] == "om" else text).text_string_to_metric_families(sys.stdin.read())
-for f in fams:
-    print(f.name, f.type, len(f.samples))
-"#;
-
-fn python_parses(body: &str, format: Format) -> String {
-    let which = if format == Format::OpenMetrics {
-        "om"
-    } else {
-        "text"
-    };
-    let (code, out) = run_with_stdin(&python(), &["-c", PY_PARSE, which], body);
-    assert_eq!(
-        code, 0,
-        "prometheus_client {which} parser rejected:\n{out}\n--- input\n{body}"
-    );
-    out
-}
-
-/// Runs promtool; parse errors fail, lint findings are returned (one per line).
-fn promtool_lint(body: &str) -> Vec<String> {
-    let (code, out) = run_with_stdin(&promtool(), &["check", "metrics"], body);
-    assert!(
-        code == 0 || code == 3,
-        "promtool failed to parse (exit {code}):\n{out}\n--- input\n{body}"
-    );
-    out.lines().map(str::to_owned).collect()
-}
+use support::{cases, promtool_lint, python_parses, run_case};
 
 #[test]
 fn golden_outputs_pass_promtool_and_python() {
@@ -75,6 +41,7 @@ fn self_metrics_are_lint_clean() {
             merge_seconds: 0.02,
             bytes: 1000,
             dropped_total: 0,
+            error: None,
         },
         SourceReport {
             name: "app",
@@ -83,6 +50,7 @@ fn self_metrics_are_lint_clean() {
             merge_seconds: 0.0,
             bytes: 0,
             dropped_total: 2,
+            error: Some("http_status"),
         },
     ];
     m.add_self_metrics(&reports, &LabelSet::default());

@@ -18,14 +18,41 @@ impl Format {
         }
     }
 
-    /// The format a source answered in, from its `Content-Type` (absent or unknown: text, the
-    /// format every exporter speaks).
-    pub fn from_content_type(content_type: &str) -> Format {
-        let media = content_type.split(';').next().unwrap_or("").trim();
-        if media.eq_ignore_ascii_case("application/openmetrics-text") {
-            Format::OpenMetrics
+    /// The format a source answered in, from its `Content-Type`; `None` for a type the filter
+    /// does not read (protobuf, JSON, HTML...). An absent `Content-Type` is read as text, the
+    /// format every exporter speaks (small apps often send none).
+    pub fn from_content_type(content_type: &str) -> Option<Format> {
+        let mut params = content_type.split(';');
+        let media = params.next().unwrap_or("").trim();
+        let version = params.find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case("version")
+                .then(|| v.trim().trim_matches('"'))
+        });
+        if media.is_empty() || media.eq_ignore_ascii_case("text/plain") {
+            // Prometheus' text format is 0.0.4; an unversioned text/plain (Envoy's admin) too.
+            matches!(version, None | Some("0.0.4")).then_some(Format::Text)
+        } else if media.eq_ignore_ascii_case("application/openmetrics-text") {
+            matches!(version, None | Some("1.0.0" | "0.0.1")).then_some(Format::OpenMetrics)
         } else {
-            Format::Text
+            None
+        }
+    }
+
+    /// The `Accept` the filter sends an app when the scrape is answered in this format: only
+    /// what the filter reads (never protobuf, whatever the scraper asked), the output's format
+    /// first so that nothing needs converting.
+    pub fn accept_for_sources(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => {
+                "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+                 version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+            }
+            Format::Text => {
+                "text/plain;version=0.0.4,application/openmetrics-text;version=1.0.0;q=0.5,\
+                 */*;q=0.1"
+            }
         }
     }
 
@@ -110,12 +137,36 @@ mod tests {
     fn content_type_of_sources() {
         assert_eq!(
             Format::from_content_type("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-            Format::OpenMetrics
+            Some(Format::OpenMetrics)
         );
         assert_eq!(
             Format::from_content_type("text/plain; charset=UTF-8"),
-            Format::Text
+            Some(Format::Text)
         );
-        assert_eq!(Format::from_content_type(""), Format::Text);
+        assert_eq!(
+            Format::from_content_type(
+                "text/plain; version=0.0.4; charset=utf-8; escaping=underscores"
+            ),
+            Some(Format::Text)
+        );
+        assert_eq!(Format::from_content_type(""), Some(Format::Text));
+        // What client_golang answers a Prometheus with native histograms enabled.
+        let protobuf = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+        assert_eq!(Format::from_content_type(protobuf), None);
+        assert_eq!(Format::from_content_type("application/json"), None);
+        assert_eq!(Format::from_content_type("text/html; charset=utf-8"), None);
+        assert_eq!(
+            Format::from_content_type("application/openmetrics-text; version=2.0.0"),
+            None
+        );
+    }
+
+    #[test]
+    fn sources_are_asked_only_for_what_the_filter_reads() {
+        for format in [Format::Text, Format::OpenMetrics] {
+            let accept = format.accept_for_sources();
+            assert!(!accept.contains("protobuf"));
+            assert_eq!(Format::negotiate(Some(accept)), format, "{accept}");
+        }
     }
 }

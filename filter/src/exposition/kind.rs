@@ -27,6 +27,7 @@ pub(crate) enum Kind {
 
 /// What a sample's name says about it, relative to its family's base name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum Suffix {
     Bare,
     Total,
@@ -37,6 +38,43 @@ pub(crate) enum Suffix {
     GCount,
     GSum,
     Info,
+}
+
+impl Suffix {
+    /// How many suffixes there are: the size of a per-suffix table.
+    pub(crate) const COUNT: usize = 9;
+
+    pub(crate) fn bytes(self) -> &'static [u8] {
+        match self {
+            Suffix::Bare => b"",
+            Suffix::Total => b"_total",
+            Suffix::Created => b"_created",
+            Suffix::Bucket => b"_bucket",
+            Suffix::Count => b"_count",
+            Suffix::Sum => b"_sum",
+            Suffix::GCount => b"_gcount",
+            Suffix::GSum => b"_gsum",
+            Suffix::Info => b"_info",
+        }
+    }
+}
+
+/// A family of its own for the samples of another that the output format cannot hold there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Companion {
+    Created,
+    GCount,
+    GSum,
+}
+
+impl Companion {
+    pub(crate) fn suffix(self) -> Suffix {
+        match self {
+            Companion::Created => Suffix::Created,
+            Companion::GCount => Suffix::GCount,
+            Companion::GSum => Suffix::GSum,
+        }
+    }
 }
 
 /// Every suffix a sample name may carry after its family's base name.
@@ -81,10 +119,10 @@ impl Kind {
         Some((kind, name))
     }
 
-    /// Whether a sample called `name` belongs to a family of this kind with this base name, and
-    /// what its suffix is.
+    /// Whether a sample called `name` belongs to a family of this kind with this base name,
+    /// declared in `input`, and what its suffix is.
     #[inline]
-    pub(crate) fn accepts(self, base: &[u8], name: &[u8]) -> Option<Suffix> {
+    pub(crate) fn accepts(self, base: &[u8], name: &[u8], input: Format) -> Option<Suffix> {
         if !super::bytes::starts_with(name, base) {
             return None;
         }
@@ -102,25 +140,9 @@ impl Kind {
             b"_info" => Suffix::Info,
             _ => return None,
         };
-        let ok = match self {
-            Kind::Counter => matches!(suffix, Suffix::Total | Suffix::Created),
-            Kind::CounterBare | Kind::Gauge | Kind::StateSet | Kind::Unknown => {
-                suffix == Suffix::Bare
-            }
-            Kind::Histogram => matches!(
-                suffix,
-                Suffix::Bucket | Suffix::Count | Suffix::Sum | Suffix::Created
-            ),
-            Kind::GaugeHistogram => {
-                matches!(suffix, Suffix::Bucket | Suffix::GCount | Suffix::GSum)
-            }
-            Kind::Summary => matches!(
-                suffix,
-                Suffix::Bare | Suffix::Count | Suffix::Sum | Suffix::Created
-            ),
-            Kind::Info => suffix == Suffix::Info,
-        };
-        ok.then_some(suffix)
+        self.sample_suffixes(input)
+            .contains(&suffix)
+            .then_some(suffix)
     }
 
     /// The suffix the family header's name carries after the base name, in `format`.
@@ -132,17 +154,18 @@ impl Kind {
         }
     }
 
-    /// The type word of the `# TYPE` line in `format`; `None` when the format has no such type (a
-    /// gauge histogram in text, whose samples are left out).
-    pub(crate) fn type_word(self, format: Format) -> Option<&'static str> {
-        Some(match format {
+    /// The type word of the `# TYPE` line in `format`.
+    pub(crate) fn type_word(self, format: Format) -> &'static str {
+        match format {
             Format::Text => match self {
                 Kind::Counter | Kind::CounterBare => "counter",
                 Kind::Gauge | Kind::StateSet | Kind::Info => "gauge",
                 Kind::Histogram => "histogram",
                 Kind::Summary => "summary",
                 Kind::Unknown => "untyped",
-                Kind::GaugeHistogram => return None,
+                // prometheus_client's rule: the buckets as a histogram, `_gcount` / `_gsum` as
+                // gauges of their own (see `companion`).
+                Kind::GaugeHistogram => "histogram",
             },
             Format::OpenMetrics => match self {
                 Kind::Counter => "counter",
@@ -154,15 +177,45 @@ impl Kind {
                 Kind::StateSet => "stateset",
                 Kind::Info => "info",
             },
-        })
+        }
     }
 
-    /// Whether a sample with this suffix can be written in `format` at all. Text 0.0.4 has no place
-    /// for `_created` samples (OpenMetrics' creation timestamps) nor for gauge histograms (written
-    /// headerless, their `_bucket` samples would read as part of whatever family precedes them).
-    pub(crate) fn representable(self, suffix: Suffix, format: Format) -> bool {
-        format == Format::OpenMetrics
-            || !(suffix == Suffix::Created || self == Kind::GaugeHistogram)
+    /// The family a sample with this suffix moves to when `format` has no place for it in this
+    /// family: text 0.0.4 has no `_created` samples, nor `_gcount` / `_gsum`. They become gauges
+    /// of their own named `<base><suffix>`, as prometheus_client writes them; no sample is lost.
+    pub(crate) fn companion(self, suffix: Suffix, format: Format) -> Option<Companion> {
+        if format == Format::OpenMetrics {
+            return None;
+        }
+        match (self, suffix) {
+            (Kind::Counter | Kind::Histogram | Kind::Summary, Suffix::Created) => {
+                Some(Companion::Created)
+            }
+            (Kind::GaugeHistogram, Suffix::GCount) => Some(Companion::GCount),
+            (Kind::GaugeHistogram, Suffix::GSum) => Some(Companion::GSum),
+            _ => None,
+        }
+    }
+
+    /// The suffixes (after the base name) of every sample name a family of this kind may hold
+    /// when written in `format`: with the header's name, what the family claims in the output.
+    /// OpenMetrics parsers reserve all of them (a gauge `x_created` beside a counter `x` is a
+    /// clash even when the counter has no `_created` sample), and text parsers attach `x_count`
+    /// to a summary or histogram `x`, so two families' claims must never overlap.
+    pub(crate) fn sample_suffixes(self, format: Format) -> &'static [Suffix] {
+        use Suffix::*;
+        match (format, self) {
+            (Format::Text, Kind::Counter) => &[Total],
+            (Format::Text, Kind::Histogram) => &[Bucket, Count, Sum],
+            (Format::Text, Kind::GaugeHistogram) => &[Bucket],
+            (Format::Text, Kind::Summary) => &[Bare, Count, Sum],
+            (Format::OpenMetrics, Kind::Counter) => &[Total, Created],
+            (Format::OpenMetrics, Kind::Histogram) => &[Bucket, Count, Sum, Created],
+            (Format::OpenMetrics, Kind::GaugeHistogram) => &[Bucket, GCount, GSum],
+            (Format::OpenMetrics, Kind::Summary) => &[Bare, Count, Sum, Created],
+            (_, Kind::Info) => &[Info],
+            (_, Kind::CounterBare | Kind::Gauge | Kind::StateSet | Kind::Unknown) => &[Bare],
+        }
     }
 
     /// Whether OpenMetrics allows an exemplar on a sample with this suffix.
@@ -209,20 +262,27 @@ mod tests {
 
     #[test]
     fn sample_membership() {
+        let (t, om) = (Format::Text, Format::OpenMetrics);
         assert_eq!(
-            Kind::Counter.accepts(b"rq", b"rq_total"),
+            Kind::Counter.accepts(b"rq", b"rq_total", t),
             Some(Suffix::Total)
         );
-        assert_eq!(Kind::Counter.accepts(b"rq", b"rq"), None);
+        assert_eq!(Kind::Counter.accepts(b"rq", b"rq", t), None);
+        // Text has no `_created` inside a counter family: prometheus_client writes a gauge.
+        assert_eq!(Kind::Counter.accepts(b"rq", b"rq_created", t), None);
         assert_eq!(
-            Kind::Histogram.accepts(b"t", b"t_bucket"),
+            Kind::Counter.accepts(b"rq", b"rq_created", om),
+            Some(Suffix::Created)
+        );
+        assert_eq!(
+            Kind::Histogram.accepts(b"t", b"t_bucket", t),
             Some(Suffix::Bucket)
         );
-        assert_eq!(Kind::Histogram.accepts(b"t", b"t_other"), None);
-        assert_eq!(Kind::Summary.accepts(b"t", b"t"), Some(Suffix::Bare));
-        assert_eq!(Kind::Gauge.accepts(b"t", b"t_sum"), None);
+        assert_eq!(Kind::Histogram.accepts(b"t", b"t_other", t), None);
+        assert_eq!(Kind::Summary.accepts(b"t", b"t", t), Some(Suffix::Bare));
+        assert_eq!(Kind::Gauge.accepts(b"t", b"t_sum", t), None);
         assert_eq!(
-            Kind::Info.accepts(b"build", b"build_info"),
+            Kind::Info.accepts(b"build", b"build_info", om),
             Some(Suffix::Info)
         );
     }
@@ -231,12 +291,9 @@ mod tests {
     fn headers_per_format() {
         assert_eq!(Kind::Counter.header_suffix(Format::Text), b"_total");
         assert_eq!(Kind::Counter.header_suffix(Format::OpenMetrics), b"");
-        assert_eq!(
-            Kind::CounterBare.type_word(Format::OpenMetrics),
-            Some("unknown")
-        );
-        assert_eq!(Kind::GaugeHistogram.type_word(Format::Text), None);
-        assert_eq!(Kind::Info.type_word(Format::Text), Some("gauge"));
+        assert_eq!(Kind::CounterBare.type_word(Format::OpenMetrics), "unknown");
+        assert_eq!(Kind::GaugeHistogram.type_word(Format::Text), "histogram");
+        assert_eq!(Kind::Info.type_word(Format::Text), "gauge");
     }
 
     #[test]

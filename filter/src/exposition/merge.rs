@@ -1,29 +1,61 @@
-//! The merged exposition of one scrape: families in first-seen order, each written once.
+//! The merged exposition of one scrape.
 //!
-//! Rewritten lines go straight into one arena. Each family remembers the arena ranges
-//! ("segments") that hold its header and samples. When a later source adds to a family that is no
-//! longer at the end of the arena (two apps both exporting `process_cpu_seconds_total`), `finish`
-//! moves the out-of-place tail once so every family is contiguous. The usual case, every family
-//! from one source, needs no move at all: the arena is the response body.
+//! Each source's families are kept apart while the sources are read ("source families"), and
+//! only when the scrape ends are they bound to the output's families, in priority order
+//! ([`super::resolve`]): which family wins a conflict, and the order of families and samples,
+//! never depend on the order in which answers arrived.
+//!
+//! Rewritten lines go straight into an arena. The *lead* source (priority 0, Envoy) writes into
+//! the main arena, which becomes the response body; its families are bound as it is read, so
+//! their headers are written in place and, in the usual case, its 34 MB never move again. The
+//! other sources (the apps, small) write into a side arena and are copied after the lead's
+//! families when the scrape ends ([`super::assemble`]).
 
 use std::collections::HashMap;
 
-use super::escape::write_help;
-use super::names::{is_legacy_metric_name, write_name};
+use super::kind::Suffix;
+use super::resolve::{Placement, Resolver};
 use super::scan::Scanner;
 use super::{FamilyFilter, Format, Kind};
 
 /// Bytes the arena keeps free beyond a source's expected output (see [`Merger::reserve`]).
 const HEADROOM: usize = 64 * 1024;
 
-pub(crate) struct Family {
+/// The prefix of the filter's own families: no source may write under it.
+pub(crate) const OWN_PREFIX: &[u8] = b"meshmetrics_";
+
+/// Priority of the filter's own families: after every source.
+pub(crate) const OWN_PRIORITY: u16 = u16::MAX;
+
+/// A family as one source declared it.
+pub(crate) struct SourceFamily {
+    /// The source's priority: 0 is the lead (Envoy), then the aggregates in configured order.
+    pub source: u16,
+    pub input: Format,
     pub kind: Kind,
     /// The name every sample starts with (without `_total`, `_bucket`...).
     pub base: Box<[u8]>,
-    /// The scrape's filter left this family out.
+    pub help: Option<Box<[u8]>>,
+    pub unit: Option<Box<[u8]>>,
+    /// Its samples are not written: left out by the scrape's filter, or blocked.
     pub excluded: bool,
-    /// Arena ranges, in order.
+    /// Its samples are dropped and counted: under our own prefix, or a true conflict.
+    pub blocked: bool,
+    /// Its ranges are in the main arena (a lead family), not the side arena.
+    pub in_main: bool,
+    /// Bound to an output family.
+    pub placed: bool,
+    /// The header written in the main arena when it was bound: (output family, range).
+    pub inline_header: Option<(u32, usize, usize)>,
+    /// Arena ranges of its samples, in order.
     pub segments: Vec<(usize, usize)>,
+    /// Samples written, per suffix (for counting a conflict's drops).
+    pub counts: [u32; Suffix::COUNT],
+    /// The families its `_created` / `_gcount` / `_gsum` samples go to when the output format
+    /// has no place for them here (`u32::MAX`: none yet).
+    pub companions: [u32; 3],
+    /// The previous family of this source with the same base name (`u32::MAX`: none).
+    prev_same_base: u32,
 }
 
 /// Metadata of a family as a source declared it, for its header.
@@ -31,8 +63,6 @@ pub(crate) struct Family {
 pub(crate) struct Header<'a> {
     pub help: Option<&'a [u8]>,
     pub unit: Option<&'a [u8]>,
-    /// The format the source wrote the help text in.
-    pub source_format: Option<Format>,
 }
 
 /// Merges sources into one exposition; reused from scrape to scrape so its buffers keep their
@@ -40,15 +70,28 @@ pub(crate) struct Header<'a> {
 pub struct Merger {
     pub(crate) format: Format,
     pub(crate) filter: Option<FamilyFilter>,
+    /// The active arena: the main one, or the side one while a non-lead source is read.
     pub(crate) arena: Vec<u8>,
-    scratch: Vec<u8>,
-    pub(crate) families: Vec<Family>,
+    /// The other arena.
+    pub(crate) side: Vec<u8>,
+    /// `arena` holds the side arena now.
+    pub(crate) swapped: bool,
+    pub(crate) families: Vec<SourceFamily>,
+    /// (source, base name) → that source's latest family with this base.
     index: HashMap<Box<[u8]>, u32>,
-    /// The family whose segment is open at the end of the arena, and where it starts.
+    pub(crate) resolver: Resolver,
+    /// The family whose segment is open at the end of the active arena, and where it starts.
     open: Option<(u32, usize)>,
     pub(crate) scanner: Scanner,
-    /// Reused key buffer for lookups.
+    /// Samples dropped as true conflicts, per source priority (filled when families are bound).
+    conflicts: HashMap<u16, u64>,
+    /// The priority the next [`Merger::source`] gets.
+    next_priority: u16,
+    /// Reused buffers: lookup keys, and the assembly's pieces and generated bytes.
     key: Vec<u8>,
+    pub(crate) scratch: Vec<u8>,
+    pub(crate) generated: Vec<u8>,
+    pub(crate) pieces: Vec<super::assemble::Piece>,
     finished: bool,
 }
 
@@ -64,25 +107,39 @@ impl Merger {
             format: Format::Text,
             filter: None,
             arena: Vec::new(),
-            scratch: Vec::new(),
+            side: Vec::new(),
+            swapped: false,
             families: Vec::new(),
             index: HashMap::new(),
+            resolver: Resolver::default(),
             open: None,
             scanner: Scanner::default(),
+            conflicts: HashMap::new(),
+            next_priority: 0,
             key: Vec::new(),
+            scratch: Vec::new(),
+            generated: Vec::new(),
+            pieces: Vec::new(),
             finished: false,
         }
     }
 
     /// Starts a new scrape answered in `format`, keeping only the families `filter` selects.
     pub fn begin(&mut self, format: Format, filter: Option<FamilyFilter>) {
+        self.use_main();
         self.format = format;
         self.filter = filter;
         self.arena.clear();
-        self.scratch.clear();
+        self.side.clear();
         self.families.clear();
         self.index.clear();
+        self.resolver.begin(format);
         self.open = None;
+        self.conflicts.clear();
+        self.next_priority = 0;
+        self.scratch.clear();
+        self.generated.clear();
+        self.pieces.clear();
         self.finished = false;
     }
 
@@ -91,7 +148,8 @@ impl Merger {
         self.format
     }
 
-    /// Reserves room for `additional` more output bytes, so a large source grows the arena once.
+    /// Reserves room for `additional` more output bytes in the active arena, so a large source
+    /// grows it once.
     ///
     /// Grown exactly, plus headroom for what usually follows (the self-metrics, labels longer
     /// than guessed): left to `Vec`, a 34 MB arena would double to 68 MB for a few hundred bytes
@@ -103,79 +161,166 @@ impl Merger {
         }
     }
 
-    /// Finds the family whose header name is `base` + the kind's suffix in this format.
-    pub(crate) fn lookup(&mut self, base: &[u8], kind: Kind) -> Option<u32> {
+    /// Makes the main arena the active one.
+    pub(crate) fn use_main(&mut self) {
+        if self.swapped {
+            self.close_segment();
+            std::mem::swap(&mut self.arena, &mut self.side);
+            self.swapped = false;
+        }
+    }
+
+    /// Makes the side arena the active one.
+    pub(crate) fn use_side(&mut self) {
+        if !self.swapped {
+            self.close_segment();
+            std::mem::swap(&mut self.arena, &mut self.side);
+            self.swapped = true;
+        }
+    }
+
+    /// The priority the next source gets when none is given: the order of the calls.
+    pub(crate) fn next_priority(&mut self) -> u16 {
+        let p = self.next_priority;
+        self.next_priority = self.next_priority.saturating_add(1);
+        p
+    }
+
+    pub(crate) fn saw_priority(&mut self, priority: u16) {
+        if priority != OWN_PRIORITY && priority >= self.next_priority {
+            self.next_priority = priority + 1;
+        }
+    }
+
+    fn index_key(&mut self, source: u16, base: &[u8]) {
         self.key.clear();
+        self.key.extend_from_slice(&source.to_le_bytes());
         self.key.extend_from_slice(base);
-        self.key.extend_from_slice(kind.header_suffix(self.format));
-        self.index.get(&self.key[..]).copied()
     }
 
-    /// Finds a family by its exact header name.
-    pub(crate) fn lookup_key(&self, key: &[u8]) -> Option<u32> {
-        self.index.get(key).copied()
+    /// Source `source`'s families with this base name, latest first.
+    pub(crate) fn same_base(&mut self, source: u16, base: &[u8]) -> SameBase<'_> {
+        self.index_key(source, base);
+        let first = self.index.get(&self.key[..]).copied().unwrap_or(u32::MAX);
+        SameBase {
+            families: &self.families,
+            next: first,
+        }
     }
 
-    /// Creates a family (the caller checked it does not exist) and, unless the filter leaves it
-    /// out, writes its header into a newly opened segment.
-    pub(crate) fn create(&mut self, base: &[u8], kind: Kind, header: Header<'_>) -> u32 {
-        let mut key = Vec::with_capacity(base.len() + 8);
-        key.extend_from_slice(base);
-        key.extend_from_slice(kind.header_suffix(self.format));
+    /// Source `source`'s family of this base name and kind.
+    pub(crate) fn lookup(&mut self, source: u16, base: &[u8], kind: Kind) -> Option<u32> {
+        self.same_base(source, base)
+            .find(|(_, f)| f.kind == kind)
+            .map(|(i, _)| i)
+    }
+
+    /// Creates a family of source `source`. A lead family is bound at once and its header
+    /// written; the others are bound when the scrape ends.
+    pub(crate) fn create(
+        &mut self,
+        source: u16,
+        input: Format,
+        base: &[u8],
+        kind: Kind,
+        header: Header<'_>,
+    ) -> u32 {
         // The filter sees the name text 0.0.4 gives the family (`rq_total` for a counter, the name
         // users query), whatever this scrape's format: a filter must not depend on `Accept`.
-        let excluded = self.filter.as_ref().is_some_and(|f| {
+        let filtered = self.filter.as_ref().is_some_and(|f| {
             let mut text_name = base.to_vec();
             text_name.extend_from_slice(kind.header_suffix(Format::Text));
             !f.keeps(&text_name)
         });
-        let idx = self.families.len() as u32;
-        self.families.push(Family {
+        let own = source != OWN_PRIORITY && base.starts_with(OWN_PREFIX);
+        let id = self.families.len() as u32;
+        self.index_key(source, base);
+        let prev_same_base = self
+            .index
+            .insert(self.key.as_slice().into(), id)
+            .unwrap_or(u32::MAX);
+        self.families.push(SourceFamily {
+            source,
+            input,
             kind,
             base: base.into(),
-            excluded,
+            help: header.help.filter(|h| !h.is_empty()).map(Into::into),
+            unit: header.unit.filter(|u| !u.is_empty()).map(Into::into),
+            excluded: filtered || own,
+            blocked: own,
+            in_main: !self.swapped,
+            placed: false,
+            inline_header: None,
             segments: Vec::new(),
+            counts: [0; Suffix::COUNT],
+            companions: [u32::MAX; 3],
+            prev_same_base,
         });
-        if !excluded {
-            self.open_segment(idx);
-            self.write_header(&key, kind, header);
+        if !self.swapped && !filtered && !own {
+            self.bind_lead(id);
         }
-        self.index.insert(key.into_boxed_slice(), idx);
-        idx
+        id
     }
 
-    fn write_header(&mut self, name: &[u8], kind: Kind, header: Header<'_>) {
-        let format = self.format;
-        let Some(word) = kind.type_word(format) else {
-            return;
-        };
-        let out = &mut self.arena;
-        let legacy = is_legacy_metric_name(name);
-        let write_name = |out: &mut Vec<u8>| write_name(name, legacy, out);
-        if let Some(help) = header.help.filter(|h| !h.is_empty()) {
-            out.extend_from_slice(b"# HELP ");
-            write_name(out);
-            out.push(b' ');
-            write_help(help, header.source_format.unwrap_or(format), format, out);
-            out.push(b'\n');
+    /// Binds a lead family now, and writes its header in place when it starts a family.
+    fn bind_lead(&mut self, id: u32) {
+        let placement = self.resolver.register(&self.families, id);
+        self.families[id as usize].placed = true;
+        match placement {
+            Placement::New(t) => {
+                self.close_segment();
+                let start = self.arena.len();
+                let fam = &self.resolver.families[t as usize];
+                let sf = &self.families[id as usize];
+                super::assemble::write_header(
+                    &fam.name,
+                    fam.kind,
+                    sf.help.as_deref(),
+                    sf.unit.as_deref(),
+                    sf.input,
+                    self.format,
+                    &mut self.arena,
+                );
+                let end = self.arena.len();
+                self.families[id as usize].inline_header = Some((t, start, end));
+            }
+            // Written nowhere: its samples are not even copied.
+            Placement::Dropped => {
+                let f = &mut self.families[id as usize];
+                f.excluded = true;
+                f.blocked = true;
+            }
+            Placement::Elsewhere => {}
         }
-        out.extend_from_slice(b"# TYPE ");
-        write_name(out);
-        out.push(b' ');
-        out.extend_from_slice(word.as_bytes());
-        out.push(b'\n');
-        if format == Format::OpenMetrics
-            && let Some(unit) = header.unit.filter(|u| !u.is_empty())
-            && name.len() > unit.len()
-            && name.ends_with(unit)
-            && name[name.len() - unit.len() - 1] == b'_'
-        {
-            out.extend_from_slice(b"# UNIT ");
-            write_name(out);
-            out.push(b' ');
-            out.extend_from_slice(unit);
-            out.push(b'\n');
+    }
+
+    /// Binds every family not bound yet, in priority order, and counts the true conflicts.
+    /// Called by [`Merger::finish`]; call it earlier to read [`Merger::conflicts`].
+    pub fn resolve(&mut self) {
+        self.use_main();
+        let mut todo: Vec<u32> = (0..self.families.len() as u32)
+            .filter(|&i| {
+                let f = &self.families[i as usize];
+                !f.placed && !f.excluded
+            })
+            .collect();
+        todo.sort_by_key(|&i| (self.families[i as usize].source, i));
+        for id in todo {
+            self.families[id as usize].placed = true;
+            self.resolver.register(&self.families, id);
         }
+        for &(sf, suffix) in &self.resolver.dropped {
+            let f = &mut self.families[sf as usize];
+            let n = f.counts[suffix as usize] as u64;
+            *self.conflicts.entry(f.source).or_default() += n;
+        }
+        self.resolver.dropped.clear();
+    }
+
+    /// Samples of the source with this priority dropped as true conflicts with a family of
+    /// higher priority, as far as [`Merger::resolve`] has judged.
+    pub fn conflicts(&self, priority: u16) -> u64 {
+        self.conflicts.get(&priority).copied().unwrap_or(0)
     }
 
     /// Makes `family` the one whose samples are being appended.
@@ -183,13 +328,8 @@ impl Merger {
     pub(crate) fn switch_to(&mut self, family: u32) {
         if self.open.map(|(f, _)| f) != Some(family) {
             self.close_segment();
-            self.open_segment(family);
+            self.open = Some((family, self.arena.len()));
         }
-    }
-
-    fn open_segment(&mut self, family: u32) {
-        self.close_segment();
-        self.open = Some((family, self.arena.len()));
     }
 
     pub(crate) fn close_segment(&mut self) {
@@ -201,69 +341,35 @@ impl Merger {
         }
     }
 
-    /// Ends the scrape and returns the body: every family once and contiguous, then `# EOF` for
-    /// OpenMetrics. Calling it again returns the same body.
+    /// Ends the scrape and returns the body: every family once and contiguous, in priority
+    /// order, then `# EOF` for OpenMetrics. Calling it again returns the same body.
     pub fn finish(&mut self) -> &[u8] {
         if !self.finished {
             self.finished = true;
+            self.resolve();
             self.close_segment();
-            self.make_contiguous();
+            self.assemble();
             if self.format == Format::OpenMetrics {
                 self.arena.extend_from_slice(b"# EOF\n");
             }
         }
         &self.arena
     }
+}
 
-    /// Moves the families that are out of place so each is one contiguous run.
-    ///
-    /// Only the middle of the arena moves: the families before the first out-of-place one are
-    /// in place, and so are the single-segment families at the end. When apps share a family
-    /// (`process_cpu_seconds_total`) and Envoy's 34 MB arrives last, that is the apps' few MB,
-    /// not Envoy's output.
-    fn make_contiguous(&mut self) {
-        let mut cursor = 0;
-        let mut first_moved = None;
-        for (i, f) in self.families.iter().enumerate() {
-            match f.segments.as_slice() {
-                [] => {}
-                [(start, end)] if *start == cursor => cursor = *end,
-                _ => {
-                    first_moved = Some(i);
-                    break;
-                }
-            }
-        }
-        let Some(first) = first_moved else { return };
-        // Families from `last` on tile [tail, arena end) in order, one segment each.
-        let mut tail = self.arena.len();
-        let mut last = self.families.len();
-        for (i, f) in self.families.iter().enumerate().skip(first + 1).rev() {
-            match f.segments.as_slice() {
-                [] => last = i,
-                [(start, end)] if *end == tail => {
-                    tail = *start;
-                    last = i;
-                }
-                _ => break,
-            }
-        }
-        // Every other segment lies in [cursor, tail): write them there in family order.
-        self.scratch.clear();
-        for f in &self.families[first..last] {
-            for &(start, end) in &f.segments {
-                self.scratch.extend_from_slice(&self.arena[start..end]);
-            }
-        }
-        if self.scratch.len() == tail - cursor {
-            self.arena[cursor..tail].copy_from_slice(&self.scratch);
-        } else {
-            // Unreachable while segments tile the arena; if not, still write a valid body.
-            self.arena
-                .splice(cursor..tail, self.scratch.iter().copied());
-        }
-        for f in &mut self.families {
-            f.segments.clear();
-        }
+/// Iterates a source's families that share a base name.
+pub(crate) struct SameBase<'a> {
+    families: &'a [SourceFamily],
+    next: u32,
+}
+
+impl<'a> Iterator for SameBase<'a> {
+    type Item = (u32, &'a SourceFamily);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let f = self.families.get(self.next as usize)?;
+        let id = self.next;
+        self.next = f.prev_same_base;
+        Some((id, f))
     }
 }

@@ -39,6 +39,7 @@
 //! - `untyped` becomes `unknown`; HELP is re-escaped; timestamps go from ms to seconds.
 //! - `# EOF` is written once, last.
 
+mod assemble;
 mod bytes;
 mod escape;
 mod filter;
@@ -47,6 +48,7 @@ mod kind;
 mod labels;
 mod merge;
 mod names;
+mod resolve;
 mod rewrite;
 mod scan;
 mod selfmetrics;

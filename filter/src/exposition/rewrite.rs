@@ -7,7 +7,7 @@
 
 use super::bytes;
 use super::escape::write_repaired_label_value;
-use super::kind::Suffix;
+use super::kind::{Companion, Suffix};
 use super::merge::{Header, Merger};
 use super::names::{is_legacy_label_name, is_legacy_metric_name, write_name};
 use super::scan::{Line, Sample};
@@ -20,7 +20,7 @@ enum Target {
     Family(u32),
     /// Left out by the scrape's filter.
     Filtered,
-    /// Another source exported this family with another type: keep the first, drop these.
+    /// Not ours to write: under the filter's own prefix, or a true conflict.
     Conflict,
 }
 
@@ -57,6 +57,8 @@ impl Pending {
 /// The state of one source's pass, kept between the pieces of its body.
 struct Pass<'m> {
     merger: &'m mut Merger,
+    /// The source's priority: 0 is the lead.
+    source: u16,
     input: Format,
     labels: &'m LabelSet,
     stats: SourceStats,
@@ -87,30 +89,71 @@ impl Merger {
     /// Reads one source's body (written in `input`), adds `labels` to each of its samples and
     /// merges its families into this scrape. Never fails: what cannot be used is dropped and
     /// counted in the returned stats.
+    ///
+    /// Sources get their priority from the order of the calls (the first is the lead); use
+    /// [`Merger::add_source_at`] when they are read in another order than their priority.
     pub fn add_source(&mut self, body: &[u8], input: Format, labels: &LabelSet) -> SourceStats {
-        let mut reader = self.source(input, labels, body.len());
+        let priority = self.next_priority();
+        self.add_source_at(priority, body, input, labels)
+    }
+
+    /// [`Merger::add_source`] for the source of priority `priority` (0 first: Envoy, then the
+    /// aggregates in configured order). Conflicts, and the order of families and samples, follow
+    /// the priorities, not the order of the calls.
+    pub fn add_source_at(
+        &mut self,
+        priority: u16,
+        body: &[u8],
+        input: Format,
+        labels: &LabelSet,
+    ) -> SourceStats {
+        let mut reader = self.source_at(priority, input, labels, body.len());
         reader.feed(body);
         reader.finish()
     }
 
     /// Starts merging a source whose body comes in pieces ([`SourceReader::feed`]); `size` is the
-    /// body's length if known (0 if not), to size the output once.
+    /// body's length if known (0 if not), to size the output once. Its priority is the order of
+    /// the calls, as for [`Merger::add_source`].
     pub fn source<'m>(
         &'m mut self,
         input: Format,
         labels: &'m LabelSet,
         size: usize,
     ) -> SourceReader<'m> {
+        let priority = self.next_priority();
+        self.source_at(priority, input, labels, size)
+    }
+
+    /// [`Merger::source`] for the source of priority `priority`.
+    pub fn source_at<'m>(
+        &'m mut self,
+        priority: u16,
+        input: Format,
+        labels: &'m LabelSet,
+        size: usize,
+    ) -> SourceReader<'m> {
+        self.saw_priority(priority);
         let extra = if labels.is_empty() {
             0
         } else {
             // Envoy's lines average ~100 bytes, apps' ~75: a generous guess grows the arena once.
             (size / 48 + 1) * (labels.rendered().len() + 1)
         };
-        self.reserve(size + extra);
+        if priority == 0 {
+            self.use_main();
+            // The apps' output is copied after the lead's when the scrape ends: room for it now
+            // (the side arena's capacity is the most they wrote) spares moving the lead's 34 MB.
+            let apps = self.side.capacity();
+            self.reserve(size + extra + apps);
+        } else {
+            self.use_side();
+            self.reserve(size + extra);
+        }
         SourceReader {
             pass: Pass {
                 merger: self,
+                source: priority,
                 input,
                 labels,
                 stats: SourceStats::default(),
@@ -148,6 +191,9 @@ impl SourceReader<'_> {
     }
 
     /// Ends the source (its last line may lack a newline) and says how it went.
+    ///
+    /// Samples that turn out to be a true conflict with a source of higher priority are only
+    /// known when the scrape ends: see [`Merger::conflicts`].
     pub fn finish(mut self) -> SourceStats {
         let pass = &mut self.pass;
         if !self.carry.is_empty() {
@@ -159,6 +205,13 @@ impl SourceReader<'_> {
             pass.resolve(&[]);
         }
         std::mem::take(&mut pass.stats)
+    }
+}
+
+impl Drop for SourceReader<'_> {
+    fn drop(&mut self) {
+        self.pass.merger.close_segment();
+        self.pass.merger.use_main();
     }
 }
 
@@ -235,8 +288,8 @@ impl Pass<'_> {
         }
     }
 
-    /// Binds the pending declaration to a family: an existing one of the same type, a new one, or
-    /// nothing (filtered, or a type conflict).
+    /// Binds the pending declaration to a family of this source: the one it declared before
+    /// with the same name and type, or a new one.
     fn resolve(&mut self, body: &[u8]) {
         self.flush(body);
         self.has_pending = false;
@@ -246,35 +299,19 @@ impl Pass<'_> {
             Some((kind, len)) => (kind, &p.name()[..len]),
             None => (Kind::Unknown, p.name()),
         };
-        match self.merger.lookup(base, kind) {
-            Some(idx) => {
-                let fam = &self.merger.families[idx as usize];
-                let (fam_kind, excluded) = (fam.kind, fam.excluded);
-                if fam_kind == kind || fam_kind == Kind::Unknown || kind == Kind::Unknown {
-                    self.cur_base.clear();
-                    self.cur_base.extend_from_slice(&fam.base);
-                    self.cur_base_legacy = is_legacy_metric_name(&self.cur_base);
-                    let target = if excluded {
-                        Target::Filtered
-                    } else {
-                        Target::Family(idx)
-                    };
-                    self.cur = Some((fam_kind, target));
-                } else {
-                    self.set_cur(kind, base, Target::Conflict);
-                }
-            }
+        let idx = match self.merger.lookup(self.source, base, kind) {
+            Some(idx) => idx,
             None => {
                 let header = Header {
                     help: p.range(p.help),
                     unit: p.range(p.unit),
-                    source_format: Some(self.input),
                 };
-                let idx = self.merger.create(base, kind, header);
-                let target = self.target_of(idx);
-                self.set_cur(kind, base, target);
+                self.merger
+                    .create(self.source, self.input, base, kind, header)
             }
-        }
+        };
+        let target = self.target_of(idx);
+        self.set_cur(kind, base, target);
         self.pending = p;
     }
 
@@ -286,40 +323,65 @@ impl Pass<'_> {
     }
 
     fn target_of(&self, idx: u32) -> Target {
-        if self.merger.families[idx as usize].excluded {
+        let f = &self.merger.families[idx as usize];
+        if f.blocked {
+            Target::Conflict
+        } else if f.excluded {
             Target::Filtered
         } else {
             Target::Family(idx)
         }
     }
 
-    /// A sample that does not belong to the family being read: find the family it does belong to,
-    /// or start an untyped one named after it.
+    /// A sample that does not belong to the family being read: find this source's family it
+    /// does belong to, or start an untyped one named after it.
     fn switch_implicit(&mut self, body: &[u8], name: &[u8]) -> Suffix {
         self.flush(body);
         for candidate in Kind::candidate_bases(name) {
-            let Some(idx) = self.merger.lookup_key(candidate) else {
-                continue;
-            };
-            let fam = &self.merger.families[idx as usize];
-            if let Some(suffix) = fam.kind.accepts(&fam.base, name) {
-                let kind = fam.kind;
-                self.cur_base.clear();
-                self.cur_base.extend_from_slice(&fam.base);
-                self.cur_base_legacy = is_legacy_metric_name(&self.cur_base);
-                self.cur = Some((kind, self.target_of(idx)));
+            let found = self
+                .merger
+                .same_base(self.source, candidate)
+                .find_map(|(idx, f)| Some((idx, f.kind, f.kind.accepts(&f.base, name, f.input)?)));
+            if let Some((idx, kind, suffix)) = found {
+                let target = self.target_of(idx);
+                self.set_cur(kind, candidate, target);
                 return suffix;
             }
         }
-        if self.merger.lookup_key(name).is_some() {
-            // The name is a family of another type: a conflict.
-            self.set_cur(Kind::Unknown, name, Target::Conflict);
-        } else {
-            let idx = self.merger.create(name, Kind::Unknown, Header::default());
-            let target = self.target_of(idx);
-            self.set_cur(Kind::Unknown, name, target);
-        }
+        let idx = self.merger.create(
+            self.source,
+            self.input,
+            name,
+            Kind::Unknown,
+            Header::default(),
+        );
+        let target = self.target_of(idx);
+        self.set_cur(Kind::Unknown, name, target);
         Suffix::Bare
+    }
+
+    /// The family that takes this family's samples of a suffix the output format has no place
+    /// for here (`_created` in text): made when its first sample comes.
+    fn companion(&mut self, body: &[u8], family: u32, which: Companion) -> u32 {
+        let slot = which as usize;
+        let existing = self.merger.families[family as usize].companions[slot];
+        if existing != u32::MAX {
+            return existing;
+        }
+        self.flush(body);
+        let f = &self.merger.families[family as usize];
+        let mut base = f.base.to_vec();
+        base.extend_from_slice(which.suffix().bytes());
+        let help = f.help.clone();
+        let header = Header {
+            help: help.as_deref(),
+            unit: None,
+        };
+        let idx = self
+            .merger
+            .create(self.source, self.input, &base, Kind::Gauge, header);
+        self.merger.families[family as usize].companions[slot] = idx;
+        idx
     }
 
     #[inline]
@@ -331,7 +393,7 @@ impl Pass<'_> {
             self.resolve(body);
         }
         let suffix = match self.cur {
-            Some((kind, _)) => match kind.accepts(&self.cur_base, name) {
+            Some((kind, _)) => match kind.accepts(&self.cur_base, name, self.input) {
                 Some(suffix) => suffix,
                 None => self.switch_implicit(body, name),
             },
@@ -352,10 +414,16 @@ impl Pass<'_> {
             }
         };
         let format = self.merger.format;
-        if !kind.representable(suffix, format) {
-            self.stats.unrepresentable += 1;
-            return;
-        }
+        let (family, counted_as) = match kind.companion(suffix, format) {
+            Some(which) => match self.companion(body, family, which) {
+                c if self.merger.families[c as usize].excluded => {
+                    self.stats.samples_filtered += 1;
+                    return;
+                }
+                c => (c, Suffix::Bare),
+            },
+            None => (family, suffix),
+        };
         let exemplar = s.exemplar;
         let keep_exemplar = exemplar.is_some_and(|e| {
             format == Format::OpenMetrics && e.within_limit && kind.allows_exemplar(suffix)
@@ -372,6 +440,7 @@ impl Pass<'_> {
         // The family's segment must be the open one before anything of this line is written.
         self.merger.switch_to(family);
         self.stats.samples_out += 1;
+        self.merger.families[family as usize].counts[counted_as as usize] += 1;
         let exemplar_ok = exemplar.is_none_or(|e| !keep_exemplar || e.canonical);
         let simple = s.canonical && !convert_ts && exemplar_ok;
         let cut = if exemplar.is_some() && !keep_exemplar {

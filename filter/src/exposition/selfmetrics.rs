@@ -1,6 +1,7 @@
 //! The families meshmetrics adds about itself: how each source fared in this scrape.
 
 use super::escape::write_escaped_label_value;
+use super::merge::OWN_PRIORITY;
 use super::{Format, LabelSet, Merger};
 
 /// How one source fared, for the self-metrics.
@@ -16,6 +17,8 @@ pub struct SourceReport<'a> {
     pub bytes: u64,
     /// Samples dropped (malformed, type conflict, not representable) since the proxy started.
     pub dropped_total: u64,
+    /// Why the source failed (`meshmetrics_source_error`'s `reason`); `None` when it is up.
+    pub error: Option<&'a str>,
 }
 
 type Field = fn(&SourceReport<'_>, &mut Vec<u8>);
@@ -67,6 +70,19 @@ pub fn render_self_metrics(reports: &[SourceReport<'_>], out: &mut Vec<u8>) {
             out.push(b'\n');
         }
     }
+    out.extend_from_slice(
+        b"# HELP meshmetrics_source_error Why the last fetch of the source failed: 1 with the reason; no series while it is up.\n\
+          # TYPE meshmetrics_source_error gauge\n",
+    );
+    for r in reports {
+        if let Some(reason) = r.error {
+            out.extend_from_slice(b"meshmetrics_source_error{source=\"");
+            write_escaped_label_value(r.name, out);
+            out.extend_from_slice(b"\",reason=\"");
+            write_escaped_label_value(reason, out);
+            out.extend_from_slice(b"\"} 1\n");
+        }
+    }
 }
 
 /// The family telling the size of the filter's wasm linear memory: it never shrinks, so this is
@@ -85,13 +101,13 @@ impl Merger {
     pub fn add_vm_memory(&mut self, bytes: u64, labels: &LabelSet) {
         let mut body = Vec::with_capacity(256);
         render_vm_memory(bytes, &mut body);
-        self.add_source(&body, Format::Text, labels);
+        self.add_source_at(OWN_PRIORITY, &body, Format::Text, labels);
     }
 
     /// Adds the self-metrics to this scrape, like one more source.
     pub fn add_self_metrics(&mut self, reports: &[SourceReport<'_>], labels: &LabelSet) {
         let mut body = Vec::with_capacity(1024 + reports.len() * 256);
         render_self_metrics(reports, &mut body);
-        self.add_source(&body, Format::Text, labels);
+        self.add_source_at(OWN_PRIORITY, &body, Format::Text, labels);
     }
 }

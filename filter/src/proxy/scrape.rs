@@ -22,6 +22,8 @@ struct Outcome {
     merge: Duration,
     bytes: u64,
     dropped: u64,
+    /// Why it failed (`meshmetrics_source_error`'s reason).
+    error: Option<&'static str>,
 }
 
 /// How much of a response body is copied into the module at a time (see `on_answer`).
@@ -105,11 +107,9 @@ impl Scrape {
             match source.kind {
                 // Recent Envoy may answer /stats/prometheus in protobuf depending on Accept.
                 SourceKind::EnvoyAdmin => headers.push(("accept", "text/plain")),
-                SourceKind::App => {
-                    if let Some(a) = &accept {
-                        headers.push(("accept", a));
-                    }
-                }
+                // Only what the filter reads: a scraper that prefers protobuf (Prometheus with
+                // native histograms) would otherwise get every client_golang app in protobuf.
+                SourceKind::App => headers.push(("accept", format.accept_for_sources())),
             }
             if let Some(ua) = &user_agent {
                 headers.push(("user-agent", ua));
@@ -137,6 +137,7 @@ impl Scrape {
         let name = &self.plugin.config.sources[i].name;
         log(LogLevel::Warn, &format!("source {name:?} {why}"));
         self.outcomes[i].up = false;
+        self.outcomes[i].error = Some(why.reason());
     }
 
     fn on_answer(&mut self, i: usize, body_size: usize) {
@@ -165,7 +166,9 @@ impl Scrape {
         // output and one piece, never a second copy of a 34 MB Envoy scrape, and each piece is
         // still in the CPU cache when the engine reads it.
         let merge_started = now();
-        let mut reader = merger.source(format, &self.plugin.labels[i], body_size);
+        // Priority is the configured order (Envoy first), whatever order the answers come in.
+        let priority = u16::try_from(i).unwrap_or(u16::MAX - 1);
+        let mut reader = merger.source_at(priority, format, &self.plugin.labels[i], body_size);
         let mut at = 0;
         while at < body_size {
             let want = PIECE.min(body_size - at);
@@ -177,7 +180,7 @@ impl Scrape {
                 // What was read is merged (valid lines are valid); the source is reported down.
                 _ => {
                     reader.finish();
-                    return self.fail(i, &Failure::NoResponse);
+                    return self.fail(i, &Failure::BodyRead);
                 }
             }
         }
@@ -204,18 +207,25 @@ impl Scrape {
             return;
         };
         let plugin = Rc::clone(&self.plugin);
+        // Families are bound in priority order now: the true conflicts each source lost.
+        merger.resolve();
         let reports: Vec<SourceReport<'_>> = plugin
             .config
             .sources
             .iter()
             .zip(&self.outcomes)
-            .map(|(s, o)| SourceReport {
-                name: &s.name,
-                up: o.up,
-                duration_seconds: o.duration.as_secs_f64(),
-                merge_seconds: o.merge.as_secs_f64(),
-                bytes: o.bytes,
-                dropped_total: counters::add(&s.name, o.dropped),
+            .enumerate()
+            .map(|(i, (s, o))| {
+                let conflicts = u16::try_from(i).map_or(0, |p| merger.conflicts(p));
+                SourceReport {
+                    name: &s.name,
+                    up: o.up,
+                    duration_seconds: o.duration.as_secs_f64(),
+                    merge_seconds: o.merge.as_secs_f64(),
+                    bytes: o.bytes,
+                    dropped_total: counters::add(&s.name, o.dropped + conflicts),
+                    error: o.error,
+                }
             })
             .collect();
         merger.add_self_metrics(&reports, &plugin.self_labels);

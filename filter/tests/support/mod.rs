@@ -38,7 +38,7 @@ pub fn merge(out: Format, filter: Option<&str>, sources: &[Src<'_>]) -> (String,
         out,
         filter.map(|f| FamilyFilter::new(f).expect("test regex compiles")),
     );
-    let stats = sources
+    let mut stats: Vec<SourceStats> = sources
         .iter()
         .map(|s| {
             m.add_source(
@@ -49,6 +49,10 @@ pub fn merge(out: Format, filter: Option<&str>, sources: &[Src<'_>]) -> (String,
         })
         .collect();
     let body = String::from_utf8(m.finish().to_vec()).expect("output is UTF-8");
+    // True conflicts are judged when the scrape ends, in priority order.
+    for (i, s) in stats.iter_mut().enumerate() {
+        s.type_conflicts += m.conflicts(i as u16);
+    }
     (body, stats)
 }
 
@@ -258,4 +262,38 @@ pub fn python() -> PathBuf {
     std::env::var_os("MESHMETRICS_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join(".venv/bin/python"))
+}
+
+/// Parses with prometheus_client and prints one line per family: name, type, sample count.
+const PY_PARSE: &str = r#"
+import sys
+from prometheus_client import parser as text
+from prometheus_client.openmetrics import parser as om
+fams = (om if sys.argv[1] == "om" else text).text_string_to_metric_families(sys.stdin.read())
+for f in fams:
+    print(f.name, f.type, len(f.samples))
+"#;
+
+pub fn python_parses(body: &str, format: Format) -> String {
+    let which = if format == Format::OpenMetrics {
+        "om"
+    } else {
+        "text"
+    };
+    let (code, out) = run_with_stdin(&python(), &["-c", PY_PARSE, which], body);
+    assert_eq!(
+        code, 0,
+        "prometheus_client {which} parser rejected:\n{out}\n--- input\n{body}"
+    );
+    out
+}
+
+/// Runs promtool; parse errors fail, lint findings are returned (one per line).
+pub fn promtool_lint(body: &str) -> Vec<String> {
+    let (code, out) = run_with_stdin(&promtool(), &["check", "metrics"], body);
+    assert!(
+        code == 0 || code == 3,
+        "promtool failed to parse (exit {code}):\n{out}\n--- input\n{body}"
+    );
+    out.lines().map(str::to_owned).collect()
 }
