@@ -19,6 +19,9 @@ use std::sync::{Arc, Mutex};
 
 pub use meshmetrics::sampleapp::{AppServer, Reply, Seen};
 
+pub mod prometheus;
+pub use prometheus::Prometheus;
+
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -185,6 +188,11 @@ impl Proxy {
             stop: Some(stop),
             server: Some(server),
         }
+    }
+
+    /// Envoy's admin, for a source's direct answer.
+    pub fn admin(&self, path: &str) -> Scrape {
+        self.envoy.admin(path)
     }
 
     pub fn url(&self, path_and_query: &str) -> String {

@@ -31,8 +31,9 @@ impl Format {
                 .then(|| v.trim().trim_matches('"'))
         });
         if media.is_empty() || media.eq_ignore_ascii_case("text/plain") {
-            // Prometheus' text format is 0.0.4; an unversioned text/plain (Envoy's admin) too.
-            matches!(version, None | Some("0.0.4")).then_some(Format::Text)
+            // Text 0.0.4; 1.0.0 is the same grammar with quoted UTF-8 names (prometheus_client
+            // >= 0.22 answers it), which the scanner reads; unversioned (Envoy's admin) too.
+            matches!(version, None | Some("0.0.4" | "1.0.0")).then_some(Format::Text)
         } else if media.eq_ignore_ascii_case("application/openmetrics-text") {
             matches!(version, None | Some("1.0.0" | "0.0.1")).then_some(Format::OpenMetrics)
         } else {
@@ -150,6 +151,10 @@ mod tests {
             Some(Format::Text)
         );
         assert_eq!(Format::from_content_type(""), Some(Format::Text));
+        assert_eq!(
+            Format::from_content_type("text/plain; version=1.0.0; charset=utf-8"),
+            Some(Format::Text)
+        );
         // What client_golang answers a Prometheus with native histograms enabled.
         let protobuf = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
         assert_eq!(Format::from_content_type(protobuf), None);
