@@ -354,3 +354,30 @@ fn empty_scrape_is_valid() {
     let (out, _) = merge(Format::Text, None, &[text("\n\n", &[])]);
     assert_eq!(out, "");
 }
+
+#[test]
+fn envoys_output_stays_in_place_in_both_formats() {
+    // The real capture: Envoy's families, its bare and `_total` counters side by side. Whether
+    // Envoy answers before or after the apps, its bytes are never moved: only the apps' are
+    // copied after them.
+    let envoy = include_str!("fixtures/envoy-1.40-two-clusters.prom");
+    let app = "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 1\n";
+    let labels = LabelSet::new([("aggregate", "app")]).unwrap();
+    for format in [Format::Text, Format::OpenMetrics] {
+        for envoy_first in [true, false] {
+            let mut m = Merger::new();
+            m.begin(format, None);
+            if envoy_first {
+                m.add_source_at(0, envoy.as_bytes(), Format::Text, &LabelSet::default());
+                m.add_source_at(1, app.as_bytes(), Format::Text, &labels);
+            } else {
+                m.add_source_at(1, app.as_bytes(), Format::Text, &labels);
+                m.add_source_at(0, envoy.as_bytes(), Format::Text, &LabelSet::default());
+            }
+            let out = String::from_utf8(m.finish().to_vec()).unwrap();
+            assert_eq!(m.moved_bytes(), 0, "{format:?}, envoy first: {envoy_first}");
+            assert!(out.contains("process_cpu_seconds_total{aggregate=\"app\"} 1\n"));
+            assert_well_formed(&out, format);
+        }
+    }
+}

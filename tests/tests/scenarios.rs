@@ -307,10 +307,17 @@ fn failing_apps_never_empty_the_scrape(backend: Backend) {
         "# TYPE big gauge\n{}",
         "big{i=\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"} 1\n".repeat(60_000)
     )));
+    // client_golang's answer to a Prometheus with native histograms, had the filter passed on
+    // that Prometheus' Accept: binary protobuf.
+    let protobuf = app(Reply::Metrics {
+        content_type: "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited".into(),
+        body: b"\x8a\x01\n\x0bgo_goroutines\x12\x0fNumber of goroutines.\x18\x01\"\x0b\x12\t\t\x00\x00\x00\x00\x00\x00\x20@".to_vec(),
+    });
     let down = free_port();
     let yaml = mesh_yaml(
         &[
             ("healthy", healthy.addr.port()),
+            ("protobuf", protobuf.addr.port()),
             ("down", down),
             ("hanging", hanging.addr.port()),
             ("broken", broken.addr.port()),
@@ -323,8 +330,13 @@ fn failing_apps_never_empty_the_scrape(backend: Backend) {
     let envoy = Proxy::start(backend, effective_of(&resources(&yaml), "backend-1"), |o| {
         o.max_body_bytes = 1 << 20
     });
-    // Prometheus says it waits 3 s: the filter answers within that, margin included.
-    let s = envoy.scrape(&[("x-prometheus-scrape-timeout-seconds", "3")]);
+    // Prometheus says it waits 3 s: the filter answers within that, margin included. Its
+    // Accept is the native-histograms one, protobuf first.
+    let native_histograms = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let s = envoy.scrape(&[
+        ("x-prometheus-scrape-timeout-seconds", "3"),
+        ("accept", native_histograms),
+    ]);
     assert_eq!(s.status, 200, "{}", envoy.log());
     assert!(
         s.elapsed.as_secs_f64() < 3.0,
@@ -337,14 +349,43 @@ fn failing_apps_never_empty_the_scrape(backend: Backend) {
         s.body
     );
     assert!(!samples(&s.body, "envoy_server_live").is_empty());
-    for source in ["down", "hanging", "broken", "huge"] {
+    // Inside Envoy a refused or timed-out app comes back as Envoy's own 503 / 504, and a body
+    // over the cap as a failed call: only the kinds the filter itself decides are exact.
+    for (source, reasons) in [
+        ("down", &["no_response", "http_status"][..]),
+        ("hanging", &["no_response", "http_status"][..]),
+        ("broken", &["http_status"][..]),
+        ("huge", &["body_too_large", "no_response"][..]),
+        ("protobuf", &["content_type"][..]),
+    ] {
         assert_eq!(
             self_metric(&s.body, "meshmetrics_source_up", source),
             Some(0.0),
             "{source}:\n{}",
             s.body
         );
+        let prefix = format!("meshmetrics_source_error{{source=\"{source}\",reason=\"");
+        let line = s
+            .body
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in:\n{}", s.body));
+        assert!(
+            reasons.iter().any(|r| line == format!("{prefix}{r}\"}} 1")),
+            "{line}: want one of {reasons:?}"
+        );
     }
+    assert!(
+        !s.body
+            .contains("meshmetrics_source_error{source=\"healthy\"")
+    );
+    // The apps are asked for what the filter reads, never for the scraper's protobuf.
+    let asked = healthy.requests();
+    let accept = asked[0].header("accept").unwrap_or_default();
+    assert!(
+        accept.starts_with("application/openmetrics-text") && !accept.contains("protobuf"),
+        "{accept}"
+    );
     assert_eq!(
         self_metric(&s.body, "meshmetrics_source_up", "healthy"),
         Some(1.0)
@@ -360,7 +401,10 @@ fn failing_apps_never_empty_the_scrape(backend: Backend) {
         Some(2.0)
     );
     // The count is cumulative across scrapes.
-    let again = envoy.scrape(&[("x-prometheus-scrape-timeout-seconds", "3")]);
+    let again = envoy.scrape(&[
+        ("x-prometheus-scrape-timeout-seconds", "3"),
+        ("accept", native_histograms),
+    ]);
     assert_eq!(
         self_metric(
             &again.body,
@@ -369,7 +413,12 @@ fn failing_apps_never_empty_the_scrape(backend: Backend) {
         ),
         Some(4.0)
     );
-    promtool_check(&s.body);
+    python_parse(&s.body, true);
+    assert!(
+        envoy.log().contains("which the filter does not read"),
+        "{}",
+        envoy.log()
+    );
     assert!(
         envoy.log().contains("source \"broken\" answered HTTP 500"),
         "{}",

@@ -154,6 +154,7 @@ impl Merger {
             self.arena.truncate(cursor);
             self.arena.extend_from_slice(&self.scratch);
             self.scratch.clear();
+            self.moved = total;
         } else {
             self.arena.truncate(cursor);
             self.arena.reserve_exact(total + 64);
@@ -180,7 +181,7 @@ impl Merger {
         // A family of picked names with no sample at all is left out: it only held a name.
         if members.iter().all(|m| {
             m.only
-                .is_some_and(|s| self.families[m.sf as usize].counts[s as usize] == 0)
+                .is_some_and(|s| self.families[m.sf as usize].seen & (1 << s as u8) == 0)
         }) {
             return;
         }
@@ -208,12 +209,7 @@ impl Merger {
         }
         for m in members {
             let f = &self.families[m.sf as usize];
-            let whole = m.only.is_none_or(|s| {
-                f.counts
-                    .iter()
-                    .enumerate()
-                    .all(|(i, &n)| n == 0 || i == s as usize)
-            });
+            let whole = m.only.is_none_or(|s| f.seen & !(1 << s as u8) == 0);
             if whole {
                 for &(s, e) in &f.segments {
                     pieces.push(if f.in_main {

@@ -40,10 +40,30 @@ pub(crate) enum Suffix {
     Info,
 }
 
-impl Suffix {
-    /// How many suffixes there are: the size of a per-suffix table.
-    pub(crate) const COUNT: usize = 9;
+/// Whether a sample called `name` belongs to a family with this base name whose samples may
+/// carry the suffixes in `mask` ([`Kind::suffix_mask`]), and what its suffix is. Runs once per
+/// sample: a length switch, word compares and a bit test.
+#[inline]
+pub(crate) fn accepts_masked(mask: u16, base: &[u8], name: &[u8]) -> Option<Suffix> {
+    if !super::bytes::starts_with(name, base) {
+        return None;
+    }
+    let suffix = match &name[base.len()..] {
+        b"" => Suffix::Bare,
+        b"_total" => Suffix::Total,
+        b"_created" => Suffix::Created,
+        b"_bucket" => Suffix::Bucket,
+        b"_count" => Suffix::Count,
+        b"_sum" => Suffix::Sum,
+        b"_gcount" => Suffix::GCount,
+        b"_gsum" => Suffix::GSum,
+        b"_info" => Suffix::Info,
+        _ => return None,
+    };
+    (mask & (1 << suffix as u8) != 0).then_some(suffix)
+}
 
+impl Suffix {
     pub(crate) fn bytes(self) -> &'static [u8] {
         match self {
             Suffix::Bare => b"",
@@ -123,26 +143,15 @@ impl Kind {
     /// declared in `input`, and what its suffix is.
     #[inline]
     pub(crate) fn accepts(self, base: &[u8], name: &[u8], input: Format) -> Option<Suffix> {
-        if !super::bytes::starts_with(name, base) {
-            return None;
-        }
-        let rest = &name[base.len()..];
-        // A match compiles to a length switch and word compares; this runs once per sample.
-        let suffix = match rest {
-            b"" => Suffix::Bare,
-            b"_total" => Suffix::Total,
-            b"_created" => Suffix::Created,
-            b"_bucket" => Suffix::Bucket,
-            b"_count" => Suffix::Count,
-            b"_sum" => Suffix::Sum,
-            b"_gcount" => Suffix::GCount,
-            b"_gsum" => Suffix::GSum,
-            b"_info" => Suffix::Info,
-            _ => return None,
-        };
-        self.sample_suffixes(input)
-            .contains(&suffix)
-            .then_some(suffix)
+        accepts_masked(self.suffix_mask(input), base, name)
+    }
+
+    /// The suffixes of [`Kind::sample_suffixes`] as a bit set (bit `Suffix as u8`), for the
+    /// per-sample test.
+    pub(crate) fn suffix_mask(self, format: Format) -> u16 {
+        self.sample_suffixes(format)
+            .iter()
+            .fold(0, |m, s| m | 1 << (*s as u8))
     }
 
     /// The suffix the family header's name carries after the base name, in `format`.

@@ -49,8 +49,8 @@ pub(crate) struct SourceFamily {
     pub inline_header: Option<(u32, usize, usize)>,
     /// Arena ranges of its samples, in order.
     pub segments: Vec<(usize, usize)>,
-    /// Samples written, per suffix (for counting a conflict's drops).
-    pub counts: [u32; Suffix::COUNT],
+    /// The suffixes of the samples written (bit `Suffix as u8`).
+    pub seen: u16,
     /// The families its `_created` / `_gcount` / `_gsum` samples go to when the output format
     /// has no place for them here (`u32::MAX`: none yet).
     pub companions: [u32; 3],
@@ -92,6 +92,8 @@ pub struct Merger {
     pub(crate) scratch: Vec<u8>,
     pub(crate) generated: Vec<u8>,
     pub(crate) pieces: Vec<super::assemble::Piece>,
+    /// Bytes of the main arena that `finish` had to move (see [`Merger::moved_bytes`]).
+    pub(crate) moved: usize,
     finished: bool,
 }
 
@@ -120,6 +122,7 @@ impl Merger {
             scratch: Vec::new(),
             generated: Vec::new(),
             pieces: Vec::new(),
+            moved: 0,
             finished: false,
         }
     }
@@ -140,6 +143,7 @@ impl Merger {
         self.scratch.clear();
         self.generated.clear();
         self.pieces.clear();
+        self.moved = 0;
         self.finished = false;
     }
 
@@ -252,7 +256,7 @@ impl Merger {
             placed: false,
             inline_header: None,
             segments: Vec::new(),
-            counts: [0; Suffix::COUNT],
+            seen: 0,
             companions: [u32::MAX; 3],
             prev_same_base,
         });
@@ -309,18 +313,58 @@ impl Merger {
             self.families[id as usize].placed = true;
             self.resolver.register(&self.families, id);
         }
-        for &(sf, suffix) in &self.resolver.dropped {
-            let f = &mut self.families[sf as usize];
-            let n = f.counts[suffix as usize] as u64;
-            *self.conflicts.entry(f.source).or_default() += n;
+        let dropped = std::mem::take(&mut self.resolver.dropped);
+        for &(sf, suffix) in &dropped {
+            let n = self.count_samples(sf, suffix) as u64;
+            let source = self.families[sf as usize].source;
+            *self.conflicts.entry(source).or_default() += n;
         }
+        self.resolver.dropped = dropped;
         self.resolver.dropped.clear();
+    }
+
+    /// How many samples named `<base><suffix>` family `sf` wrote: counted again from its
+    /// ranges, only for true conflicts (rare), so the per-sample path keeps no counter.
+    fn count_samples(&mut self, sf: u32, suffix: Suffix) -> usize {
+        let f = &self.families[sf as usize];
+        if f.seen & (1 << suffix as u8) == 0 {
+            return 0;
+        }
+        let bytes = if f.in_main == !self.swapped {
+            &self.arena
+        } else {
+            &self.side
+        };
+        let mut want = f.base.to_vec();
+        want.extend_from_slice(suffix.bytes());
+        let mut n = 0;
+        for &(s, e) in &f.segments {
+            let seg = &bytes[s..e];
+            for line in seg
+                .strip_suffix(b"\n")
+                .unwrap_or(seg)
+                .split(|&b| b == b'\n')
+            {
+                if let super::scan::Line::Sample(sample) = self.scanner.scan(line, self.format, b"")
+                    && sample.name.of(line) == want.as_slice()
+                {
+                    n += 1;
+                }
+            }
+        }
+        n
     }
 
     /// Samples of the source with this priority dropped as true conflicts with a family of
     /// higher priority, as far as [`Merger::resolve`] has judged.
     pub fn conflicts(&self, priority: u16) -> u64 {
         self.conflicts.get(&priority).copied().unwrap_or(0)
+    }
+
+    /// How many bytes of the lead's output the last `finish` moved: 0 when the lead's
+    /// families stayed where they were written, as they should unless an app shares one of them.
+    pub fn moved_bytes(&self) -> usize {
+        self.moved
     }
 
     /// Makes `family` the one whose samples are being appended.

@@ -21,23 +21,47 @@
 //!   labels of the same name, which would make Prometheus reject the whole scrape.
 //! - Added labels come first; a sample's own label of the same name is kept as
 //!   `exported_<name>` (Prometheus' convention). Exemplars never get added labels.
-//! - Each family is written once: one `# HELP`, one `# TYPE`, its samples together, in the order
-//!   families were first seen. A family exported with another type by a later source keeps the
-//!   first type; the later samples are dropped and counted.
-//! - Sample names never change between formats; only family headers do (see [`kind`]).
+//! - **No sample is lost to a format.** Sample names and values never change between formats;
+//!   only family headers do. Only a malformed line or a true conflict is dropped.
+//! - **Deterministic.** Sources have a priority (Envoy first, then the aggregates in configured
+//!   order); families are bound in that order, never in the order answers arrived: the same
+//!   bodies give the same bytes. Families are written in that order (each source's in the order
+//!   it wrote them), each once, its samples together, the sources' samples in priority order.
+//! - `meshmetrics_*` families are the filter's own: a source's are dropped and counted.
 //!
-//! # OpenMetrics-only syntax, written as text 0.0.4
-//! - `# UNIT` lines and exemplars are left out; `# EOF` ends the source and is not written.
-//! - `_created` samples and gauge histograms are left out (counted as unrepresentable): text has
-//!   no place for them.
-//! - `info` families become gauges named `<name>_info`, `stateset` families gauges, `unknown`
-//!   families `untyped`.
-//! - Timestamps are converted from seconds to milliseconds (truncated below a millisecond).
+//! # Families in the output (`resolve.rs`)
+//! Judged on the names the output format gives, in priority order:
 //!
-//! # Text 0.0.4, written as OpenMetrics
-//! - Counters whose samples lack `_total` (Envoy has many) are written as `unknown`, unrenamed.
-//! - `untyped` becomes `unknown`; HELP is re-escaped; timestamps go from ms to seconds.
-//! - `# EOF` is written once, last.
+//! | case | text 0.0.4 out | OpenMetrics out |
+//! |---|---|---|
+//! | same header name, same type word (two apps' `process_cpu_seconds_total`; an OM `info` `x` and a text gauge `x_info`, both gauge `x_info` in text) | one family | one family |
+//! | a family whose names clash with an earlier one's but whose samples do not (Envoy's counter `rq` and counter `rq_total`: OM family `rq` twice; client_golang's gauge `x` and counter `x_total`) | the later one as `untyped`, one family per sample name | the later one as `unknown`, one family per sample name; where its name is only the *header* of the earlier (typed) one, that one becomes `unknown` too |
+//! | untyped samples whose name a typed family holds | join it | join it |
+//! | the same sample name with another type (an OM `info` `x` and a text gauge `x_info`, in OM) | true conflict: the source of lower priority's samples are dropped and counted | same |
+//!
+//! A family claims its header name and every sample name its type allows in the output format
+//! (`Kind::sample_suffixes`): OpenMetrics parsers reserve them all (`x_created` beside a
+//! counter `x` is a clash even with no `_created` sample), text parsers attach `x_count` to a
+//! summary or histogram `x`.
+//!
+//! # Conversions
+//!
+//! | input | text 0.0.4 out | OpenMetrics out |
+//! |---|---|---|
+//! | OM counter `x` (`x_total`, `x_created`) | counter `x_total`; `x_created` a gauge family of its own, after it | as is |
+//! | OM histogram / summary `_created` | gauge family `x_created` | as is |
+//! | OM gauge histogram `x` | histogram `x` of its `_bucket`s; gauges `x_gcount`, `x_gsum` (prometheus_client's rule) | as is |
+//! | OM `info` `x` (`x_info`) | gauge `x_info` | as is |
+//! | OM `stateset` | gauge | as is |
+//! | OM `unknown` | `untyped` | as is |
+//! | text counter `x_total` | as is | counter `x` |
+//! | text counter without `_total` (Envoy's `envoy_cluster_upstream_rq`) | as is | `unknown`, unrenamed (renaming would break every query) |
+//! | text gauge `x_created` after counter / histogram / summary `x` of the same source (prometheus_client's `generate_latest`) | as is | folded into `x`: each `_created` right after the samples with its labels |
+//! | text `untyped` | as is | `unknown` |
+//! | exemplars | left out (text has none) | kept where OM allows them (counter `_total`, `_bucket`), within 128 characters |
+//! | `# UNIT` | left out | kept when the family name ends with it |
+//! | timestamps | OM seconds → milliseconds (truncated below a millisecond) | text milliseconds → seconds |
+//! | `# EOF` | ends an OM source, not written | written once, last |
 
 mod assemble;
 mod bytes;

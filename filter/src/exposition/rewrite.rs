@@ -7,7 +7,7 @@
 
 use super::bytes;
 use super::escape::write_repaired_label_value;
-use super::kind::{Companion, Suffix};
+use super::kind::{Companion, Suffix, accepts_masked};
 use super::merge::{Header, Merger};
 use super::names::{is_legacy_label_name, is_legacy_metric_name, write_name};
 use super::scan::{Line, Sample};
@@ -67,6 +67,13 @@ struct Pass<'m> {
     has_pending: bool,
     /// The family being read: its kind, base name and target. `None` before the first one.
     cur: Option<(Kind, Target)>,
+    /// The suffixes the current family's samples may carry (`Kind::suffix_mask`).
+    cur_mask: u16,
+    /// The current family has samples the output format puts in a companion family.
+    cur_companions: bool,
+    /// The suffixes written to `seen_family` not yet stored in it.
+    seen: u16,
+    seen_family: u32,
     cur_base: Vec<u8>,
     /// `cur_base` is a legacy metric name, so the scanner may trust a line starting with it.
     cur_base_legacy: bool,
@@ -160,6 +167,10 @@ impl Merger {
                 pending: Pending::default(),
                 has_pending: false,
                 cur: None,
+                cur_mask: 0,
+                cur_companions: false,
+                seen: 0,
+                seen_family: 0,
                 cur_base: Vec::new(),
                 cur_base_legacy: false,
                 run: None,
@@ -210,12 +221,20 @@ impl SourceReader<'_> {
 
 impl Drop for SourceReader<'_> {
     fn drop(&mut self) {
+        self.pass.store_seen();
         self.pass.merger.close_segment();
         self.pass.merger.use_main();
     }
 }
 
 impl Pass<'_> {
+    fn store_seen(&mut self) {
+        if self.seen != 0 {
+            self.merger.families[self.seen_family as usize].seen |= self.seen;
+            self.seen = 0;
+        }
+    }
+
     /// Merges the complete lines of `body` and returns where the unterminated rest starts.
     fn lines(&mut self, body: &[u8]) -> usize {
         let mut start = 0;
@@ -320,6 +339,11 @@ impl Pass<'_> {
         self.cur_base.extend_from_slice(base);
         self.cur_base_legacy = is_legacy_metric_name(base);
         self.cur = Some((kind, target));
+        self.cur_mask = kind.suffix_mask(self.input);
+        self.cur_companions = kind
+            .sample_suffixes(self.input)
+            .iter()
+            .any(|&s| kind.companion(s, self.merger.format).is_some());
     }
 
     fn target_of(&self, idx: u32) -> Target {
@@ -393,7 +417,7 @@ impl Pass<'_> {
             self.resolve(body);
         }
         let suffix = match self.cur {
-            Some((kind, _)) => match kind.accepts(&self.cur_base, name, self.input) {
+            Some(_) => match accepts_masked(self.cur_mask, &self.cur_base, name) {
                 Some(suffix) => suffix,
                 None => self.switch_implicit(body, name),
             },
@@ -414,7 +438,12 @@ impl Pass<'_> {
             }
         };
         let format = self.merger.format;
-        let (family, counted_as) = match kind.companion(suffix, format) {
+        let companion = if self.cur_companions {
+            kind.companion(suffix, format)
+        } else {
+            None
+        };
+        let (family, counted_as) = match companion {
             Some(which) => match self.companion(body, family, which) {
                 c if self.merger.families[c as usize].excluded => {
                     self.stats.samples_filtered += 1;
@@ -440,7 +469,12 @@ impl Pass<'_> {
         // The family's segment must be the open one before anything of this line is written.
         self.merger.switch_to(family);
         self.stats.samples_out += 1;
-        self.merger.families[family as usize].counts[counted_as as usize] += 1;
+        // Which suffixes a family wrote, kept in a register and stored when the family changes.
+        if family != self.seen_family {
+            self.store_seen();
+            self.seen_family = family;
+        }
+        self.seen |= 1 << counted_as as u8;
         let exemplar_ok = exemplar.is_none_or(|e| !keep_exemplar || e.canonical);
         let simple = s.canonical && !convert_ts && exemplar_ok;
         let cut = if exemplar.is_some() && !keep_exemplar {
