@@ -330,7 +330,7 @@ impl Merger {
         if f.seen & (1 << suffix as u8) == 0 {
             return 0;
         }
-        let bytes = if f.in_main == !self.swapped {
+        let bytes = if f.in_main != self.swapped {
             &self.arena
         } else {
             &self.side
