@@ -282,6 +282,10 @@ fn real_exporters_lose_no_sample_in_any_format() {
         compare_sources(&dir, &proxy, apps, &mut table, &mut failures);
         proxies.push(proxy);
     }
+    // scripts/test prints this file after the tests (cargo hides a passing test's output).
+    let report = workspace_root().join("target/test-reports/exporters-matrix.txt");
+    let _ = std::fs::create_dir_all(report.parent().expect("has a parent"));
+    let _ = std::fs::write(&report, table.join("\n") + "\n");
     println!("{}", table.join("\n"));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
