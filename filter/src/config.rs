@@ -8,6 +8,8 @@
 //! {
 //!   "path": "/metrics",
 //!   "max_body_bytes": 67108864,
+//!   "max_source_bytes": 67108864,
+//!   "max_scrape_bytes": 134217728,
 //!   "timeout_margin_ms": 500,
 //!   "sources": [
 //!     {"name": "envoy", "kind": "envoy_admin", "cluster": "meshmetrics_envoy_admin",
@@ -31,6 +33,11 @@ use crate::exposition::{FamilyFilter, LabelError, LabelSet};
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 << 20;
 /// Default per-source timeout.
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+/// Default bound on one source's output in a scrape (its samples, labels added).
+pub const DEFAULT_MAX_SOURCE_BYTES: u64 = 64 << 20;
+/// Default bound on one scrape's output, every source together. With the per-source bound it
+/// caps the VM's memory, whatever the apps send (see `exposition::Limits`).
+pub const DEFAULT_MAX_SCRAPE_BYTES: u64 = 128 << 20;
 /// Default time kept back from the scraper's own timeout, to answer before it gives up.
 pub const DEFAULT_TIMEOUT_MARGIN_MS: u64 = 500;
 
@@ -48,6 +55,14 @@ pub struct FilterConfig {
     /// Largest body read from one source; a larger body fails that source (and only it).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: u64,
+    /// Largest output of one source in a scrape; past it the source is stopped at a line
+    /// boundary and reported (`meshmetrics_source_error{reason="output_limit"}`).
+    #[serde(default = "default_max_source")]
+    pub max_source_bytes: u64,
+    /// Largest output of one scrape; sources past it, in priority order, are left out and
+    /// reported the same way.
+    #[serde(default = "default_max_scrape")]
+    pub max_scrape_bytes: u64,
     /// Kept back from the scraper's `X-Prometheus-Scrape-Timeout-Seconds`, so the merged answer
     /// leaves before the scraper gives up.
     #[serde(default = "default_margin")]
@@ -89,7 +104,7 @@ pub struct Source {
 pub enum SourceKind {
     /// Envoy's own admin endpoint, asked with `Accept: text/plain`.
     EnvoyAdmin,
-    /// An application beside the proxy; the scraper's `Accept` is forwarded.
+    /// An application beside the proxy, asked for OpenMetrics or text only.
     App,
 }
 
@@ -112,6 +127,12 @@ impl Label {
 
 fn default_max_body() -> u64 {
     DEFAULT_MAX_BODY_BYTES
+}
+fn default_max_source() -> u64 {
+    DEFAULT_MAX_SOURCE_BYTES
+}
+fn default_max_scrape() -> u64 {
+    DEFAULT_MAX_SCRAPE_BYTES
 }
 fn default_margin() -> u64 {
     DEFAULT_TIMEOUT_MARGIN_MS
@@ -159,6 +180,15 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 impl FilterConfig {
+    /// The engine's bounds on one scrape.
+    pub fn limits(&self) -> crate::exposition::Limits {
+        let bytes = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        crate::exposition::Limits {
+            scrape_bytes: bytes(self.max_scrape_bytes),
+            source_bytes: bytes(self.max_source_bytes),
+        }
+    }
+
     /// Parses and validates the JSON the host generated.
     pub fn from_json(json: &[u8]) -> Result<FilterConfig, ConfigError> {
         let config: FilterConfig =
@@ -180,8 +210,14 @@ impl FilterConfig {
                 format!("{:?} does not start with '/'", self.path),
             ));
         }
-        if self.max_body_bytes == 0 {
-            return Err(err("max_body_bytes", "must be positive"));
+        for (field, v) in [
+            ("max_body_bytes", self.max_body_bytes),
+            ("max_source_bytes", self.max_source_bytes),
+            ("max_scrape_bytes", self.max_scrape_bytes),
+        ] {
+            if v == 0 {
+                return Err(err(field, "must be positive"));
+            }
         }
         label_set(&self.self_labels, "self_labels")?;
         for (i, s) in self.sources.iter().enumerate() {
@@ -292,6 +328,8 @@ mod tests {
             sources,
             self_labels: vec![],
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_source_bytes: DEFAULT_MAX_SOURCE_BYTES,
+            max_scrape_bytes: DEFAULT_MAX_SCRAPE_BYTES,
             timeout_margin_ms: DEFAULT_TIMEOUT_MARGIN_MS,
         }
     }

@@ -69,6 +69,9 @@ pub enum Failure {
     ContentType(String),
     /// The body could not be read from the host after the answer came.
     BodyRead,
+    /// The source's output reached its share of the scrape (stopped at a line boundary), or
+    /// the sources before it spent the scrape's budget (left out).
+    OutputLimit,
 }
 
 impl Failure {
@@ -81,6 +84,7 @@ impl Failure {
             Failure::NotDispatched(_) => "not_dispatched",
             Failure::ContentType(_) => "content_type",
             Failure::BodyRead => "body_read",
+            Failure::OutputLimit => "output_limit",
         }
     }
 }
@@ -100,6 +104,10 @@ impl std::fmt::Display for Failure {
                  Prometheus text)"
             ),
             Failure::BodyRead => write!(f, "its body could not be read from the proxy"),
+            Failure::OutputLimit => write!(
+                f,
+                "reached the output limit (max_source_bytes / max_scrape_bytes): it is cut short"
+            ),
         }
     }
 }

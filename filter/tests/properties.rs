@@ -4,16 +4,18 @@
 
 mod support;
 
-use meshmetrics_filter::exposition::{Format, LabelSet, Merger};
+use meshmetrics_filter::exposition::{Format, LabelSet, Limits, Merger};
 use proptest::prelude::*;
 use support::assert_well_formed;
 
 const FORMATS: [Format; 2] = [Format::Text, Format::OpenMetrics];
 
-/// Merges `sources` into `out`, then checks the result re-reads cleanly and is a fixpoint.
-fn check(sources: &[(Vec<u8>, Format)], out: Format) {
+/// Merges `sources` into `out` within `limits`, then checks the result stays within them,
+/// re-reads cleanly, is a fixpoint, and does not depend on the arrival order.
+fn check(sources: &[(Vec<u8>, Format)], out: Format, limits: Limits) {
     let labels = LabelSet::new([("mesh", "m"), ("service", "s\"x")]).unwrap();
     let mut m = Merger::new();
+    m.set_limits(limits);
     m.begin(out, None);
     for (body, input) in sources {
         m.add_source(body, *input, &labels);
@@ -21,6 +23,12 @@ fn check(sources: &[(Vec<u8>, Format)], out: Format) {
     let first = m.finish().to_vec();
     let text = std::str::from_utf8(&first).expect("output is UTF-8");
     assert_well_formed(text, out);
+    assert!(
+        first.len() <= limits.scrape_bytes.saturating_add(6),
+        "{} bytes over a budget of {}",
+        first.len(),
+        limits.scrape_bytes
+    );
 
     // The same bodies arriving in the opposite order give the same bytes.
     m.begin(out, None);
@@ -35,6 +43,7 @@ fn check(sources: &[(Vec<u8>, Format)], out: Format) {
 
     // Read back in its own format with nothing added: every line must scan, nothing is lost.
     let none = LabelSet::default();
+    m.set_limits(Limits::UNLIMITED);
     m.begin(out, None);
     let stats = m.add_source(&first, out, &none);
     assert_eq!(
@@ -47,6 +56,17 @@ fn check(sources: &[(Vec<u8>, Format)], out: Format) {
     m.begin(out, None);
     m.add_source(&second, out, &none);
     assert_eq!(m.finish(), &second[..], "not a fixpoint:\n{text}");
+}
+
+/// No limits, or small ones that the soup reaches.
+fn limits() -> impl Strategy<Value = Limits> {
+    prop_oneof![
+        Just(Limits::UNLIMITED),
+        (0usize..3000, 0usize..6000).prop_map(|(source_bytes, scrape_bytes)| Limits {
+            scrape_bytes,
+            source_bytes,
+        }),
+    ]
 }
 
 fn name() -> impl Strategy<Value = String> {
@@ -212,15 +232,16 @@ proptest! {
         input in format(),
         out in format(),
     ) {
-        check(&[(bytes, input)], out);
+        check(&[(bytes, input)], out, Limits::UNLIMITED);
     }
 
     #[test]
     fn grammar_shaped_soup_never_breaks_the_output(
         sources in prop::collection::vec((body(), format()), 1..4),
         out in format(),
+        limits in limits(),
     ) {
-        check(&sources, out);
+        check(&sources, out, limits);
     }
 }
 

@@ -51,6 +51,14 @@ enum Command {
         /// Largest body read from one source, in bytes.
         #[arg(long, default_value_t = meshmetrics_filter::config::DEFAULT_MAX_BODY_BYTES)]
         max_body_bytes: u64,
+        /// Largest output of one source in a scrape, in bytes (labels added); a source past it
+        /// is stopped at a line boundary and reported.
+        #[arg(long, default_value_t = meshmetrics_filter::config::DEFAULT_MAX_SOURCE_BYTES)]
+        max_source_bytes: u64,
+        /// Largest output of one scrape, in bytes; sources past it, in priority order, are left
+        /// out and reported.
+        #[arg(long, default_value_t = meshmetrics_filter::config::DEFAULT_MAX_SCRAPE_BYTES)]
+        max_scrape_bytes: u64,
         /// Label Envoy's own samples with mesh/dataplane/service too (costs ~70% more bytes).
         #[arg(long)]
         envoy_labels: bool,
@@ -260,6 +268,8 @@ fn run(cli: Cli) -> Result<()> {
             admin_port,
             timeout_ms,
             max_body_bytes,
+            max_source_bytes,
+            max_scrape_bytes,
             envoy_labels,
             tls,
         } => {
@@ -282,6 +292,8 @@ fn run(cli: Cli) -> Result<()> {
                 admin_port,
                 timeout_ms,
                 max_body_bytes,
+                max_source_bytes,
+                max_scrape_bytes,
                 envoy_labels,
                 provided_tls,
                 allow_plaintext_fallback: tls.allow_plaintext_fallback,

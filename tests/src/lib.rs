@@ -190,6 +190,11 @@ impl Proxy {
         }
     }
 
+    /// The Envoy process id: the same before and after means no restart.
+    pub fn envoy_pid(&self) -> u32 {
+        self.envoy.pid()
+    }
+
     /// Envoy's admin, for a source's direct answer.
     pub fn admin(&self, path: &str) -> Scrape {
         self.envoy.admin(path)
@@ -377,14 +382,21 @@ pub fn get(url: &str, headers: &[(&str, &str)]) -> Scrape {
 }
 
 pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Scrape {
+    try_request(method, url, headers).unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+}
+
+/// A request that may fail to get any answer (connection reset, refused).
+pub fn try_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<Scrape, ureq::Error> {
     let started = Instant::now();
     let mut builder = http_request(method, url);
     for (k, v) in headers {
         builder = builder.header(*k, *v);
     }
-    let mut resp = agent()
-        .run(builder.body(()).expect("request builds"))
-        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let mut resp = agent().run(builder.body(()).expect("request builds"))?;
     let content_type = resp
         .headers()
         .get("content-type")
@@ -397,12 +409,12 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Scrape {
         .limit(1 << 30)
         .read_to_string()
         .unwrap_or_default();
-    Scrape {
+    Ok(Scrape {
         status: resp.status().as_u16(),
         content_type,
         body,
         elapsed: started.elapsed(),
-    }
+    })
 }
 
 fn http_request(method: &str, url: &str) -> ureq::http::request::Builder {

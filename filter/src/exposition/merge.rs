@@ -27,6 +27,36 @@ pub(crate) const OWN_PREFIX: &[u8] = b"meshmetrics_";
 /// Priority of the filter's own families: after every source.
 pub(crate) const OWN_PRIORITY: u16 = u16::MAX;
 
+/// Bounds on what one scrape writes. The VM's memory follows from them, whatever the sources
+/// send: a body of 30 MB of `a 1` grows twentyfold with the mesh's labels, and a wasm VM that
+/// fails an allocation aborts for good.
+///
+/// Both are applied so that the arrival order changes nothing: a source is stopped at a line
+/// boundary when *it* has written `source_bytes` (what it wrote before stays), and when the
+/// families are bound, in priority order, a source that would take the scrape past
+/// `scrape_bytes` is left out whole ([`Merger::over_budget`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The output of one scrape, every source together (the filter's own few families on top).
+    pub scrape_bytes: usize,
+    /// One source's share of it.
+    pub source_bytes: usize,
+}
+
+impl Limits {
+    /// No bounds (the engine alone, tests, benchmarks).
+    pub const UNLIMITED: Limits = Limits {
+        scrape_bytes: usize::MAX,
+        source_bytes: usize::MAX,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits::UNLIMITED
+    }
+}
+
 /// A family as one source declared it.
 pub(crate) struct SourceFamily {
     /// The source's priority: 0 is the lead (Envoy), then the aggregates in configured order.
@@ -94,6 +124,11 @@ pub struct Merger {
     pub(crate) pieces: Vec<super::assemble::Piece>,
     /// Bytes of the main arena that `finish` had to move (see [`Merger::moved_bytes`]).
     pub(crate) moved: usize,
+    pub(crate) limits: Limits,
+    /// What each source (by priority) was charged in this scrape.
+    pub(crate) written: HashMap<u16, usize>,
+    /// Sources left out because the scrape's budget was spent by sources of higher priority.
+    over: Vec<u16>,
     finished: bool,
 }
 
@@ -123,6 +158,9 @@ impl Merger {
             generated: Vec::new(),
             pieces: Vec::new(),
             moved: 0,
+            limits: Limits::UNLIMITED,
+            written: HashMap::new(),
+            over: Vec::new(),
             finished: false,
         }
     }
@@ -144,7 +182,57 @@ impl Merger {
         self.generated.clear();
         self.pieces.clear();
         self.moved = 0;
+        self.written.clear();
+        self.over.clear();
         self.finished = false;
+    }
+
+    /// Sets the bounds of every scrape from now on (see [`Limits`]). A source that would write
+    /// more than its share stops at a line boundary and says so ([`SourceStats::output_limit`]).
+    ///
+    /// [`SourceStats::output_limit`]: super::SourceStats::output_limit
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// What a source of this priority may write in this scrape.
+    pub(crate) fn allowance(&self, priority: u16) -> usize {
+        if priority == OWN_PRIORITY {
+            return usize::MAX;
+        }
+        self.limits.source_bytes.min(self.limits.scrape_bytes)
+    }
+
+    /// Whether the source of this priority was left out because the sources before it spent
+    /// the scrape's budget (known once [`Merger::resolve`] has run).
+    pub fn over_budget(&self, priority: u16) -> bool {
+        self.over.contains(&priority)
+    }
+
+    /// Leaves out, in priority order, the sources that do not fit in the scrape's budget.
+    fn apply_scrape_budget(&mut self) {
+        let mut sources: Vec<(u16, usize)> = self
+            .written
+            .iter()
+            .filter(|(p, _)| **p != OWN_PRIORITY)
+            .map(|(p, w)| (*p, *w))
+            .collect();
+        sources.sort_unstable();
+        let mut total = 0usize;
+        for (priority, written) in sources {
+            if self.over.contains(&priority) {
+                continue;
+            }
+            total = total.saturating_add(written);
+            // The lead is bound as it is read, and its share never passes the scrape's.
+            if total > self.limits.scrape_bytes && priority != 0 {
+                total -= written;
+                self.over.push(priority);
+                for f in self.families.iter_mut().filter(|f| f.source == priority) {
+                    f.excluded = true;
+                }
+            }
+        }
     }
 
     /// The output format of this scrape.
@@ -302,6 +390,7 @@ impl Merger {
     /// Called by [`Merger::finish`]; call it earlier to read [`Merger::conflicts`].
     pub fn resolve(&mut self) {
         self.use_main();
+        self.apply_scrape_budget();
         let mut todo: Vec<u32> = (0..self.families.len() as u32)
             .filter(|&i| {
                 let f = &self.families[i as usize];

@@ -83,7 +83,7 @@ pub use filter::FamilyFilter;
 pub use format::Format;
 pub(crate) use kind::Kind;
 pub use labels::{LabelError, LabelSet};
-pub use merge::Merger;
+pub use merge::{Limits, Merger};
 pub use names::is_legacy_label_name;
 pub use rewrite::SourceReader;
 pub use selfmetrics::{SourceReport, render_self_metrics};

@@ -14,6 +14,10 @@ use super::scan::{Line, Sample};
 use super::value::write_timestamp;
 use super::{Format, Kind, LabelSet, SourceStats};
 
+/// What a family costs beyond its lines, charged against its source's allowance: its record,
+/// index entry and claims (a few hundred bytes of bookkeeping in all).
+const FAMILY_COST: usize = 256;
+
 /// Where the samples of the family being read go.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Target {
@@ -74,6 +78,14 @@ struct Pass<'m> {
     /// The suffixes written to `seen_family` not yet stored in it.
     seen: u16,
     seen_family: u32,
+    /// Where this source's output starts in the active arena.
+    start: usize,
+    /// What its families cost beyond their bytes in the arena (bookkeeping, later headers).
+    overhead: usize,
+    /// What it may write in all ([`Merger::allowance`]).
+    allowance: usize,
+    /// It reached its allowance: the rest of its body is skipped.
+    cut: bool,
     cur_base: Vec<u8>,
     /// `cur_base` is a legacy metric name, so the scanner may trust a line starting with it.
     cur_base_legacy: bool,
@@ -147,16 +159,19 @@ impl Merger {
             // Envoy's lines average ~100 bytes, apps' ~75: a generous guess grows the arena once.
             (size / 48 + 1) * (labels.rendered().len() + 1)
         };
+        let allowance = self.allowance(priority);
+        let expected = (size + extra).min(allowance);
         if priority == 0 {
             self.use_main();
             // The apps' output is copied after the lead's when the scrape ends: room for it now
             // (the side arena's capacity is the most they wrote) spares moving the lead's 34 MB.
             let apps = self.side.capacity();
-            self.reserve(size + extra + apps);
+            self.reserve(expected.saturating_add(apps).min(self.limits.scrape_bytes));
         } else {
             self.use_side();
-            self.reserve(size + extra);
+            self.reserve(expected);
         }
+        let start = self.arena.len();
         SourceReader {
             pass: Pass {
                 merger: self,
@@ -171,6 +186,10 @@ impl Merger {
                 cur_companions: false,
                 seen: 0,
                 seen_family: 0,
+                start,
+                overhead: 0,
+                allowance,
+                cut: false,
                 cur_base: Vec::new(),
                 cur_base_legacy: false,
                 run: None,
@@ -186,10 +205,19 @@ impl SourceReader<'_> {
     /// Merges the next piece of the body.
     pub fn feed(&mut self, piece: &[u8]) {
         self.pass.stats.bytes += piece.len() as u64;
+        if self.pass.cut {
+            self.pass.stats.cut_lines += memchr::memchr_iter(b'\n', piece).count() as u64;
+            return;
+        }
         let mut rest = piece;
         if !self.carry.is_empty() {
             let Some(nl) = memchr::memchr(b'\n', piece) else {
                 self.carry.extend_from_slice(piece);
+                // One line longer than all the source may write: it can never be written.
+                if self.carry.len() > self.pass.allowance {
+                    self.carry.clear();
+                    self.pass.cut_here();
+                }
                 return;
             };
             self.carry.extend_from_slice(&piece[..=nl]);
@@ -198,7 +226,11 @@ impl SourceReader<'_> {
             rest = &piece[nl + 1..];
         }
         let done = self.pass.lines(rest);
-        self.carry.extend_from_slice(&rest[done..]);
+        if self.pass.cut {
+            self.pass.stats.cut_lines += u64::from(done < rest.len());
+        } else {
+            self.carry.extend_from_slice(&rest[done..]);
+        }
     }
 
     /// Ends the source (its last line may lack a newline) and says how it went.
@@ -207,7 +239,7 @@ impl SourceReader<'_> {
     /// known when the scrape ends: see [`Merger::conflicts`].
     pub fn finish(mut self) -> SourceStats {
         let pass = &mut self.pass;
-        if !self.carry.is_empty() {
+        if !self.carry.is_empty() && !pass.cut {
             let line = &self.carry[..];
             pass.line(line, 0, strip_cr(line, 0, line.len()));
             pass.flush(line);
@@ -222,12 +254,50 @@ impl SourceReader<'_> {
 impl Drop for SourceReader<'_> {
     fn drop(&mut self) {
         self.pass.store_seen();
+        let written = self.pass.written();
+        *self
+            .pass
+            .merger
+            .written
+            .entry(self.pass.source)
+            .or_default() += written;
         self.pass.merger.close_segment();
         self.pass.merger.use_main();
     }
 }
 
 impl Pass<'_> {
+    /// What this source has cost so far: its output (queued lines included) and overhead.
+    #[inline]
+    fn written(&self) -> usize {
+        let queued = self.run.map_or(0, |(s, e)| e - s);
+        self.merger.arena.len() - self.start + queued + self.overhead
+    }
+
+    /// Stops the source: its allowance is spent.
+    fn stop(&mut self) {
+        self.cut = true;
+        self.stats.output_limit = true;
+    }
+
+    /// Stops the source at a line it does not read.
+    fn cut_here(&mut self) {
+        self.stop();
+        self.stats.cut_lines += 1;
+    }
+
+    /// Charges a new family of this source: its bookkeeping (index, claims, header written
+    /// later) is memory too, and a source declaring a million families must not get it free.
+    fn charge_family(&mut self, name: usize, header: Header<'_>) {
+        let text = header.help.map_or(0, <[u8]>::len) + header.unit.map_or(0, <[u8]>::len);
+        self.overhead = self
+            .overhead
+            .saturating_add(4 * name + 2 * text + FAMILY_COST);
+        if self.written() > self.allowance {
+            self.stop();
+        }
+    }
+
     fn store_seen(&mut self) {
         if self.seen != 0 {
             self.merger.families[self.seen_family as usize].seen |= self.seen;
@@ -249,6 +319,10 @@ impl Pass<'_> {
     #[inline]
     fn line(&mut self, body: &[u8], start: usize, end: usize) {
         let line = &body[start..end];
+        if self.cut {
+            self.stats.cut_lines += 1;
+            return;
+        }
         if self.eof {
             if !line.iter().all(|b| b.is_ascii_whitespace()) {
                 self.stats.malformed_lines += 1;
@@ -325,8 +399,11 @@ impl Pass<'_> {
                     help: p.range(p.help),
                     unit: p.range(p.unit),
                 };
-                self.merger
-                    .create(self.source, self.input, base, kind, header)
+                let idx = self
+                    .merger
+                    .create(self.source, self.input, base, kind, header);
+                self.charge_family(base.len(), header);
+                idx
             }
         };
         let target = self.target_of(idx);
@@ -379,6 +456,7 @@ impl Pass<'_> {
             Kind::Unknown,
             Header::default(),
         );
+        self.charge_family(name.len(), Header::default());
         let target = self.target_of(idx);
         self.set_cur(Kind::Unknown, name, target);
         Suffix::Bare
@@ -404,6 +482,7 @@ impl Pass<'_> {
         let idx = self
             .merger
             .create(self.source, self.input, &base, Kind::Gauge, header);
+        self.charge_family(base.len(), header);
         self.merger.families[family as usize].companions[slot] = idx;
         idx
     }
@@ -465,6 +544,14 @@ impl Pass<'_> {
                 self.stats.unrepresentable += 1;
                 return;
             }
+        }
+        // Stop at this line boundary rather than pass the allowance. `need` bounds what the line
+        // can become: labels added, a name quoted, `exported_` renames, escapes repaired.
+        let need = 2 * line.len() + self.labels.framed().len() + 64;
+        if self.cut || self.written() + need > self.allowance {
+            self.stop();
+            self.stats.cut_lines += 1;
+            return;
         }
         // The family's segment must be the open one before anything of this line is written.
         self.merger.switch_to(family);

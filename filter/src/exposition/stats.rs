@@ -15,14 +15,19 @@ pub struct SourceStats {
     pub malformed_lines: u64,
     /// Samples of a family another source already exported with a different type.
     pub type_conflicts: u64,
-    /// Samples the output format cannot carry (`_created` in text 0.0.4) or that could not be
-    /// converted (a timestamp out of range).
+    /// Samples the output format cannot carry or that could not be converted (a timestamp out
+    /// of range).
     pub unrepresentable: u64,
+    /// The source reached its share of the scrape's output ([`super::Limits`]): it was
+    /// stopped at a line boundary; what came before is merged.
+    pub output_limit: bool,
+    /// Lines left unread after the source was stopped.
+    pub cut_lines: u64,
 }
 
 impl SourceStats {
     /// Everything that did not reach the output for a reason other than the filter.
     pub fn dropped(&self) -> u64 {
-        self.malformed_lines + self.type_conflicts + self.unrepresentable
+        self.malformed_lines + self.type_conflicts + self.unrepresentable + self.cut_lines
     }
 }

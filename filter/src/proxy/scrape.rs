@@ -24,6 +24,8 @@ struct Outcome {
     dropped: u64,
     /// Why it failed (`meshmetrics_source_error`'s reason).
     error: Option<&'static str>,
+    /// Samples it wrote (lost too if the scrape's budget leaves it out).
+    samples: u64,
 }
 
 /// How much of a response body is copied into the module at a time (see `on_answer`).
@@ -85,6 +87,7 @@ impl Scrape {
         let user_agent = header("user-agent");
         let scrape_timeout = header("x-prometheus-scrape-timeout-seconds");
         let mut merger = pool::take();
+        merger.set_limits(self.plugin.config.limits());
         merger.begin(format, filter);
         self.merger = Some(merger);
         self.head = head;
@@ -190,6 +193,10 @@ impl Scrape {
         o.up = true;
         o.bytes = stats.bytes;
         o.dropped = stats.dropped();
+        o.samples = stats.samples_out;
+        if stats.output_limit {
+            self.fail(i, &Failure::OutputLimit);
+        }
         if stats.dropped() > 0 {
             let name = &self.plugin.config.sources[i].name;
             log(
@@ -207,8 +214,16 @@ impl Scrape {
             return;
         };
         let plugin = Rc::clone(&self.plugin);
-        // Families are bound in priority order now: the true conflicts each source lost.
+        // Families are bound in priority order now: the true conflicts each source lost, and the
+        // sources the scrape's budget left out.
         merger.resolve();
+        for i in 0..self.outcomes.len() {
+            if u16::try_from(i).is_ok_and(|p| merger.over_budget(p)) && self.outcomes[i].up {
+                self.fail(i, &Failure::OutputLimit);
+                let o = &mut self.outcomes[i];
+                o.dropped += std::mem::take(&mut o.samples);
+            }
+        }
         let reports: Vec<SourceReport<'_>> = plugin
             .config
             .sources
@@ -260,6 +275,12 @@ impl Context for Scrape {
 
 impl HttpContext for Scrape {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        // Test builds only (`--features fault-injection`): a VM that dies, for the failure
+        // policy's test. The shipped `.wasm` has no such path.
+        #[cfg(feature = "fault-injection")]
+        if header("x-meshmetrics-fault").as_deref() == Some("abort") {
+            core::arch::wasm32::unreachable();
+        }
         let method = header(":method").unwrap_or_default();
         let path = header(":path").unwrap_or_default();
         match plan::route(&self.plugin.config.path, &method, &path) {

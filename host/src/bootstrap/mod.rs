@@ -35,6 +35,10 @@ pub struct Options {
     pub timeout_ms: u64,
     /// Largest body read from one source.
     pub max_body_bytes: u64,
+    /// Largest output of one source in one scrape.
+    pub max_source_bytes: u64,
+    /// Largest output of one scrape.
+    pub max_scrape_bytes: u64,
     /// Also label Envoy's own samples with mesh/dataplane/service. Off by default: Envoy's samples
     /// are the many (a 26 MB scrape grows to 45 MB), and Prometheus adds the same labels from
     /// discovery as target labels.
@@ -65,6 +69,8 @@ impl Options {
             admin_port: 9901,
             timeout_ms: meshmetrics_filter::config::DEFAULT_TIMEOUT_MS,
             max_body_bytes: meshmetrics_filter::config::DEFAULT_MAX_BODY_BYTES,
+            max_source_bytes: meshmetrics_filter::config::DEFAULT_MAX_SOURCE_BYTES,
+            max_scrape_bytes: meshmetrics_filter::config::DEFAULT_MAX_SCRAPE_BYTES,
             envoy_labels: false,
             provided_tls: None,
             allow_plaintext_fallback: false,
@@ -123,6 +129,8 @@ pub fn filter_config(e: &Effective, o: &Options) -> FilterConfig {
         sources,
         self_labels: Vec::new(),
         max_body_bytes: o.max_body_bytes,
+        max_source_bytes: o.max_source_bytes,
+        max_scrape_bytes: o.max_scrape_bytes,
         timeout_margin_ms: meshmetrics_filter::config::DEFAULT_TIMEOUT_MARGIN_MS,
     }
 }
@@ -306,7 +314,11 @@ fn http_manager(config: &FilterConfig, wasm_file: &Path, rbac: Option<Value>) ->
                     "@type": "type.googleapis.com/google.protobuf.StringValue",
                     "value": config.to_json(),
                 },
-                "fail_open": false,
+                // A VM that fails (a trap, an allocation failure) is reloaded, with a backoff,
+                // instead of answering 503 until Envoy restarts. Not fail open: a scrape
+                // passed to the router would get its 404.
+                "failure_policy": "FAIL_RELOAD",
+                "reload_config": {"backoff": {"base_interval": "0.1s", "max_interval": "5s"}},
                 "vm_config": {
                     // Both chains name the same VM: one module instance per worker.
                     "vm_id": "meshmetrics",

@@ -1,0 +1,216 @@
+//! The metrics endpoint survives any app and any load, against a real Envoy with the filter:
+//! an app whose output explodes with the mesh's labels, a VM that dies anyway, an app writing
+//! under the filter's own names. Each time the endpoint keeps answering 200 with Envoy's stats
+//! and the healthy apps, and the next scrape works.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use meshmetrics_e2e::*;
+
+fn mesh_yaml(apps: &[(&str, u16)]) -> String {
+    let mut aggregate = String::new();
+    for (name, port) in apps {
+        aggregate.push_str(&format!("      - {{name: {name}, port: {port}}}\n"));
+    }
+    format!(
+        "type: Mesh\nname: default\nmetrics:\n  enabledBackend: prom\n  backends:\n  - name: prom\n    type: prometheus\n    conf:\n      skipMTLS: true\n      aggregate:\n{aggregate}---\ntype: Dataplane\nmesh: default\nname: backend-1\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: 18080\n    tags: {{kuma.io/service: backend}}\n"
+    )
+}
+
+const HEALTHY: &str = "# TYPE orders_total counter\norders_total 42\n";
+
+fn assert_serves_envoy_and_healthy(s: &Scrape, log: &str) {
+    assert_eq!(s.status, 200, "{log}");
+    assert!(
+        !samples(&s.body, "envoy_server_live").is_empty(),
+        "Envoy's stats are missing"
+    );
+    assert!(
+        s.body.contains("orders_total{"),
+        "the healthy app is missing"
+    );
+    assert_eq!(
+        self_metric(&s.body, "meshmetrics_source_up", "healthy"),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn label_amplification_is_cut_at_the_sources_share_not_fatal() {
+    // 30 MB of the shortest sample there is, well under the 64 MiB body cap: ~20x once the
+    // mesh's four labels are added. Before the output budget the VM failed to allocate, trapped,
+    // and answered 503 until Envoy restarted.
+    let amplifier = app(Reply::text("a 1\n".repeat(7_500_000)));
+    let healthy = app(Reply::text(HEALTHY));
+    let yaml = mesh_yaml(&[
+        ("amplifier", amplifier.addr.port()),
+        ("healthy", healthy.addr.port()),
+    ]);
+    let proxy = Proxy::start(
+        Backend::Envoy,
+        effective_of(&resources(&yaml), "backend-1"),
+        |o| o.timeout_ms = 20_000,
+    );
+    for round in 0..2 {
+        let s = proxy.scrape(&[("x-prometheus-scrape-timeout-seconds", "25")]);
+        assert_serves_envoy_and_healthy(&s, &proxy.log());
+        assert_eq!(
+            self_metric(&s.body, "meshmetrics_source_up", "amplifier"),
+            Some(0.0),
+            "round {round}"
+        );
+        assert!(
+            s.body.contains(
+                "meshmetrics_source_error{source=\"amplifier\",reason=\"output_limit\"} 1\n"
+            ),
+            "round {round}"
+        );
+        let limit = meshmetrics_filter::config::DEFAULT_MAX_SOURCE_BYTES as usize;
+        assert!(
+            s.body.len() < limit + (1 << 20),
+            "round {round}: {} bytes",
+            s.body.len()
+        );
+        let memory = self_metric(&s.body, "meshmetrics_wasm_memory_bytes", "")
+            .or_else(|| {
+                s.body
+                    .lines()
+                    .find_map(|l| l.strip_prefix("meshmetrics_wasm_memory_bytes "))
+                    .and_then(|v| v.parse().ok())
+            })
+            .expect("the VM's memory is reported");
+        assert!(
+            memory < 4.0 * limit as f64,
+            "round {round}: wasm memory {memory}"
+        );
+    }
+}
+
+/// The filter built with `--features fault-injection` (a header that makes the VM trap).
+fn fault_injection_wasm() -> PathBuf {
+    let root = workspace_root();
+    let target = root.join("target/fault-injection");
+    let status = Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "meshmetrics-filter",
+            "--target",
+            "wasm32-wasip1",
+            "--release",
+            "--features",
+            "fault-injection",
+            "--target-dir",
+        ])
+        .arg(&target)
+        .status()
+        .expect("run cargo");
+    assert!(
+        status.success(),
+        "building the fault-injection filter failed"
+    );
+    target.join("wasm32-wasip1/release/meshmetrics_filter.wasm")
+}
+
+#[test]
+fn a_vm_that_dies_is_reloaded_without_restarting_envoy() {
+    let wasm = fault_injection_wasm();
+    let healthy = app(Reply::text(HEALTHY));
+    let yaml = mesh_yaml(&[("healthy", healthy.addr.port())]);
+    let proxy = Proxy::start(
+        Backend::Envoy,
+        effective_of(&resources(&yaml), "backend-1"),
+        |o| o.wasm = wasm,
+    );
+    let pid = proxy.envoy_pid();
+    assert_serves_envoy_and_healthy(&proxy.scrape(&[]), &proxy.log());
+    // The VM traps: that scrape fails, whatever it gets.
+    let _ = try_request(
+        "GET",
+        &proxy.url(&proxy.path),
+        &[("x-meshmetrics-fault", "abort")],
+    );
+    // With FAIL_RELOAD the VM comes back after its backoff (0.1 s first); without it, every
+    // later scrape is 503 until Envoy restarts.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut last = None;
+    loop {
+        match try_request("GET", &proxy.url(&proxy.path), &[]) {
+            Ok(s) if s.status == 200 => {
+                assert_serves_envoy_and_healthy(&s, &proxy.log());
+                break;
+            }
+            other => last = Some(format!("{other:?}")),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no working scrape within 15 s after the VM died; last: {last:?}\n{}",
+            proxy.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for _ in 0..3 {
+        assert_serves_envoy_and_healthy(&proxy.scrape(&[]), &proxy.log());
+    }
+    assert_eq!(proxy.envoy_pid(), pid, "Envoy was not restarted");
+}
+
+#[test]
+fn an_app_cannot_write_into_or_hide_the_filters_own_metrics() {
+    let healthy = app(Reply::text(HEALTHY));
+    let impostor = app(Reply::text(
+        "# TYPE meshmetrics_source_up counter\nmeshmetrics_source_up_total{source=\"healthy\"} 9\n\
+         meshmetrics_source_up{source=\"envoy\"} 0\n\
+         # TYPE meshmetrics_wasm_memory_bytes counter\nmeshmetrics_wasm_memory_bytes_total 1\n\
+         # TYPE impostor_up gauge\nimpostor_up 1\n",
+    ));
+    let yaml = mesh_yaml(&[
+        ("healthy", healthy.addr.port()),
+        ("impostor", impostor.addr.port()),
+    ]);
+    let proxy = Proxy::start(
+        Backend::Envoy,
+        effective_of(&resources(&yaml), "backend-1"),
+        |_| {},
+    );
+    for accept in ["text/plain", "application/openmetrics-text;version=1.0.0"] {
+        let s = proxy.scrape(&[("accept", accept)]);
+        assert_serves_envoy_and_healthy(&s, &proxy.log());
+        let ours: Vec<&str> = s
+            .body
+            .lines()
+            .filter(|l| l.contains("meshmetrics_source_up") || l.contains("wasm_memory"))
+            .collect();
+        assert!(
+            s.body.contains(
+                "# TYPE meshmetrics_source_up gauge\nmeshmetrics_source_up{source=\"envoy\"} 1\n"
+            ),
+            "{}",
+            ours.join("\n")
+        );
+        assert!(
+            s.body
+                .contains("# TYPE meshmetrics_wasm_memory_bytes gauge\n")
+        );
+        assert!(!s.body.contains("} 9\n") && !s.body.contains("_total 1\n"));
+        assert_eq!(
+            self_metric(&s.body, "meshmetrics_source_up", "impostor"),
+            Some(1.0),
+            "the impostor's own samples are served"
+        );
+        assert!(s.body.contains("impostor_up{"));
+        assert!(
+            self_metric(
+                &s.body,
+                "meshmetrics_source_samples_dropped_total",
+                "impostor"
+            )
+            .is_some_and(|n| n >= 3.0)
+        );
+        python_parse(&s.body, accept.starts_with("application/openmetrics"));
+    }
+}
