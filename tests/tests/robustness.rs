@@ -137,18 +137,17 @@ fn a_vm_that_dies_is_reloaded_without_restarting_envoy() {
     // With FAIL_RELOAD the VM comes back after its backoff (0.1 s first); without it, every
     // later scrape is 503 until Envoy restarts.
     let deadline = Instant::now() + Duration::from_secs(15);
-    let mut last = None;
     loop {
-        match try_request("GET", &proxy.url(&proxy.path), &[]) {
+        let last = match try_request("GET", &proxy.url(&proxy.path), &[]) {
             Ok(s) if s.status == 200 => {
                 assert_serves_envoy_and_healthy(&s, &proxy.log());
                 break;
             }
-            other => last = Some(format!("{other:?}")),
-        }
+            other => format!("{other:?}"),
+        };
         assert!(
             Instant::now() < deadline,
-            "no working scrape within 15 s after the VM died; last: {last:?}\n{}",
+            "no working scrape within 15 s after the VM died; last: {last}\n{}",
             proxy.log()
         );
         std::thread::sleep(Duration::from_millis(100));
