@@ -273,14 +273,21 @@ fn invalid_escapes_are_kept_as_literal_backslashes() {
 }
 
 #[test]
-fn utf8_names_stay_quoted_unless_legacy() {
-    let input =
-        "# TYPE \"my.metric\" gauge\n{\"my.metric\", \"my.label\"=\"v\"} 1\n{\"legacy\"} 2\n";
-    let (out, _) = merge(Format::Text, None, &[text(input, &[("mesh", "m")])]);
-    assert_eq!(
-        out,
-        "# TYPE \"my.metric\" gauge\n{\"my.metric\",mesh=\"m\",\"my.label\"=\"v\"} 1\n# TYPE legacy untyped\nlegacy{mesh=\"m\"} 2\n"
-    );
+fn utf8_names_the_output_cannot_carry_are_dropped_legacy_ones_unquoted() {
+    // Text 0.0.4 and OpenMetrics 1.0 have no quoted names: Prometheus would refuse the whole
+    // scrape for `{"my.metric"}` or `"my.label"=`. A quoted legacy name is just written plainly.
+    let input = "# TYPE \"my.metric\" gauge\n{\"my.metric\", \"my.label\"=\"v\"} 1\n{\"legacy\"} 2\nok{\"my.label\"=\"v\"} 3\n";
+    for format in [Format::Text, Format::OpenMetrics] {
+        let (out, stats) = merge(format, None, &[text(input, &[("mesh", "m")])]);
+        assert!(
+            out.starts_with("# TYPE legacy untyped\nlegacy{mesh=\"m\"} 2\n")
+                || out.starts_with("# TYPE legacy unknown\nlegacy{mesh=\"m\"} 2\n"),
+            "{out}"
+        );
+        assert!(!out.contains("my."), "{out}");
+        assert_eq!(stats[0].unrepresentable, 2);
+        assert_well_formed(&out, format);
+    }
 }
 
 #[test]

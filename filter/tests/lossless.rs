@@ -218,3 +218,40 @@ fn no_source_writes_into_the_filters_own_families() {
     assert!(out.contains("app_up 1\n"));
     parses(&out, Format::OpenMetrics);
 }
+
+/// Lines real apps send that would make Prometheus or the strict parsers refuse the whole
+/// scrape if copied: each is dropped and counted, the rest of the scrape stays.
+const HOSTILE: &str = "x{__name__=\"y\"} 1\n\
+{\"my.metric\"} 1\n\
+ok{\"my.label\"=\"v\"} 1\n\
+# TYPE badle histogram\nbadle_bucket{le=\"abc\"} 1\nbadle_bucket{le=\"+Inf\"} 1\nbadle_count 1\nbadle_sum 1\n\
+# TYPE badq summary\nbadq{quantile=\"abc\"} 1\nbadq_count 1\nbadq_sum 1\n\
+# TYPE noinf histogram\nnoinf_bucket{le=\"1\"} 1\nnoinf_count 1\nnoinf_sum 1\n\
+# TYPE neg_total counter\nneg_total -1\n\
+# TYPE lat histogram\nlat_bucket{le=\"+Inf\"} 1\nlat_count 1\nlat_sum 1\n\
+# TYPE lat_count gauge\nlat_count 5\n\
+# TYPE fine gauge\nfine 1\n";
+
+#[test]
+fn no_app_line_can_make_the_output_unparseable() {
+    let envoy = include_str!("fixtures/envoy-1.40-two-clusters.prom");
+    for format in [Format::Text, Format::OpenMetrics] {
+        let (out, stats) = merge(
+            format,
+            None,
+            &[text(envoy, &[]), text(HOSTILE, &[("aggregate", "hostile")])],
+        );
+        parses(&out, format);
+        assert!(out.contains("fine{aggregate=\"hostile\"} 1\n"), "{out}");
+        assert!(out.contains("lat_bucket{aggregate=\"hostile\",le=\"+Inf\"} 1\n"));
+        assert!(!out.contains("__name__") && !out.contains("my."), "{out}");
+        assert!(!out.contains("\"abc\"") && !out.contains("lat_count{aggregate=\"hostile\"} 5"));
+        assert!(stats[1].dropped() >= 6, "{:?}", stats[1]);
+        if format == Format::OpenMetrics {
+            assert!(
+                !out.contains("neg_total") && !out.contains("noinf_"),
+                "{out}"
+            );
+        }
+    }
+}

@@ -213,3 +213,52 @@ fn an_app_cannot_write_into_or_hide_the_filters_own_metrics() {
         python_parse(&s.body, accept.starts_with("application/openmetrics"));
     }
 }
+
+/// Lines that made a whole scrape unparseable for Prometheus or the strict parsers.
+const HOSTILE: &str = "x{__name__=\"y\"} 1\n{\"my.metric\"} 1\nok{\"my.label\"=\"v\"} 1\n\
+# TYPE badle histogram\nbadle_bucket{le=\"abc\"} 1\nbadle_bucket{le=\"+Inf\"} 1\nbadle_count 1\nbadle_sum 1\n\
+# TYPE badq summary\nbadq{quantile=\"abc\"} 1\nbadq_count 1\nbadq_sum 1\n\
+# TYPE noinf histogram\nnoinf_bucket{le=\"1\"} 1\nnoinf_count 1\nnoinf_sum 1\n\
+# TYPE neg_total counter\nneg_total -1\n\
+# TYPE lat histogram\nlat_bucket{le=\"+Inf\"} 1\nlat_count 1\nlat_sum 1\n\
+# TYPE lat_count gauge\nlat_count 5\n# TYPE fine gauge\nfine 1\n";
+
+#[test]
+fn no_app_line_makes_the_scrape_unparseable() {
+    let healthy = app(Reply::text(HEALTHY));
+    let hostile = app(Reply::text(HOSTILE));
+    let yaml = mesh_yaml(&[
+        ("healthy", healthy.addr.port()),
+        ("hostile", hostile.addr.port()),
+    ]);
+    let proxy = Proxy::start(
+        Backend::Envoy,
+        effective_of(&resources(&yaml), "backend-1"),
+        |_| {},
+    );
+    for openmetrics in [false, true] {
+        let accept = if openmetrics {
+            "application/openmetrics-text;version=1.0.0"
+        } else {
+            "text/plain;version=0.0.4"
+        };
+        let s = proxy.scrape(&[("accept", accept)]);
+        assert_serves_envoy_and_healthy(&s, &proxy.log());
+        assert!(s.body.contains("fine{"), "the hostile app's good lines stay");
+        python_parse(&s.body, openmetrics);
+        if !openmetrics {
+            promtool_check(&s.body);
+        }
+    }
+    // Prometheus itself scrapes it (OpenMetrics, its default) and stores Envoy's series.
+    let config = format!(
+        "global: {{scrape_interval: 1s, scrape_timeout: 900ms}}\nscrape_configs:\n- job_name: mesh\n  honor_labels: true\n  static_configs: [{{targets: ['{}']}}]\n",
+        proxy.metrics
+    );
+    let prom = Prometheus::start(&config);
+    prom.wait_until("scraping the proxy", |p| {
+        p.query("up{job=\"mesh\"} == 1").len() == 1
+            && !p.query("envoy_server_live").is_empty()
+            && !p.query("fine").is_empty()
+    });
+}

@@ -210,6 +210,21 @@ impl Merger {
         for m in members {
             let f = &self.families[m.sf as usize];
             let whole = m.only.is_none_or(|s| f.seen & !(1 << s as u8) == 0);
+            if whole && !f.skip.is_empty() {
+                // Histogram groups left out (see `histogram.rs`): the rest, copied.
+                let bytes = if f.in_main { &self.arena } else { &self.side };
+                let start = self.generated.len();
+                for &(s, e) in &f.segments {
+                    let mut at = s;
+                    for &(skip_start, skip_end) in f.skip.iter().filter(|r| r.0 >= s && r.1 <= e) {
+                        self.generated.extend_from_slice(&bytes[at..skip_start]);
+                        at = skip_end;
+                    }
+                    self.generated.extend_from_slice(&bytes[at..e]);
+                }
+                pieces.push(Piece::Generated(start, self.generated.len()));
+                continue;
+            }
             if whole {
                 for &(s, e) in &f.segments {
                     pieces.push(if f.in_main {

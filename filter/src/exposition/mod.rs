@@ -36,7 +36,7 @@
 //! |---|---|---|
 //! | same header name, same type word (two apps' `process_cpu_seconds_total`; an OM `info` `x` and a text gauge `x_info`, both gauge `x_info` in text) | one family | one family |
 //! | a family whose names clash with an earlier one's but whose samples do not (Envoy's counter `rq` and counter `rq_total`: OM family `rq` twice; client_golang's gauge `x` and counter `x_total`) | the later one as `untyped`, one family per sample name | the later one as `unknown`, one family per sample name; where its name is only the *header* of the earlier (typed) one, that one becomes `unknown` too |
-//! | untyped samples whose name a typed family holds | join it | join it |
+//! | untyped samples whose name a gauge (in text also a counter) holds | join it | join it (a gauge only) |
 //! | the same sample name with another type (an OM `info` `x` and a text gauge `x_info`, in OM) | true conflict: the source of lower priority's samples are dropped and counted | same |
 //!
 //! A family claims its header name and every sample name its type allows in the output format
@@ -62,12 +62,37 @@
 //! | `# UNIT` | left out | kept when the family name ends with it |
 //! | timestamps | OM seconds → milliseconds (truncated below a millisecond) | text milliseconds → seconds |
 //! | `# EOF` | ends an OM source, not written | written once, last |
+//!
+//! # Samples that would make the output unparseable
+//!
+//! Prometheus refuses a whole scrape for one bad line, so these are dropped and counted
+//! (`meshmetrics_source_samples_dropped_total`), never written (`validity.rs`, `histogram.rs`):
+//!
+//! | sample | text 0.0.4 out | OpenMetrics out |
+//! |---|---|---|
+//! | `__name__` inside the braces | dropped | dropped |
+//! | a quoted name that is not a legacy name (`{"my.metric"}`, `"my.label"=`) | dropped (0.0.4 has no quoted names) | dropped (nor has OM 1.0) |
+//! | a bucket without a numeric `le`, a summary quantile without a numeric `quantile` | dropped | dropped |
+//! | an infinite `le` not written `+Inf`; `quantile` outside [0, 1] | kept | dropped |
+//! | a negative or NaN `_total`, `_count`, `_bucket`, `_sum`, `_gcount`; a NaN `_gsum`; a fractional `_bucket` / `_count`; an `info` sample not 1; a `stateset` sample not 0 or 1; a negative quantile value | kept | dropped |
+//! | an app's histogram group without `+Inf`, with buckets out of order or decreasing, `_count` unlike `+Inf`, `_sum` without `_count` (or the reverse) | kept | the group dropped, the rest of the family kept |
+//! | a family under `meshmetrics_` from a source | dropped | dropped |
+//!
+//! # Limits
+//!
+//! A source stops at a line boundary when its output reaches `max_source_bytes` (64 MiB by
+//! default; labels added, its families' bookkeeping included); what it wrote before stays and it
+//! is reported `meshmetrics_source_up 0` with `meshmetrics_source_error{reason="output_limit"}`.
+//! When families are bound, in priority order, a source that would take the scrape past
+//! `max_scrape_bytes` (128 MiB) is left out whole and reported the same way. Both are applied so
+//! that the arrival order changes nothing.
 
 mod assemble;
 mod bytes;
 mod escape;
 mod filter;
 mod format;
+mod histogram;
 mod kind;
 mod labels;
 mod merge;
@@ -77,6 +102,7 @@ mod rewrite;
 mod scan;
 mod selfmetrics;
 mod stats;
+mod validity;
 mod value;
 
 pub use filter::FamilyFilter;

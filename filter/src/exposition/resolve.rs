@@ -11,7 +11,8 @@
 //!    `x_info` written as text, where both are gauges named `x_info`).
 //! 2. **`_created` folded** (OpenMetrics out, text in): a text gauge `X_created` joins the
 //!    counter, histogram or summary `X` it describes, as prometheus_client meant it.
-//! 3. **Untyped samples** whose name another family holds join that family.
+//! 3. **Untyped samples** whose name a gauge holds (or, in text, a counter) join it: families
+//!    whose samples must carry `le` / `quantile` or obey value rules are not joined blindly.
 //! 4. **A family of its own** when none of the names it claims (its header name and every sample
 //!    name its type allows, see [`Kind::sample_suffixes`]) is claimed already.
 //! 5. **Otherwise it is written as `unknown`** (`untyped` in text): one family per sample name,
@@ -146,6 +147,7 @@ impl Resolver {
         // 3. Untyped samples into the family that holds their name.
         if f.kind == Kind::Unknown
             && let Some(&(t, true)) = self.claims.get(header)
+            && self.takes_untyped(t)
         {
             self.join(t, id, None, false);
             return Placement::Elsewhere;
@@ -242,7 +244,7 @@ impl Resolver {
                 Some(&(t, holds_samples)) => {
                     let fam = &self.families[t as usize];
                     let same = fam.kind.type_word(format) == unknown && fam.name[..] == name[..];
-                    if same || (holds_samples && f.kind == Kind::Unknown) {
+                    if same || (holds_samples && f.kind == Kind::Unknown && self.takes_untyped(t)) {
                         self.join(t, id, only, false);
                         return Placement::Elsewhere;
                     }
@@ -270,6 +272,16 @@ impl Resolver {
             } else {
                 self.demoted(sfs, m.sf);
             }
+        }
+    }
+
+    /// Whether untyped samples may join family `t`: only where no sample rule applies (a
+    /// summary's `quantile`, a bucket's `le`, OpenMetrics' counter values).
+    fn takes_untyped(&self, t: u32) -> bool {
+        match self.families[t as usize].kind {
+            Kind::Gauge | Kind::Unknown | Kind::CounterBare => true,
+            Kind::Counter => self.format() == Format::Text,
+            _ => false,
         }
     }
 

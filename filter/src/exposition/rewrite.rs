@@ -11,6 +11,7 @@ use super::kind::{Companion, Suffix, accepts_masked};
 use super::merge::{Header, Merger};
 use super::names::{is_legacy_label_name, is_legacy_metric_name, write_name};
 use super::scan::{Line, Sample};
+use super::validity::{self, Invalid};
 use super::value::write_timestamp;
 use super::{Format, Kind, LabelSet, SourceStats};
 
@@ -26,6 +27,8 @@ enum Target {
     Filtered,
     /// Not ours to write: under the filter's own prefix, or a true conflict.
     Conflict,
+    /// A name the output formats cannot carry.
+    Unwritable,
 }
 
 /// Descriptor lines (`# HELP/TYPE/UNIT`) read for a name, not yet bound to a family. Owned: the
@@ -288,14 +291,17 @@ impl Pass<'_> {
 
     /// Charges a new family of this source: its bookkeeping (index, claims, header written
     /// later) is memory too, and a source declaring a million families must not get it free.
-    fn charge_family(&mut self, name: usize, header: Header<'_>) {
+    /// Charges it before it is made (a lead family's header is written at once): `false`, and
+    /// the source is stopped, when it does not fit.
+    fn afford_family(&mut self, name: usize, header: Header<'_>) -> bool {
         let text = header.help.map_or(0, <[u8]>::len) + header.unit.map_or(0, <[u8]>::len);
-        self.overhead = self
-            .overhead
-            .saturating_add(4 * name + 2 * text + FAMILY_COST);
-        if self.written() > self.allowance {
+        let cost = 4 * name + 2 * text + FAMILY_COST;
+        if self.cut || self.written().saturating_add(cost) > self.allowance {
             self.stop();
+            return false;
         }
+        self.overhead += cost;
+        true
     }
 
     fn store_seen(&mut self) {
@@ -399,11 +405,13 @@ impl Pass<'_> {
                     help: p.range(p.help),
                     unit: p.range(p.unit),
                 };
-                let idx = self
-                    .merger
-                    .create(self.source, self.input, base, kind, header);
-                self.charge_family(base.len(), header);
-                idx
+                if !self.afford_family(base.len(), header) {
+                    self.set_cur(kind, base, Target::Filtered);
+                    self.pending = p;
+                    return;
+                }
+                self.merger
+                    .create(self.source, self.input, base, kind, header)
             }
         };
         let target = self.target_of(idx);
@@ -427,6 +435,8 @@ impl Pass<'_> {
         let f = &self.merger.families[idx as usize];
         if f.blocked {
             Target::Conflict
+        } else if f.unwritable {
+            Target::Unwritable
         } else if f.excluded {
             Target::Filtered
         } else {
@@ -449,6 +459,10 @@ impl Pass<'_> {
                 return suffix;
             }
         }
+        if !self.afford_family(name.len(), Header::default()) {
+            self.set_cur(Kind::Unknown, name, Target::Filtered);
+            return Suffix::Bare;
+        }
         let idx = self.merger.create(
             self.source,
             self.input,
@@ -456,7 +470,6 @@ impl Pass<'_> {
             Kind::Unknown,
             Header::default(),
         );
-        self.charge_family(name.len(), Header::default());
         let target = self.target_of(idx);
         self.set_cur(Kind::Unknown, name, target);
         Suffix::Bare
@@ -464,11 +477,11 @@ impl Pass<'_> {
 
     /// The family that takes this family's samples of a suffix the output format has no place
     /// for here (`_created` in text): made when its first sample comes.
-    fn companion(&mut self, body: &[u8], family: u32, which: Companion) -> u32 {
+    fn companion(&mut self, body: &[u8], family: u32, which: Companion) -> Option<u32> {
         let slot = which as usize;
         let existing = self.merger.families[family as usize].companions[slot];
         if existing != u32::MAX {
-            return existing;
+            return Some(existing);
         }
         self.flush(body);
         let f = &self.merger.families[family as usize];
@@ -479,12 +492,14 @@ impl Pass<'_> {
             help: help.as_deref(),
             unit: None,
         };
+        if !self.afford_family(base.len(), header) {
+            return None;
+        }
         let idx = self
             .merger
             .create(self.source, self.input, &base, Kind::Gauge, header);
-        self.charge_family(base.len(), header);
         self.merger.families[family as usize].companions[slot] = idx;
-        idx
+        Some(idx)
     }
 
     #[inline]
@@ -515,6 +530,10 @@ impl Pass<'_> {
                 self.stats.type_conflicts += 1;
                 return;
             }
+            Target::Unwritable => {
+                self.stats.unrepresentable += 1;
+                return;
+            }
         };
         let format = self.merger.format;
         let companion = if self.cur_companions {
@@ -524,17 +543,33 @@ impl Pass<'_> {
         };
         let (family, counted_as) = match companion {
             Some(which) => match self.companion(body, family, which) {
-                c if self.merger.families[c as usize].excluded => {
+                None => {
+                    self.stats.cut_lines += 1;
+                    return;
+                }
+                Some(c) if self.merger.families[c as usize].excluded => {
                     self.stats.samples_filtered += 1;
                     return;
                 }
-                c => (c, Suffix::Bare),
+                Some(c) => (c, Suffix::Bare),
             },
             None => (family, suffix),
         };
+        if let Err(why) =
+            validity::check(line, &s, &self.merger.scanner.labels, kind, suffix, format)
+        {
+            match why {
+                Invalid::Malformed => self.stats.malformed_lines += 1,
+                Invalid::Unrepresentable => self.stats.unrepresentable += 1,
+            }
+            return;
+        }
         let exemplar = s.exemplar;
         let keep_exemplar = exemplar.is_some_and(|e| {
-            format == Format::OpenMetrics && e.within_limit && kind.allows_exemplar(suffix)
+            format == Format::OpenMetrics
+                && e.within_limit
+                && kind.allows_exemplar(suffix)
+                && !self.merger.scanner.exemplar_labels.iter().any(|l| l.utf8)
         });
         let convert_ts = s.timestamp.is_some() && self.input != format;
         if convert_ts {

@@ -33,6 +33,9 @@ pub(crate) struct LabelSpan {
     pub value: Span,
     /// The value holds an escape other than `\\`, `\"`, `\n`.
     pub repair: bool,
+    /// A quoted name that is not a legacy label name (`"my.label"`): neither text 0.0.4 nor
+    /// OpenMetrics 1.0 can carry it.
+    pub utf8: bool,
 }
 
 /// An OpenMetrics exemplar: ` # {labels} value [timestamp]`.
@@ -409,9 +412,13 @@ fn label_set(
                 if repair || name.is_empty() {
                     return None;
                 }
-                *canonical &= !super::names::is_legacy_label_name(name.of(line));
+                let legacy = super::names::is_legacy_label_name(name.of(line));
+                *canonical &= !legacy;
                 i = after;
                 i = label_value(line, i, name, out, canonical)?;
+                if let Some(l) = out.last_mut() {
+                    l.utf8 = !legacy;
+                }
             }
             _ => {
                 let n = names.label_name_len(out.len(), &line[i..]);
@@ -462,6 +469,7 @@ fn label_value(
         name,
         value,
         repair,
+        utf8: false,
     });
     Some(after)
 }

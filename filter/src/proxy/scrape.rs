@@ -231,7 +231,8 @@ impl Scrape {
             .zip(&self.outcomes)
             .enumerate()
             .map(|(i, (s, o))| {
-                let conflicts = u16::try_from(i).map_or(0, |p| merger.conflicts(p));
+                let conflicts =
+                    u16::try_from(i).map_or(0, |p| merger.conflicts(p) + merger.invalid(p));
                 SourceReport {
                     name: &s.name,
                     up: o.up,

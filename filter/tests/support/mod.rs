@@ -52,6 +52,7 @@ pub fn merge(out: Format, filter: Option<&str>, sources: &[Src<'_>]) -> (String,
     // True conflicts are judged when the scrape ends, in priority order.
     for (i, s) in stats.iter_mut().enumerate() {
         s.type_conflicts += m.conflicts(i as u16);
+        s.unrepresentable += m.invalid(i as u16);
     }
     (body, stats)
 }
