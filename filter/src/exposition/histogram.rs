@@ -40,7 +40,7 @@ impl Group {
             && self.count.is_none_or(|c| Some(c) == self.inf_value)
             && (self.sum || self.gsum) == self.count.is_some()
             && !(self.negative_bucket && self.sum)
-            && !(self.negative_gsum && !self.negative_bucket)
+            && (!self.negative_gsum || self.negative_bucket)
     }
 }
 
