@@ -244,7 +244,10 @@ fn no_app_line_makes_the_scrape_unparseable() {
         };
         let s = proxy.scrape(&[("accept", accept)]);
         assert_serves_envoy_and_healthy(&s, &proxy.log());
-        assert!(s.body.contains("fine{"), "the hostile app's good lines stay");
+        assert!(
+            s.body.contains("fine{"),
+            "the hostile app's good lines stay"
+        );
         python_parse(&s.body, openmetrics);
         if !openmetrics {
             promtool_check(&s.body);
@@ -261,4 +264,73 @@ fn no_app_line_makes_the_scrape_unparseable() {
             && !p.query("envoy_server_live").is_empty()
             && !p.query("fine").is_empty()
     });
+}
+
+fn wasm_memory(body: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix("meshmetrics_wasm_memory_bytes "))
+        .and_then(|v| v.parse().ok())
+        .expect("the VM's memory is reported")
+}
+
+#[test]
+fn concurrent_scrapes_share_one_fetch() {
+    // One 8 MB app. Before sharing, each in-flight scrape held its own output: 80 at once took
+    // the VM past its memory and it never answered again.
+    let line = "app_requests_total{path=\"/api/v1/orders/items\",code=\"200\",i=\"";
+    let body: String = (0..120_000)
+        .map(|i| format!("{line}{i:06}\"}} {i}\n"))
+        .collect();
+    assert!(body.len() > 8_000_000, "{}", body.len());
+    let big = app(Reply::text(body));
+    let yaml = mesh_yaml(&[("big", big.addr.port())]);
+    let proxy = Proxy::start(
+        Backend::Envoy,
+        effective_of(&resources(&yaml), "backend-1"),
+        |o| o.timeout_ms = 30_000,
+    );
+    let one = proxy.scrape(&[]);
+    assert_eq!(one.status, 200);
+    let before = big.requests().len();
+    let url = proxy.url(&proxy.path);
+    let answers: Vec<(u16, usize, f64, bool)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..80)
+            .map(|_| {
+                s.spawn(|| {
+                    let r = request(
+                        "GET",
+                        &url,
+                        &[("x-prometheus-scrape-timeout-seconds", "30")],
+                    );
+                    let ok = r.body.contains("app_requests_total{")
+                        && r.body.contains("envoy_server_live");
+                    (r.status, r.body.len(), wasm_memory(&r.body), ok)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("scraper"))
+            .collect()
+    });
+    let fetched = big.requests().len() - before;
+    let memory = answers.iter().map(|a| a.2).fold(0.0, f64::max);
+    println!(
+        "80 scrapes: the app was fetched {fetched} times; wasm memory at most {memory} bytes for a {}-byte output",
+        one.body.len()
+    );
+    assert!(
+        answers.iter().all(|a| a.0 == 200 && a.3),
+        "every scrape is answered in full"
+    );
+    assert!(
+        fetched <= 20,
+        "80 concurrent scrapes fetched the app {fetched} times"
+    );
+    assert!(
+        memory < 4.0 * one.body.len() as f64,
+        "wasm memory {memory} for a {}-byte output",
+        one.body.len()
+    );
+    assert_eq!(proxy.scrape(&[]).status, 200, "the next scrape works");
 }

@@ -5,6 +5,7 @@
 //! engine as it arrives, and answers with one local response.
 
 mod counters;
+mod inflight;
 mod pool;
 mod scrape;
 
@@ -83,9 +84,9 @@ impl RootContext for Root {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let plugin = self.plugin.clone()?;
-        Some(Box::new(scrape::Scrape::new(plugin)))
+        Some(Box::new(scrape::Scrape::new(plugin, context_id)))
     }
 
     fn get_type(&self) -> Option<ContextType> {

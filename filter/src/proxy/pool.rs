@@ -14,6 +14,13 @@ pub(crate) fn take() -> Merger {
     POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default()
 }
 
+/// Keeps at most one merger per kind of scrape that can be in flight: a burst of different
+/// scrapes does not leave more outputs' worth of memory behind than can be used at once.
 pub(crate) fn give_back(m: Merger) {
-    POOL.with(|p| p.borrow_mut().push(m));
+    POOL.with(|p| {
+        let mut pool = p.borrow_mut();
+        if pool.len() < super::inflight::MAX_FLIGHTS {
+            pool.push(m);
+        }
+    });
 }

@@ -8,6 +8,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 
+use super::inflight::{self, Join};
 use super::{Plugin, counters, log, pool};
 use crate::config::SourceKind;
 use crate::exposition::{FamilyFilter, Format, Merger, SourceReport};
@@ -33,6 +34,12 @@ const PIECE: usize = 256 * 1024;
 
 pub(crate) struct Scrape {
     plugin: Rc<Plugin>,
+    /// This HTTP context's id: where waiters are answered from, and how they are found.
+    id: u32,
+    /// Fetching for itself and the identical scrapes waiting for it; else waiting itself.
+    leads: bool,
+    /// Its scraper left: only its waiters are answered.
+    gone: bool,
     merger: Option<Merger>,
     head: bool,
     /// Dispatch token → source index, for the answers still awaited.
@@ -57,10 +64,13 @@ fn respond(status: u32, headers: Vec<(&str, &str)>, body: Option<&[u8]>) {
 }
 
 impl Scrape {
-    pub(crate) fn new(plugin: Rc<Plugin>) -> Scrape {
+    pub(crate) fn new(plugin: Rc<Plugin>, id: u32) -> Scrape {
         let n = plugin.config.sources.len();
         Scrape {
             plugin,
+            id,
+            leads: false,
+            gone: false,
             merger: None,
             head: false,
             pending: HashMap::new(),
@@ -68,8 +78,8 @@ impl Scrape {
         }
     }
 
-    fn start(&mut self, head: bool, filter: Option<String>) -> Action {
-        let filter = match filter.as_deref().map(FamilyFilter::new) {
+    fn start(&mut self, head: bool, filter_text: Option<String>) -> Action {
+        let filter = match filter_text.as_deref().map(FamilyFilter::new) {
             None => None,
             Some(Ok(f)) => Some(f),
             Some(Err(e)) => {
@@ -84,6 +94,26 @@ impl Scrape {
         };
         let accept = header("accept");
         let format = Format::negotiate(accept.as_deref());
+        match inflight::join(format, filter_text.as_deref(), self.id, head) {
+            Join::Lead => self.leads = true,
+            // Answered with the bytes of the identical scrape in flight (`finish`).
+            Join::Wait => return Action::Pause,
+            Join::Busy => {
+                log(
+                    LogLevel::Warn,
+                    &format!(
+                        "{} different scrapes in flight on this worker: answering 503",
+                        inflight::MAX_FLIGHTS
+                    ),
+                );
+                respond(
+                    503,
+                    vec![("content-type", "text/plain"), ("retry-after", "1")],
+                    Some(b"too many different scrapes in flight\n"),
+                );
+                return Action::Pause;
+            }
+        }
         let user_agent = header("user-agent");
         let scrape_timeout = header("x-prometheus-scrape-timeout-seconds");
         let mut merger = pool::take();
@@ -250,13 +280,48 @@ impl Scrape {
         merger.add_vm_memory(memory, &plugin.self_labels);
         let content_type = merger.format().content_type();
         let body = merger.finish();
-        let body = if self.head { None } else { Some(body) };
-        respond(200, vec![("content-type", content_type)], body);
+        if !self.gone {
+            respond(
+                200,
+                vec![("content-type", content_type)],
+                (!self.head).then_some(body),
+            );
+        }
+        // The identical scrapes that came while this one was fetched get the same bytes.
+        let waiters = inflight::land(self.id);
+        for w in &waiters {
+            if hostcalls::set_effective_context(w.context).is_ok() {
+                respond(
+                    200,
+                    vec![("content-type", content_type)],
+                    (!w.head).then_some(body),
+                );
+            }
+        }
+        if !waiters.is_empty() {
+            let _ = hostcalls::set_effective_context(self.id);
+        }
         pool::give_back(merger);
     }
 }
 
 impl Context for Scrape {
+    /// The stream ends. A waiter leaves its flight. A leader whose scraper left before the
+    /// answer was ready (its calls are cancelled with it) answers its waiters with what it has:
+    /// the sources still awaited are reported failed, never a waiter left hanging.
+    fn on_done(&mut self) -> bool {
+        if !self.leads {
+            inflight::leave(self.id);
+        } else if self.merger.is_some() {
+            self.gone = true;
+            for i in std::mem::take(&mut self.pending).into_values() {
+                self.fail(i, &Failure::NoResponse);
+            }
+            self.finish();
+        }
+        true
+    }
+
     fn on_http_call_response(
         &mut self,
         token: u32,

@@ -1,0 +1,89 @@
+//! Scrapes in flight on this VM, so that identical ones share one fetch.
+//!
+//! A scrape that arrives while an identical one (same output format, same `filter`) is being
+//! fetched waits for it and is answered the same bytes: N scrapers cost one scrape of CPU and
+//! one output of memory, not N. An answer is never reused past the fetch in flight: a scrape
+//! that arrives after it was answered fetches anew, so every scrape sees values at least as
+//! fresh as its own arrival.
+//!
+//! At most [`MAX_FLIGHTS`] different scrapes are fetched at once on a VM (each holds an output);
+//! one more kind is answered 503 with `Retry-After`, and logged.
+
+use std::cell::RefCell;
+
+use crate::exposition::Format;
+
+/// Different scrapes (format × `filter`) fetched at once on one VM.
+pub(crate) const MAX_FLIGHTS: usize = 4;
+
+/// A scrape waiting for another's answer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Waiter {
+    pub context: u32,
+    pub head: bool,
+}
+
+struct Flight {
+    format: Format,
+    filter: Option<String>,
+    leader: u32,
+    waiters: Vec<Waiter>,
+}
+
+thread_local! {
+    static FLIGHTS: RefCell<Vec<Flight>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What a new scrape does.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Join {
+    /// Fetch, and answer the waiters too.
+    Lead,
+    /// Wait for the identical scrape in flight.
+    Wait,
+    /// Too many different scrapes in flight.
+    Busy,
+}
+
+pub(crate) fn join(format: Format, filter: Option<&str>, context: u32, head: bool) -> Join {
+    FLIGHTS.with(|f| {
+        let mut flights = f.borrow_mut();
+        if let Some(flight) = flights
+            .iter_mut()
+            .find(|fl| fl.format == format && fl.filter.as_deref() == filter)
+        {
+            flight.waiters.push(Waiter { context, head });
+            return Join::Wait;
+        }
+        if flights.len() >= MAX_FLIGHTS {
+            return Join::Busy;
+        }
+        flights.push(Flight {
+            format,
+            filter: filter.map(str::to_owned),
+            leader: context,
+            waiters: Vec::new(),
+        });
+        Join::Lead
+    })
+}
+
+/// The leader's answer is ready: its flight ends, and these are waiting for the same bytes.
+pub(crate) fn land(leader: u32) -> Vec<Waiter> {
+    FLIGHTS.with(|f| {
+        let mut flights = f.borrow_mut();
+        match flights.iter().position(|fl| fl.leader == leader) {
+            Some(i) => flights.swap_remove(i).waiters,
+            None => Vec::new(),
+        }
+    })
+}
+
+/// A waiting scrape's stream ended (its scraper gave up): nobody answers it any more.
+pub(crate) fn leave(context: u32) {
+    FLIGHTS.with(|f| {
+        for fl in f.borrow_mut().iter_mut() {
+            fl.waiters.retain(|w| w.context != context);
+        }
+    });
+}
