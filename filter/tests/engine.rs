@@ -388,3 +388,18 @@ fn envoys_output_stays_in_place_in_both_formats() {
         }
     }
 }
+
+#[test]
+fn invalid_utf8_after_a_backslash_is_malformed() {
+    // Found by the fuzzer: the byte after a backslash escaped the UTF-8 check, and the repaired
+    // value carried it into the output.
+    let mut body = b"x{path=\"C:\\".to_vec();
+    body.extend_from_slice(&[0xE9, b'"', b'}', b' ', b'1', b'\n']);
+    body.extend_from_slice("y{path=\"C:\\é\"} 2\n".as_bytes());
+    let mut m = Merger::new();
+    m.begin(Format::Text, None);
+    let stats = m.add_source(&body, Format::Text, &LabelSet::default());
+    let out = String::from_utf8(m.finish().to_vec()).expect("output is UTF-8");
+    assert_eq!(stats.malformed_lines, 1);
+    assert_eq!(out, "# TYPE y untyped\ny{path=\"C:\\\\é\"} 2\n");
+}

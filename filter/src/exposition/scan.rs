@@ -171,7 +171,11 @@ fn quoted(line: &[u8], i: usize) -> Option<(Span, usize, bool)> {
         }
         match line.get(k + 1) {
             Some(b'\\' | b'"' | b'n') => {}
-            Some(_) => repair = true,
+            // The byte after a backslash is skipped by the search: its UTF-8 is checked too.
+            Some(&b) => {
+                repair = true;
+                high |= b >= 0x80;
+            }
             None => return None,
         }
         j = k + 2;
