@@ -17,9 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use meshmetrics::bootstrap::{self, ADMIN_CLUSTER, Options, filter_config};
+use meshmetrics::bootstrap::{ADMIN_CLUSTER, Options, filter_config};
 use meshmetrics::runtime::{Limits, Outcome, Request, Runtime};
-use meshmetrics_e2e::{AppServer, Envoy, Reply, effective_of, free_port, get, resources, wasm};
+use meshmetrics_e2e::perf::{cpu_seconds, rss_mb, spread, start};
+use meshmetrics_e2e::{AppServer, Reply, effective_of, get, resources, wasm};
 use meshmetrics_filter::exposition::{Format, LabelSet, Merger};
 use serde_json::{Value, json};
 
@@ -65,98 +66,6 @@ fn args() -> Result<Args> {
         bail!("--rounds and --clusters must not be empty");
     }
     Ok(a)
-}
-
-/// Median and 95th percentile, in milliseconds.
-fn spread(mut v: Vec<Duration>) -> (f64, f64) {
-    v.sort();
-    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
-    (at(0.5), at(0.95))
-}
-
-/// user + sys CPU seconds of a process so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the `(comm)`: state is field 3; utime and stime are 14 and 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-    ticks as f64 / clock_ticks()
-}
-
-fn clock_ticks() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// (VmRSS, VmHWM) of a process, in MB.
-fn rss_mb(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
-}
-
-/// A proxy with N idle clusters (their stats rendered: `usedOnly` off) and these apps.
-struct Bench {
-    envoy: Envoy,
-    admin: String,
-    metrics: String,
-}
-
-fn start(clusters: usize, apps: &[SocketAddr], with_filter: bool) -> Bench {
-    let aggregate: String = apps
-        .iter()
-        .enumerate()
-        .map(|(i, a)| format!("      - {{name: app-{i}, port: {}}}\n", a.port()))
-        .collect();
-    let aggregate = if apps.is_empty() {
-        String::new()
-    } else {
-        format!("      aggregate:\n{aggregate}")
-    };
-    let yaml = format!(
-        "type: Mesh\nname: default\nmetrics:\n  enabledBackend: p\n  backends:\n  - name: p\n    type: prometheus\n    conf:\n      skipMTLS: true\n{aggregate}---\ntype: Dataplane\nmesh: default\nname: bench\nnetworking: {{address: 127.0.0.1, inbound: [{{port: 80}}]}}\n"
-    );
-    let mut e = effective_of(&resources(&yaml), "bench");
-    e.port = free_port();
-    let mut opts = Options::new(wasm());
-    opts.admin_port = free_port();
-    opts.timeout_ms = 60_000;
-    let mut config = bootstrap::bootstrap(&e, &opts).expect("bootstrap").config;
-    let list = config["static_resources"]["clusters"]
-        .as_array_mut()
-        .expect("clusters");
-    for i in 0..clusters {
-        let name = format!("service-{i:05}_default_svc_8080");
-        list.push(json!({
-            "name": name, "type": "STATIC", "connect_timeout": "1s",
-            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint":
-                {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9}}}}]}]}
-        }));
-    }
-    if !with_filter {
-        config["static_resources"]["listeners"] = json!([]);
-    }
-    let metrics: SocketAddr = ([127, 0, 0, 1], e.port).into();
-    let envoy = Envoy::start_config("bench", &config, opts.admin_port, metrics, with_filter);
-    Bench {
-        admin: format!("http://127.0.0.1:{}/stats/prometheus", opts.admin_port),
-        metrics: format!("http://{metrics}{}", e.path),
-        envoy,
-    }
 }
 
 /// What `rounds` GETs of `url` measured.
