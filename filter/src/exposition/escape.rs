@@ -43,9 +43,11 @@ pub(crate) fn write_escaped_label_value(value: &str, out: &mut Vec<u8>) {
 
 /// Appends HELP text read in `from` and written for `to`.
 pub(crate) fn write_help(raw: &[u8], from: Format, to: Format, out: &mut Vec<u8>) {
+    // A carriage return cannot be escaped in either format, and one before the newline reads as
+    // a CRLF line end: help text is metadata, so CRs are left out of it.
     let needs_work = raw
         .iter()
-        .any(|&b| b == b'\\' || (b == b'"' && to == Format::OpenMetrics));
+        .any(|&b| b == b'\\' || b == b'\r' || (b == b'"' && to == Format::OpenMetrics));
     if !needs_work {
         out.extend_from_slice(raw);
         return;
@@ -64,6 +66,7 @@ pub(crate) fn write_help(raw: &[u8], from: Format, to: Format, out: &mut Vec<u8>
             b'\\' => out.extend_from_slice(b"\\\\"),
             b'\n' => out.extend_from_slice(b"\\n"),
             b'"' if to == Format::OpenMetrics => out.extend_from_slice(b"\\\""),
+            b'\r' => {}
             b => out.push(b),
         }
     }
@@ -75,6 +78,13 @@ mod tests {
 
     fn s(v: Vec<u8>) -> String {
         String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn help_loses_carriage_returns() {
+        let mut out = Vec::new();
+        write_help(b"a\rb\r\r", Format::Text, Format::Text, &mut out);
+        assert_eq!(s(out), "ab");
     }
 
     #[test]
