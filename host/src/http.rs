@@ -1,15 +1,49 @@
 //! What the CLI's three HTTP servers (the proxy-wasm host, discovery, the sample app) share:
 //! serving one connection, and reading a request's path and headers as plain strings.
+//!
+//! Bounds: a client has [`HEADER_READ_TIMEOUT`] to send a request's headers, or the connection is
+//! closed (a half-sent request is never held); a request body is read up to a caller's limit
+//! within [`BODY_READ_TIMEOUT`] ([`read_body`]).
 
 use std::convert::Infallible;
 use std::future::Future;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Limited};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+
+/// How long a client may take to send a request's headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's body.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a request body could not be read.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum BodyError {
+    /// Longer than the limit (413).
+    TooLarge,
+    /// Not sent in time (408).
+    TooSlow,
+    /// The connection failed while it was read (400).
+    Broken(String),
+}
+
+/// Reads a request body of at most `limit` bytes within [`BODY_READ_TIMEOUT`].
+pub(crate) async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
+    let read = Limited::new(body, limit).collect();
+    match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+        Err(_) => Err(BodyError::TooSlow),
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Ok(Err(e)) => Err(BodyError::Broken(e.to_string())),
+    }
+}
 
 /// Serves HTTP/1 on `stream` in a task of its own, each request answered by `answer`.
 pub(crate) fn spawn_connection<F, Fut>(stream: tokio::net::TcpStream, answer: F)
@@ -24,6 +58,8 @@ where
         });
         // A client that goes away mid-request is its own business, not the server's.
         let _ = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
             .serve_connection(TokioIo::new(stream), service)
             .await;
     });

@@ -262,3 +262,55 @@ fn http_sd_groups_with_meta_labels_and_mesh_filter() {
     assert_eq!(g["labels"]["__metrics_path__"], "/m");
     assert_eq!(g["labels"]["__scheme__"], "http");
 }
+
+#[test]
+fn hostile_requests_are_refused_and_the_server_stays_up() {
+    use std::io::{Read, Write};
+    let dir = dir_with(&[("mesh.yaml", MESH), ("dp.yaml", &dataplane("dp-1", 1))]);
+    let s = start(&dir);
+    // Out of range: refused, not a panic of the handler (it was, with this very value).
+    for t in ["99999999999999999999s", "1e400s", "6m", "300001ms"] {
+        let (status, body) = fetch(&s.url, &request(""), Some(t));
+        assert_eq!(status, 400, "{t}: {body}");
+    }
+    let (status, _) = fetch(&s.url, &request(""), Some("5m"));
+    assert_eq!(status, 200, "5 minutes is allowed");
+    // A body over 1 MiB: 413, answered without reading it whole (so the client may well see
+    // its connection closed while it still sends).
+    let addr = s.url.trim_start_matches("http://");
+    let mut big = std::net::TcpStream::connect(addr).unwrap();
+    big.write_all(
+        format!(
+            "POST /v3/discovery:monitoringassignments HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            100 << 20
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    for _ in 0..40 {
+        if big.write_all(&[b'x'; 64 * 1024]).is_err() {
+            break;
+        }
+    }
+    big.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answer = String::new();
+    let _ = big.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
+    // A half-sent request is not held: the connection is closed after the header timeout.
+    let mut half = std::net::TcpStream::connect(addr).unwrap();
+    half.write_all(b"POST /v3/discovery:monitoringassignments HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    half.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 256];
+    let n = half.read(&mut buf).unwrap_or(0);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "held {:?}",
+        started.elapsed()
+    );
+    let _ = n; // closed (0) or a 408: either way not held
+    // And the server still answers.
+    let (status, _) = fetch(&s.url, &request(""), None);
+    assert_eq!(status, 200);
+}

@@ -81,9 +81,13 @@ pub fn response(version: &str, assignments: &[Assignment], meshes: &[String]) ->
     })
 }
 
+/// The longest a MADS long-poll is held (`fetch-timeout`); longer is refused (400).
+pub const MAX_FETCH_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// A Go-style duration (`30s`, `1m`, `500ms`, `1m30s`), as Prometheus writes `fetch-timeout`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("{s:?} is not a duration (e.g. 30s, 1m, 500ms)");
+    let too_long = || format!("{s:?} is longer than the 5m a long-poll may hold");
     let mut total = Duration::ZERO;
     let mut rest = s.trim();
     if rest.is_empty() {
@@ -94,6 +98,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .find(|c: char| !c.is_ascii_digit() && c != '.')
             .ok_or_else(bad)?;
         let value: f64 = rest[..n].parse().map_err(|_| bad())?;
+        if !value.is_finite() || value > MAX_FETCH_TIMEOUT.as_secs_f64() * 1000.0 {
+            return Err(too_long());
+        }
         let unit_len = rest[n..]
             .find(|c: char| c.is_ascii_digit())
             .unwrap_or(rest.len() - n);
@@ -105,11 +112,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "h" => value * 3600.0,
             _ => return Err(bad()),
         };
-        total += Duration::from_secs_f64(secs);
+        // Each part is at most 5m·1000 in its unit: no overflow, no panic.
+        total = total.saturating_add(Duration::try_from_secs_f64(secs).map_err(|_| bad())?);
         rest = &rest[n + unit_len..];
     }
-    if total > Duration::from_secs(600) {
-        return Err(format!("{s:?} is longer than the 10m a long-poll may hold"));
+    if total > MAX_FETCH_TIMEOUT {
+        return Err(too_long());
     }
     Ok(total)
 }

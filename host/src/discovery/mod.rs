@@ -15,10 +15,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Result, bail};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::watch;
+
+use crate::http::BodyError;
+
+/// The largest MADS request body read (a DiscoveryRequest is a few hundred bytes); larger: 413.
+pub const MAX_REQUEST_BODY: usize = 1 << 20;
 
 pub use assignments::Assignment;
 
@@ -156,9 +161,23 @@ pub async fn answer(
                     );
                 }
             };
-            let body = match req.into_body().collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => {
+            let body = match crate::http::read_body(req.into_body(), MAX_REQUEST_BODY).await {
+                Ok(b) => b,
+                Err(BodyError::TooLarge) => {
+                    return respond(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "text/plain",
+                        format!("the request body is over {MAX_REQUEST_BODY} bytes\n"),
+                    );
+                }
+                Err(BodyError::TooSlow) => {
+                    return respond(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "text/plain",
+                        "the request body was not sent in time\n",
+                    );
+                }
+                Err(BodyError::Broken(e)) => {
                     return respond(
                         StatusCode::BAD_REQUEST,
                         "text/plain",
