@@ -257,6 +257,23 @@ fn compute(res: &Resources, dp: &Dataplane, diags: &mut Diagnostics) -> Option<E
             path: a.path.clone().unwrap_or_else(|| DEFAULT_PATH.to_owned()),
         });
     }
+    // An aggregate on the metrics listener itself: every scrape would fetch itself, recursively.
+    let listener = dp.address.as_deref().unwrap_or("0.0.0.0");
+    for app in apps.iter().filter(|a| a.port == port) {
+        let local = |addr: &str| {
+            addr.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
+        };
+        if app.address == listener || local(&app.address) || local(listener) {
+            ctx.error(
+                &format!("aggregate {:?}", app.name),
+                format!(
+                    "{}:{} is the metrics listener itself: a scrape would fetch itself",
+                    app.address, app.port
+                ),
+            );
+        }
+    }
     let dataplane_tags: Vec<(String, String)> = dp
         .inbound
         .iter()

@@ -148,6 +148,9 @@ struct TlsArgs {
     /// certificate and the dataplane's issued certificate (default: the directory of -o, or .).
     #[arg(long)]
     certs_dir: Option<PathBuf>,
+    /// Lifetime of the dataplane certificate issued with --mesh-ca (`90d` unless given).
+    #[arg(long, value_parser = meshmetrics::tls::parse_validity)]
+    validity: Option<std::time::Duration>,
 }
 
 #[derive(Subcommand)]
@@ -174,6 +177,9 @@ enum CaCommand {
         ip: Vec<std::net::IpAddr>,
         #[arg(short = 'o', long)]
         out: PathBuf,
+        /// Lifetime of the certificate (`365d`, `24h`, ...; at most 3650d).
+        #[arg(long, default_value = "365d", value_parser = meshmetrics::tls::parse_validity)]
+        validity: std::time::Duration,
     },
 }
 
@@ -298,6 +304,7 @@ fn run(cli: Cli) -> Result<()> {
                 provided_tls,
                 allow_plaintext_fallback: tls.allow_plaintext_fallback,
                 mesh_ca: tls.mesh_ca,
+                validity: tls.validity,
                 certs_dir: tls.certs_dir.unwrap_or_else(|| {
                     output
                         .as_deref()
@@ -409,6 +416,7 @@ fn run(cli: Cli) -> Result<()> {
                     dns,
                     ip,
                     out,
+                    validity,
                 },
         } => {
             let id = meshmetrics::tls::Identity {
@@ -416,7 +424,15 @@ fn run(cli: Cli) -> Result<()> {
                 dns,
                 ips: ip,
             };
-            let (cert, key) = meshmetrics::tls::issue(&dir, &id, &out)?;
+            let (cert, key) = meshmetrics::tls::issue(&dir, &id, &out, validity)?;
+            if let Some(w) = meshmetrics::tls::expiry_warning(
+                "the issued certificate",
+                (std::time::SystemTime::now() + validity)
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64),
+            ) {
+                eprintln!("warning: {w}");
+            }
             println!("{}\n{}", cert.display(), key.display());
             Ok(())
         }

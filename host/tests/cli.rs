@@ -220,3 +220,114 @@ fn ca_commands_and_provided_tls_from_the_environment() {
         "{err}"
     );
 }
+
+/// An 800-byte "billion laughs": nine levels of ten aliases each.
+fn alias_bomb() -> String {
+    let mut y = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..10 {
+        let p = i - 1;
+        y.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
+    }
+    y
+}
+
+#[test]
+fn an_alias_bomb_is_refused_not_expanded() {
+    let bomb = alias_bomb();
+    assert!(bomb.len() < 1000);
+    let f = write("bomb.yaml", &format!("type: Mesh\nname: default\n{bomb}"));
+    let started = std::time::Instant::now();
+    let (ok, _, err) = meshmetrics(&["validate", "-f", &f]);
+    assert!(!ok);
+    assert!(err.contains("aliases are expanded"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn an_empty_file_is_an_error_not_an_empty_mesh() {
+    let f = write("empty.yaml", "");
+    let (ok, out, err) = meshmetrics(&["validate", "-f", &f]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("no resources"), "{err}");
+}
+
+const MESH_OK: &str = "type: Mesh\nname: default\nmetrics:\n  enabledBackend: p\n  backends:\n  - name: p\n    type: prometheus\n    conf:\n      skipMTLS: true\n";
+
+/// `validate` refuses what the bootstrap, the filter or Envoy would refuse later.
+#[test]
+fn validate_refuses_what_would_fail_later() {
+    let dp = |name: &str, address: &str, metrics: &str| {
+        format!(
+            "---\ntype: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  address: {address}\n  inbound: [{{port: 8080, tags: {{kuma.io/service: web}}}}]\n{metrics}"
+        )
+    };
+    let agg = |entry: &str| {
+        format!("metrics:\n  type: prometheus\n  conf:\n    aggregate:\n    - {entry}\n")
+    };
+    let cases = [
+        (dp("\"../../escaped\"", "10.0.0.1", ""), "name"),
+        (dp("web-1", "backend.local", ""), "networking.address"),
+        (
+            dp("web-1", "10.0.0.1", &agg("{name: envoy, port: 9000}")),
+            "\"envoy\" names Envoy's own stats",
+        ),
+        (
+            dp(
+                "web-1",
+                "10.0.0.1",
+                &agg("{name: a, port: 9000, address: \"http://x/y\"}"),
+            ),
+            "neither an IP address nor a host name",
+        ),
+        (
+            dp(
+                "web-1",
+                "10.0.0.1",
+                &agg("{name: a, port: 9000, path: \"/m\\nx\"}"),
+            ),
+            "a path has no blanks",
+        ),
+        (
+            dp("web-1", "10.0.0.1", &agg("{name: self, port: 5670}")),
+            "is the metrics listener itself",
+        ),
+        (
+            format!("{}---\n{MESH_OK}", dp("web-1", "10.0.0.1", "")),
+            "is used by another Mesh",
+        ),
+    ];
+    for (i, (extra, want)) in cases.iter().enumerate() {
+        let f = write(&format!("case-{i}.yaml"), &format!("{MESH_OK}{extra}"));
+        let (ok, out, err) = meshmetrics(&["validate", "-f", &f]);
+        assert!(!ok, "case {i} accepted:\n{out}");
+        assert!(err.contains(want), "case {i}: want {want:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn bootstrap_never_writes_outside_the_certs_dir() {
+    // Even a name validate refuses must not reach the file system (defense in depth).
+    let f = write(
+        "escape.yaml",
+        &format!(
+            "{MESH_OK}---\ntype: Dataplane\nmesh: default\nname: \"../../escaped\"\nnetworking: {{address: 10.0.0.1, inbound: [{{port: 8080}}]}}\n"
+        ),
+    );
+    let (ok, _, err) = meshmetrics(&[
+        "bootstrap",
+        "--dataplane",
+        "../../escaped",
+        "-f",
+        &f,
+        "--wasm",
+        &f,
+        "-o",
+        "/tmp/mm-escape/envoy.yaml",
+    ]);
+    assert!(!ok);
+    assert!(!err.is_empty());
+    assert!(!std::path::Path::new("/tmp/escaped.pem").exists());
+    assert!(!std::path::Path::new("/tmp/escaped-metrics-sds.yaml").exists());
+}

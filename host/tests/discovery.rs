@@ -264,6 +264,24 @@ fn http_sd_groups_with_meta_labels_and_mesh_filter() {
 }
 
 #[test]
+fn an_alias_bomb_keeps_the_last_good_version() {
+    let dir = dir_with(&[("mesh.yaml", MESH), ("dp.yaml", &dataplane("dp-1", 1))]);
+    let s = start(&dir);
+    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..10 {
+        let p = i - 1;
+        bomb.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
+    }
+    std::fs::write(dir.join("bomb.yaml"), bomb).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let (status, body) = fetch(&s.url, &request(""), None);
+    assert_eq!(status, 200);
+    assert!(body.contains("10.0.0.1:5670"), "{body}");
+}
+
+#[test]
 fn hostile_requests_are_refused_and_the_server_stays_up() {
     use std::io::{Read, Write};
     let dir = dir_with(&[("mesh.yaml", MESH), ("dp.yaml", &dataplane("dp-1", 1))]);
@@ -300,7 +318,8 @@ fn hostile_requests_are_refused_and_the_server_stays_up() {
     let mut half = std::net::TcpStream::connect(addr).unwrap();
     half.write_all(b"POST /v3/discovery:monitoringassignments HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
-    half.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    half.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let started = Instant::now();
     let mut buf = [0u8; 256];
     let n = half.read(&mut buf).unwrap_or(0);

@@ -52,6 +52,7 @@ fn client(ca: &Path, mesh: &str, service: &str) -> (PathBuf, PathBuf) {
         ca,
         &Identity::spiffe(mesh, service),
         &ca.join(format!("client-{mesh}-{service}")),
+        tls::ISSUE_VALIDITY,
     )
     .expect("issue client certificate")
 }
@@ -109,7 +110,7 @@ fn server_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
         dns: vec!["localhost".into()],
         ips: vec![LOOPBACK],
     };
-    tls::issue(dir, &id, &dir.join(name)).expect("issue server certificate")
+    tls::issue(dir, &id, &dir.join(name), tls::ISSUE_VALIDITY).expect("issue server certificate")
 }
 
 #[test]

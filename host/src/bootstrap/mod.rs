@@ -53,6 +53,8 @@ pub struct Options {
     /// Where the files the bootstrap refers to are written: the SDS file naming the listener's
     /// certificate (so Envoy reloads it on rotation) and, under mTLS, the issued certificate.
     pub certs_dir: PathBuf,
+    /// Lifetime of the dataplane certificate issued under mTLS (`tls::DATAPLANE_VALIDITY`).
+    pub validity: Option<std::time::Duration>,
 }
 
 /// A generated bootstrap, and what the user should know about it.
@@ -76,6 +78,7 @@ impl Options {
             allow_plaintext_fallback: false,
             mesh_ca: None,
             certs_dir: PathBuf::from("."),
+            validity: None,
         }
     }
 }
@@ -177,9 +180,11 @@ fn transport_socket(
                 None => Err(anyhow::anyhow!(
                     "providedTLS needs a certificate and key: set {CERT_ENV} and {KEY_ENV} (or --metrics-cert / --metrics-key)"
                 )),
-                Some((cert, key)) => {
-                    tls::check_pair(cert, key).map(|()| (cert.clone(), key.clone()))
-                }
+                Some((cert, key)) => tls::check_pair(cert, key).map(|not_after| {
+                    let what = format!("the provided certificate {}", cert.display());
+                    warnings.extend(tls::expiry_warning(&what, not_after));
+                    (cert.clone(), key.clone())
+                }),
             };
             match checked {
                 Ok((cert, key)) => Ok(Some(tls_socket(json!({
@@ -215,7 +220,15 @@ fn transport_socket(
             {
                 id.ips.push(ip);
             }
-            let (cert, key) = tls::issue(ca, &id, &o.certs_dir.join(&e.dataplane))
+            let validity = o.validity.unwrap_or(tls::DATAPLANE_VALIDITY);
+            if validity < tls::EXPIRY_WARNING {
+                warnings.push(format!(
+                    "Dataplane {}: its certificate is issued for {} s only (--validity): renew it before then",
+                    e.dataplane,
+                    validity.as_secs()
+                ));
+            }
+            let (cert, key) = tls::issue(ca, &id, &o.certs_dir.join(&e.dataplane), validity)
                 .with_context(|| format!("issuing the certificate of dataplane {}", e.dataplane))?;
             Ok(Some(tls_socket(json!({
                 "@type": DOWNSTREAM,
@@ -367,6 +380,11 @@ fn own_addresses(e: &Effective) -> Vec<Value> {
 
 /// The whole bootstrap, as a JSON value (written out as YAML).
 pub fn bootstrap(e: &Effective, o: &Options) -> Result<Generated> {
+    // Files are named after the dataplane (its certificate, its SDS file): never from a name
+    // that could leave the directory, whatever built this `Effective`.
+    if let Some(problem) = crate::resources::names::name_problem(&e.dataplane) {
+        anyhow::bail!("dataplane name {problem}: no file is named after it");
+    }
     let mut warnings = Vec::new();
     let socket = transport_socket(e, o, &mut warnings)?;
     let config = filter_config(e, o);

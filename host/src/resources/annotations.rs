@@ -60,6 +60,13 @@ pub fn read(ctx: &mut Ctx<'_>, annotations: &[(String, String)]) -> Overrides {
                 };
                 let idx = match o.aggregate.iter().position(|a| a.name == name) {
                     Some(i) => i,
+                    None if name == super::names::ENVOY_SOURCE => {
+                        ctx.error(
+                            &field,
+                            "\"envoy\" names Envoy's own stats in the scrape: pick another name",
+                        );
+                        continue;
+                    }
                     None => {
                         o.aggregate.push(AggregateConf {
                             name: name.to_owned(),
@@ -74,7 +81,12 @@ pub fn read(ctx: &mut Ctx<'_>, annotations: &[(String, String)]) -> Overrides {
                         o.aggregate[idx].path = Some(value.clone());
                         check_path(ctx, &field, &o.aggregate[idx].path);
                     }
-                    "address" => o.aggregate[idx].address = Some(value.clone()),
+                    "address" => {
+                        if let Some(problem) = super::names::host_problem(value) {
+                            ctx.error(&field, problem);
+                        }
+                        o.aggregate[idx].address = Some(value.clone());
+                    }
                     "enabled" => match parse_enabled(value) {
                         Some(b) => o.aggregate[idx].enabled = Some(b),
                         None => ctx.error(&field, format!("{value:?} is not a boolean (true/yes/enabled, false/no/disabled)")),

@@ -55,6 +55,9 @@ pub fn read(
 ) -> Dataplane {
     let mut net = body.obj(ctx, "networking");
     let address = net.string(ctx, "address");
+    if let Some(problem) = address.as_deref().and_then(super::names::ip_problem) {
+        ctx.error("networking.address", problem);
+    }
     let mut inbound = Vec::new();
     for mut i in net.list(ctx, "inbound") {
         let port = i.port(ctx, "port");

@@ -45,10 +45,31 @@ pub struct AggregateConf {
 }
 
 pub fn check_path(ctx: &mut Ctx<'_>, field: &str, path: &Option<String>) {
-    if let Some(p) = path
-        && !p.starts_with('/')
-    {
-        ctx.error(field, format!("{p:?} does not start with '/'"));
+    if let Some(problem) = path.as_deref().and_then(super::names::path_problem) {
+        ctx.error(field, problem);
+    }
+}
+
+/// What an aggregate's name and address must be (the checks the bootstrap and Envoy would
+/// otherwise make later).
+pub fn check_aggregate(
+    ctx: &mut Ctx<'_>,
+    name_field: &str,
+    address_field: &str,
+    a: &AggregateConf,
+) {
+    if a.name.is_empty() {
+        ctx.error(name_field, "is required");
+    } else if a.name == super::names::ENVOY_SOURCE {
+        ctx.error(
+            name_field,
+            "\"envoy\" names Envoy's own stats in the scrape: pick another name",
+        );
+    } else if let Some(problem) = super::names::name_problem(&a.name) {
+        ctx.error(name_field, problem);
+    }
+    if let Some(problem) = a.address.as_deref().and_then(super::names::host_problem) {
+        ctx.error(address_field, problem);
     }
 }
 
@@ -109,6 +130,7 @@ pub fn read_conf(ctx: &mut Ctx<'_>, mut o: Obj<'_>) -> PrometheusConf {
     }
     envoy.finish(ctx);
 
+    let mut names = std::collections::HashSet::new();
     for mut a in o.list(ctx, "aggregate") {
         let entry = AggregateConf {
             name: a.string(ctx, "name").unwrap_or_default(),
@@ -118,9 +140,8 @@ pub fn read_conf(ctx: &mut Ctx<'_>, mut o: Obj<'_>) -> PrometheusConf {
             enabled: a.bool(ctx, "enabled"),
         };
         check_path(ctx, &a.field("path"), &entry.path);
-        if entry.name.is_empty() {
-            ctx.error(&a.field("name"), "is required");
-        } else if conf.aggregate.iter().any(|e| e.name == entry.name) {
+        check_aggregate(ctx, &a.field("name"), &a.field("address"), &entry);
+        if !entry.name.is_empty() && !names.insert(entry.name.clone()) {
             ctx.error(
                 &a.field("name"),
                 format!("{:?} is used by another aggregate entry", entry.name),

@@ -9,6 +9,7 @@ pub mod annotations;
 pub mod dataplane;
 pub mod mesh;
 pub mod metrics;
+pub mod names;
 pub mod permission;
 pub mod reader;
 pub mod yaml;
@@ -47,6 +48,14 @@ impl Resources {
         for doc in docs {
             r.read_one(doc);
         }
+        if r.meshes.is_empty() && r.dataplanes.is_empty() && r.permissions.is_empty() {
+            r.diagnostics.error(
+                "resources",
+                "",
+                "no resources: no Mesh, Dataplane, TrafficPermission or annotated workload in the files read",
+            );
+        }
+        r.refuse_duplicates();
         for dp in &r.dataplanes {
             if !r.meshes.iter().any(|m| m.name == dp.mesh) {
                 r.diagnostics.warn(
@@ -67,6 +76,31 @@ impl Resources {
         self.dataplanes.iter().find(|d| d.answers_to(name))
     }
 
+    /// Two resources of the same kind and identity: which one would win is unclear, so neither
+    /// does.
+    fn refuse_duplicates(&mut self) {
+        let mut seen = std::collections::HashSet::new();
+        for m in &self.meshes {
+            if !seen.insert(m.name.clone()) {
+                self.diagnostics.error(
+                    &format!("Mesh {}", m.name),
+                    "name",
+                    "is used by another Mesh",
+                );
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for d in &self.dataplanes {
+            if !seen.insert((d.mesh.clone(), d.name.clone())) {
+                self.diagnostics.error(
+                    &d.resource,
+                    "name",
+                    format!("is used by another Dataplane of mesh {:?}", d.mesh),
+                );
+            }
+        }
+    }
+
     fn read_one(&mut self, doc: &Document) {
         let where_ = format!("{} (document {})", doc.file.display(), doc.index + 1);
         let v = &doc.value;
@@ -80,8 +114,12 @@ impl Resources {
                 resource,
                 diags: &mut self.diagnostics,
             };
-            if name.is_empty() {
-                ctx.error("metadata.name", format!("is required ({where_})"));
+            if let Some(problem) = names::name_problem(&name) {
+                ctx.error("metadata.name", format!("{problem} ({where_})"));
+                return;
+            }
+            if let Some(problem) = namespace.as_deref().and_then(names::name_problem) {
+                ctx.error("metadata.namespace", format!("{problem} ({where_})"));
                 return;
             }
             match kind.as_str() {
@@ -121,8 +159,8 @@ impl Resources {
                 resource: format!("{kind} {name}"),
                 diags: &mut self.diagnostics,
             };
-            if name.is_empty() {
-                ctx.error("name", format!("is required ({where_})"));
+            if let Some(problem) = names::name_problem(&name) {
+                ctx.error("name", format!("{problem} ({where_})"));
                 return;
             }
             let mut body = Obj::new(&mut ctx, Some(v), "");

@@ -1,11 +1,28 @@
 //! Reading YAML files (one or many documents each, or a directory of them) into JSON values, each
 //! remembering where it came from.
+//!
+//! Bounded, because a file is outside input: at most [`MAX_FILE_BYTES`] per file and
+//! [`MAX_TOTAL_BYTES`] per load, nesting at most [`MAX_DEPTH`] deep, and at most [`MAX_NODES`]
+//! nodes once aliases are expanded. yaml-rust2 expands an alias by copying its anchor's node, so
+//! an 800-byte "billion laughs" document would take gigabytes: the event stream is measured
+//! first, before anything is built.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Map, Number, Value};
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::Marker;
 use yaml_rust2::{Yaml, YamlLoader};
+
+/// Largest resource file read.
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+/// Largest total of the files one load reads (a directory included).
+pub const MAX_TOTAL_BYTES: u64 = 64 << 20;
+/// Deepest nesting of a document.
+pub const MAX_DEPTH: usize = 64;
+/// Most nodes of a file once its aliases are expanded.
+pub const MAX_NODES: u64 = 1_000_000;
 
 /// One YAML document and its origin.
 #[derive(Clone, Debug)]
@@ -34,7 +51,24 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Document>> {
         }
     }
     let mut docs = Vec::new();
+    let mut total = 0u64;
     for file in files {
+        let size = std::fs::metadata(&file)
+            .with_context(|| format!("reading {}", file.display()))?
+            .len();
+        if size > MAX_FILE_BYTES {
+            bail!(
+                "{}: {size} bytes is over the {MAX_FILE_BYTES}-byte limit of a resource file",
+                file.display()
+            );
+        }
+        total += size;
+        if total > MAX_TOTAL_BYTES {
+            bail!(
+                "{}: the files read add up to over {MAX_TOTAL_BYTES} bytes",
+                file.display()
+            );
+        }
         let text = std::fs::read_to_string(&file)
             .with_context(|| format!("reading {}", file.display()))?;
         docs.extend(parse(&text, &file)?);
@@ -42,8 +76,75 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Document>> {
     Ok(docs)
 }
 
+/// Counts what a YAML text expands to, from its events, without building it.
+#[derive(Default)]
+struct Measure {
+    /// Nodes so far, aliases counted as the nodes they copy.
+    nodes: u64,
+    depth: usize,
+    /// Open collections: their anchor and the node count where they started.
+    open: Vec<(usize, u64)>,
+    /// Anchor id → the nodes its node holds.
+    anchors: std::collections::HashMap<usize, u64>,
+    error: Option<String>,
+}
+
+impl MarkedEventReceiver for Measure {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.error.is_some() {
+            return;
+        }
+        match ev {
+            Event::Scalar(_, _, anchor, _) => {
+                self.nodes += 1;
+                if anchor != 0 {
+                    self.anchors.insert(anchor, 1);
+                }
+            }
+            Event::Alias(anchor) => {
+                self.nodes += self.anchors.get(&anchor).copied().unwrap_or(1);
+            }
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                self.nodes += 1;
+                self.depth += 1;
+                self.open.push((anchor, self.nodes));
+                if self.depth > MAX_DEPTH {
+                    self.error = Some(format!(
+                        "line {}: nested deeper than {MAX_DEPTH} levels",
+                        mark.line()
+                    ));
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                self.depth = self.depth.saturating_sub(1);
+                if let Some((anchor, start)) = self.open.pop()
+                    && anchor != 0
+                {
+                    self.anchors.insert(anchor, self.nodes - start + 1);
+                }
+            }
+            _ => {}
+        }
+        if self.nodes > MAX_NODES {
+            self.error = Some(format!(
+                "line {}: more than {MAX_NODES} nodes once aliases are expanded (an alias bomb?)",
+                mark.line()
+            ));
+        }
+    }
+}
+
+fn measure(text: &str) -> Result<(), String> {
+    let mut m = Measure::default();
+    Parser::new_from_str(text)
+        .load(&mut m, true)
+        .map_err(|e| e.to_string())?;
+    m.error.map_or(Ok(()), Err)
+}
+
 /// Parses YAML text (for `file`) into documents; empty documents are skipped.
 pub fn parse(text: &str, file: &Path) -> Result<Vec<Document>> {
+    measure(text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let yamls =
         YamlLoader::load_from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let mut docs = Vec::new();

@@ -7,6 +7,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use rcgen::{
@@ -16,6 +17,63 @@ use rcgen::{
 
 pub const CA_CERT: &str = "ca.pem";
 pub const CA_KEY: &str = "ca.key";
+
+const DAY: Duration = Duration::from_secs(86_400);
+/// A mesh CA's lifetime.
+pub const CA_VALIDITY: Duration = Duration::from_secs(3650 * 86_400);
+/// A certificate `meshmetrics ca issue` makes (Prometheus' identity), unless `--validity`.
+pub const ISSUE_VALIDITY: Duration = Duration::from_secs(365 * 86_400);
+/// A dataplane's own certificate, issued by `bootstrap --mesh-ca`, unless `--validity`.
+pub const DATAPLANE_VALIDITY: Duration = Duration::from_secs(90 * 86_400);
+/// How far back a certificate starts: clocks of the machines involved disagree a little.
+const CLOCK_SKEW: Duration = Duration::from_secs(300);
+/// A certificate that ends within this is warned about.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86_400);
+
+/// A validity window starting a little in the past (clock skew) and lasting `validity`.
+fn window(params: &mut CertificateParams, validity: Duration) -> Result<()> {
+    let now = time::OffsetDateTime::now_utc();
+    let skew = time::Duration::try_from(CLOCK_SKEW)?;
+    params.not_before = now - skew;
+    params.not_after = now + time::Duration::try_from(validity)?;
+    Ok(())
+}
+
+/// A Go-style validity (`90d`, `24h`, `30m`, `3600s`): `--validity`.
+pub fn parse_validity(s: &str) -> Result<Duration> {
+    let (n, unit) = s.split_at(s.trim_end_matches(|c: char| c.is_ascii_alphabetic()).len());
+    let n: u64 = n
+        .parse()
+        .with_context(|| format!("--validity {s:?}: a number and a unit (90d, 24h, 30m, 60s)"))?;
+    let secs = match unit {
+        "d" => n.checked_mul(86_400),
+        "h" => n.checked_mul(3600),
+        "m" => n.checked_mul(60),
+        "s" => Some(n),
+        _ => None,
+    }
+    .filter(|&s| s > 0 && s <= 3650 * 86_400)
+    .with_context(|| format!("--validity {s:?}: between 1s and 3650d, with a unit d, h, m or s"))?;
+    Ok(Duration::from_secs(secs))
+}
+
+/// A warning when a certificate ending at `not_after` (seconds since the epoch) ends soon.
+pub fn expiry_warning(what: &str, not_after: i64) -> Option<String> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let left = not_after - now;
+    let limit = EXPIRY_WARNING.as_secs() as i64;
+    (left < limit).then(|| {
+        if left <= 0 {
+            format!("{what} has expired")
+        } else {
+            format!(
+                "{what} expires in {} days (under {} days)",
+                left / DAY.as_secs() as i64,
+                limit / DAY.as_secs() as i64
+            )
+        }
+    })
+}
 
 /// Creates a mesh CA in `dir` (`ca.pem`, `ca.key`); refuses to overwrite one.
 pub fn init_ca(dir: &Path, mesh: &str) -> Result<PathBuf> {
@@ -29,6 +87,7 @@ pub fn init_ca(dir: &Path, mesh: &str) -> Result<PathBuf> {
     }
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
+    window(&mut params, CA_VALIDITY)?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params
         .distinguished_name
@@ -72,8 +131,14 @@ impl Identity {
     }
 }
 
-/// Issues a certificate signed by the CA in `ca_dir`; writes `<out>.pem` and `<out>.key`.
-pub fn issue(ca_dir: &Path, id: &Identity, out: &Path) -> Result<(PathBuf, PathBuf)> {
+/// Issues a certificate signed by the CA in `ca_dir`, valid from now (less the clock skew) for
+/// `validity`; writes `<out>.pem` and `<out>.key`.
+pub fn issue(
+    ca_dir: &Path,
+    id: &Identity,
+    out: &Path,
+    validity: Duration,
+) -> Result<(PathBuf, PathBuf)> {
     let ca_pem = std::fs::read_to_string(ca_dir.join(CA_CERT)).with_context(|| {
         format!(
             "reading the mesh CA {} (create it with `meshmetrics ca init`)",
@@ -84,6 +149,7 @@ pub fn issue(ca_dir: &Path, id: &Identity, out: &Path) -> Result<(PathBuf, PathB
         .context("reading the CA key")?;
     let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).context("reading the CA certificate")?;
     let mut params = CertificateParams::new(id.dns.clone())?;
+    window(&mut params, validity)?;
     if let Some((mesh, service)) = &id.spiffe {
         params.subject_alt_names.push(SanType::URI(
             format!("spiffe://{mesh}/{service}").try_into()?,
@@ -116,7 +182,8 @@ pub fn issue(ca_dir: &Path, id: &Identity, out: &Path) -> Result<(PathBuf, PathB
 }
 
 /// Checks a provided certificate and key: both readable PEM, and the key is the certificate's.
-pub fn check_pair(cert: &Path, key: &Path) -> Result<()> {
+/// Returns when the certificate ends (seconds since the epoch).
+pub fn check_pair(cert: &Path, key: &Path) -> Result<i64> {
     let cert_pem = std::fs::read(cert)
         .with_context(|| format!("certificate {}: cannot read", cert.display()))?;
     let key_pem = std::fs::read_to_string(key)
@@ -149,7 +216,7 @@ pub fn check_pair(cert: &Path, key: &Path) -> Result<()> {
             cert.display()
         );
     }
-    Ok(())
+    Ok(parsed.validity().not_after.timestamp())
 }
 
 #[cfg(test)]
@@ -160,6 +227,22 @@ mod tests {
         let d = std::env::temp_dir().join(format!("meshmetrics-tls-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+
+    #[test]
+    fn validity_and_expiry_warnings() {
+        assert_eq!(
+            parse_validity("90d").unwrap(),
+            Duration::from_secs(90 * 86_400)
+        );
+        assert_eq!(parse_validity("24h").unwrap(), Duration::from_secs(86_400));
+        for bad in ["", "90", "0d", "4000d", "1y", "-1d"] {
+            assert!(parse_validity(bad).is_err(), "{bad:?}");
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        assert!(expiry_warning("c", now + 10 * 86_400).is_some());
+        assert!(expiry_warning("c", now - 1).unwrap().contains("expired"));
+        assert_eq!(expiry_warning("c", now + 60 * 86_400), None);
     }
 
     #[test]
@@ -176,18 +259,40 @@ mod tests {
             &dir,
             &Identity::spiffe("default", "prometheus-server"),
             &dir.join("prom"),
+            ISSUE_VALIDITY,
         )
         .unwrap();
         let pem = std::fs::read(&cert).unwrap();
         let (_, p) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
         let c = p.parse_x509().unwrap();
+        // Bounded lifetimes, starting a little in the past for clock skew.
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let (from, to) = (
+            c.validity().not_before.timestamp(),
+            c.validity().not_after.timestamp(),
+        );
+        assert!(
+            from < now && now - from < 600,
+            "not_before {from}, now {now}"
+        );
+        assert!((to - now - 365 * 86_400).abs() < 600, "not_after {to}");
+        let ca_pem = std::fs::read(dir.join(CA_CERT)).unwrap();
+        let (_, ca) = x509_parser::pem::parse_x509_pem(&ca_pem).unwrap();
+        let ca = ca.parse_x509().unwrap();
+        let years = (ca.validity().not_after.timestamp() - now) / (365 * 86_400);
+        assert!((9..=10).contains(&years), "CA lasts {years} years");
         let san = c.subject_alternative_name().unwrap().unwrap();
         assert!(
             format!("{:?}", san.value.general_names).contains("spiffe://default/prometheus-server")
         );
         check_pair(&cert, &key).unwrap();
-        let (_, other_key) =
-            issue(&dir, &Identity::spiffe("default", "x"), &dir.join("other")).unwrap();
+        let (_, other_key) = issue(
+            &dir,
+            &Identity::spiffe("default", "x"),
+            &dir.join("other"),
+            ISSUE_VALIDITY,
+        )
+        .unwrap();
         let e = check_pair(&cert, &other_key).unwrap_err().to_string();
         assert!(e.contains("does not belong to certificate"), "{e}");
         let e = check_pair(&dir.join("missing.pem"), &key)
