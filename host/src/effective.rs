@@ -117,20 +117,28 @@ fn overlay(base: &mut PrometheusConf, dp: &PrometheusConf) {
     }
 }
 
-/// Computes the effective configuration of the dataplane named `name`. Warnings that apply go
-/// into the returned diagnostics; errors fail with every diagnostic.
-pub fn effective(res: &Resources, name: &str) -> Result<(Effective, Diagnostics), Invalid> {
+/// Computes the effective configuration of the dataplane `selector` picks (`name`, or
+/// `mesh/name` when a name is in several meshes or namespaces). Warnings that apply go into the
+/// returned diagnostics; errors fail with every diagnostic.
+pub fn effective(res: &Resources, selector: &str) -> Result<(Effective, Diagnostics), Invalid> {
+    match res.dataplane(selector) {
+        Ok(dp) => effective_for(res, dp),
+        Err(why) => {
+            let mut diags = Diagnostics::default();
+            diags.extend(res.diagnostics.clone());
+            diags.error(&format!("Dataplane {selector}"), "", why);
+            Err(Invalid(diags))
+        }
+    }
+}
+
+/// Computes the effective configuration of one dataplane of `res`.
+pub fn effective_for(
+    res: &Resources,
+    dp: &crate::resources::dataplane::Dataplane,
+) -> Result<(Effective, Diagnostics), Invalid> {
     let mut diags = Diagnostics::default();
     diags.extend(res.diagnostics.clone());
-    let Some(dp) = res.dataplane(name) else {
-        let known: Vec<&str> = res.dataplanes.iter().map(|d| d.name.as_str()).collect();
-        diags.error(
-            &format!("Dataplane {name}"),
-            "",
-            format!("no Dataplane or Pod of that name among the resources (found: {known:?})"),
-        );
-        return Err(Invalid(diags));
-    };
     let result = compute(res, dp, &mut diags);
     match result {
         Some(e) if !diags.has_errors() => Ok((e, diags)),

@@ -236,9 +236,10 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Validate { files, dataplane } => {
             let res = read_resources(&files)?;
+            // Each dataplane by its identity (mesh + name + namespace): never one twice.
             let names: Vec<String> = match dataplane {
                 Some(d) => vec![d],
-                None => res.dataplanes.iter().map(|d| d.name.clone()).collect(),
+                None => res.dataplanes.iter().map(|d| d.id()).collect(),
             };
             if names.is_empty() {
                 print_warnings(&res.diagnostics);

@@ -331,3 +331,34 @@ fn bootstrap_never_writes_outside_the_certs_dir() {
     assert!(!std::path::Path::new("/tmp/escaped.pem").exists());
     assert!(!std::path::Path::new("/tmp/escaped-metrics-sds.yaml").exists());
 }
+
+#[test]
+fn dataplanes_are_told_apart_by_mesh() {
+    let two = "type: Mesh\nname: default\nmetrics:\n  enabledBackend: p\n  backends:\n  - {name: p, type: prometheus, conf: {skipMTLS: true, port: 5670}}\n---\n\
+type: Mesh\nname: other\nmetrics:\n  enabledBackend: p\n  backends:\n  - {name: p, type: prometheus, conf: {skipMTLS: true, port: 5671}}\n---\n\
+type: Dataplane\nmesh: default\nname: web-1\nnetworking: {address: 10.0.0.1, inbound: [{port: 8080, tags: {kuma.io/service: web}}]}\n---\n\
+type: Dataplane\nmesh: other\nname: web-1\nnetworking: {address: 10.0.0.2, inbound: [{port: 8080, tags: {kuma.io/service: web}}]}\n";
+    let f = write("two-meshes.yaml", two);
+    let (ok, out, err) = meshmetrics(&["validate", "-f", &f]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let meshes: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["mesh"].as_str().unwrap())
+        .collect();
+    assert_eq!(meshes, ["default", "other"], "each once, with its own mesh");
+    let (ok, _, err) = meshmetrics(&["validate", "-f", &f, "--dataplane", "web-1"]);
+    assert!(!ok);
+    assert!(
+        err.contains("ambiguous") && err.contains("other/web-1"),
+        "{err}"
+    );
+    let (ok, out, err) = meshmetrics(&["validate", "-f", &f, "--dataplane", "other/web-1"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("10.0.0.2") && !out.contains("10.0.0.1"),
+        "{out}"
+    );
+}

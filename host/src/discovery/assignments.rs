@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::diag::Diagnostics;
-use crate::effective::effective;
+use crate::effective::effective_for;
 use crate::resources::Resources;
 use crate::resources::metrics::TlsMode;
 
@@ -41,7 +41,7 @@ pub fn compute(res: &Resources) -> (Vec<Assignment>, Diagnostics) {
     let mut out = Vec::new();
     let mut diags = Diagnostics::default();
     for dp in &res.dataplanes {
-        match effective(res, &dp.name) {
+        match effective_for(res, dp) {
             Ok((e, d)) => {
                 diags.merge_unique(d);
                 let host = dp.address.clone().unwrap_or_else(|| e.address.clone());

@@ -43,6 +43,21 @@ impl Dataplane {
     pub fn answers_to(&self, name: &str) -> bool {
         self.name == name || self.aliases.iter().any(|a| a == name)
     }
+
+    /// Its identity: `<mesh>/<name>`, the name qualified with its namespace on Kubernetes
+    /// (`<mesh>/<name>.<namespace>`). Two dataplanes never share one.
+    pub fn id(&self) -> String {
+        let name = self.aliases.first().unwrap_or(&self.name);
+        format!("{}/{name}", self.mesh)
+    }
+
+    /// Whether `selector` (`name`, `name.namespace`, `mesh/name`, `mesh/name.namespace`) picks it.
+    pub fn selected_by(&self, selector: &str) -> bool {
+        match selector.split_once('/') {
+            Some((mesh, name)) => self.mesh == mesh && self.answers_to(name),
+            None => self.answers_to(selector),
+        }
+    }
 }
 
 /// Reads a Dataplane body.

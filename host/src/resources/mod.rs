@@ -72,8 +72,30 @@ impl Resources {
         self.meshes.iter().find(|m| m.name == name)
     }
 
-    pub fn dataplane(&self, name: &str) -> Option<&Dataplane> {
-        self.dataplanes.iter().find(|d| d.answers_to(name))
+    /// The one dataplane `selector` picks (see [`Dataplane::selected_by`]); an error naming the
+    /// candidates when it picks none or several (a bare name in two meshes or namespaces).
+    pub fn dataplane(&self, selector: &str) -> Result<&Dataplane, String> {
+        let mut found = self.dataplanes.iter().filter(|d| d.selected_by(selector));
+        match (found.next(), found.next()) {
+            (Some(d), None) => Ok(d),
+            (None, _) => {
+                let known: Vec<String> = self.dataplanes.iter().map(Dataplane::id).collect();
+                Err(format!(
+                    "no Dataplane or Pod {selector:?} among the resources (found: {known:?})"
+                ))
+            }
+            (Some(_), Some(_)) => {
+                let ids: Vec<String> = self
+                    .dataplanes
+                    .iter()
+                    .filter(|d| d.selected_by(selector))
+                    .map(Dataplane::id)
+                    .collect();
+                Err(format!(
+                    "{selector:?} is ambiguous: it names {ids:?}; say which as <mesh>/<name>"
+                ))
+            }
+        }
     }
 
     /// Two resources of the same kind and identity: which one would win is unclear, so neither
@@ -91,11 +113,11 @@ impl Resources {
         }
         let mut seen = std::collections::HashSet::new();
         for d in &self.dataplanes {
-            if !seen.insert((d.mesh.clone(), d.name.clone())) {
+            if !seen.insert(d.id()) {
                 self.diagnostics.error(
                     &d.resource,
                     "name",
-                    format!("is used by another Dataplane of mesh {:?}", d.mesh),
+                    format!("{} is used by another Dataplane", d.id()),
                 );
             }
         }
