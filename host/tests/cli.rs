@@ -96,7 +96,12 @@ fn bootstrap_names_a_missing_dataplane_and_a_missing_wasm() {
         "/x.wasm",
     ]);
     assert!(!ok);
-    assert!(err.contains("Dataplane nope: no Dataplane or Pod of that name among the resources (found: [\"backend-1\"])"), "{err}");
+    assert!(
+        err.contains(
+            "Dataplane nope: no Dataplane or Pod \"nope\" among the resources (found: [\"default/backend-1\"])"
+        ),
+        "{err}"
+    );
     let (ok, _, err) = meshmetrics(&[
         "bootstrap",
         "--dataplane",
