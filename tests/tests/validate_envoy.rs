@@ -24,7 +24,7 @@ impl Rng {
     }
     /// One of `good` seven times in eight, else one of `bad`.
     fn mostly<'a>(&mut self, good: &[&'a str], bad: &[&'a str]) -> &'a str {
-        if self.next() % 8 == 0 {
+        if self.next().is_multiple_of(8) {
             self.pick(bad)
         } else {
             self.pick(good)
@@ -56,7 +56,7 @@ fn generate(rng: &mut Rng) -> String {
     let mut aggregate = String::new();
     for i in 0..(rng.next() % 4) {
         // Distinct names but now and then (a duplicate is an error case too).
-        let suffix = if rng.next() % 8 == 0 {
+        let suffix = if rng.next().is_multiple_of(8) {
             String::new()
         } else {
             i.to_string()
@@ -66,10 +66,10 @@ fn generate(rng: &mut Rng) -> String {
             rng.mostly(AGG_NAMES.0, AGG_NAMES.1),
             rng.mostly(PORTS.0, PORTS.1)
         );
-        if rng.next() % 2 == 0 {
+        if rng.next().is_multiple_of(2) {
             entry.push_str(&format!(", path: {}", rng.mostly(PATHS.0, PATHS.1)));
         }
-        if rng.next() % 3 == 0 {
+        if rng.next().is_multiple_of(3) {
             entry.push_str(&format!(
                 ", address: {}",
                 rng.mostly(APP_ADDRESSES.0, APP_ADDRESSES.1)
@@ -88,7 +88,7 @@ fn generate(rng: &mut Rng) -> String {
         rng.mostly(PORTS.0, PORTS.1),
         rng.mostly(PATHS.0, PATHS.1),
         rng.mostly(REGEXES.0, REGEXES.1),
-        rng.next() % 2 == 0,
+        rng.next().is_multiple_of(2),
         rng.mostly(NAMES.0, NAMES.1),
         rng.mostly(PORTS.0, PORTS.1),
     )
