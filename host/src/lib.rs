@@ -7,8 +7,10 @@ pub mod discovery;
 pub mod effective;
 mod http;
 pub mod resources;
+#[cfg(feature = "runtime")]
 pub mod runtime;
 pub mod sampleapp;
+#[cfg(feature = "runtime")]
 pub mod serve;
 pub mod tls;
 
