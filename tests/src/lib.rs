@@ -491,3 +491,22 @@ fn run_stdin(program: &Path, args: &[&str], input: &str) -> (i32, String) {
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code().unwrap_or(-1), text)
 }
+
+/// A Universal mesh `default` whose backend aggregates `apps` (name, port), `extra_conf` lines
+/// appended to its `conf`, plus a dataplane `backend-1` at 127.0.0.1 with `dataplane_metrics`.
+pub fn mesh_yaml(apps: &[(&str, u16)], extra_conf: &str, dataplane_metrics: &str) -> String {
+    let mut aggregate = String::new();
+    for (name, port) in apps {
+        aggregate.push_str(&format!("      - {{name: {name}, port: {port}}}\n"));
+    }
+    format!(
+        "type: Mesh\nname: default\nmetrics:\n  enabledBackend: prom\n  backends:\n  - name: prom\n    type: prometheus\n    conf:\n      skipMTLS: true\n{extra_conf}      aggregate:\n{aggregate}---\ntype: Dataplane\nmesh: default\nname: backend-1\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: 18080\n    tags: {{kuma.io/service: backend}}\n{dataplane_metrics}"
+    )
+}
+
+/// The filter's `meshmetrics_wasm_memory_bytes` in a scrape.
+pub fn wasm_memory(body: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix("meshmetrics_wasm_memory_bytes "))
+        .and_then(|v| v.parse().ok())
+}

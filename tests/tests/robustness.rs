@@ -9,16 +9,6 @@ use std::time::{Duration, Instant};
 
 use meshmetrics_e2e::*;
 
-fn mesh_yaml(apps: &[(&str, u16)]) -> String {
-    let mut aggregate = String::new();
-    for (name, port) in apps {
-        aggregate.push_str(&format!("      - {{name: {name}, port: {port}}}\n"));
-    }
-    format!(
-        "type: Mesh\nname: default\nmetrics:\n  enabledBackend: prom\n  backends:\n  - name: prom\n    type: prometheus\n    conf:\n      skipMTLS: true\n      aggregate:\n{aggregate}---\ntype: Dataplane\nmesh: default\nname: backend-1\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: 18080\n    tags: {{kuma.io/service: backend}}\n"
-    )
-}
-
 const HEALTHY: &str = "# TYPE orders_total counter\norders_total 42\n";
 
 fn assert_serves_envoy_and_healthy(s: &Scrape, log: &str) {
@@ -44,10 +34,14 @@ fn label_amplification_is_cut_at_the_sources_share_not_fatal() {
     // and answered 503 until Envoy restarted.
     let amplifier = app(Reply::text("a 1\n".repeat(7_500_000)));
     let healthy = app(Reply::text(HEALTHY));
-    let yaml = mesh_yaml(&[
-        ("amplifier", amplifier.addr.port()),
-        ("healthy", healthy.addr.port()),
-    ]);
+    let yaml = mesh_yaml(
+        &[
+            ("amplifier", amplifier.addr.port()),
+            ("healthy", healthy.addr.port()),
+        ],
+        "",
+        "",
+    );
     let proxy = Proxy::start(
         Backend::Envoy,
         effective_of(&resources(&yaml), "backend-1"),
@@ -73,14 +67,7 @@ fn label_amplification_is_cut_at_the_sources_share_not_fatal() {
             "round {round}: {} bytes",
             s.body.len()
         );
-        let memory = self_metric(&s.body, "meshmetrics_wasm_memory_bytes", "")
-            .or_else(|| {
-                s.body
-                    .lines()
-                    .find_map(|l| l.strip_prefix("meshmetrics_wasm_memory_bytes "))
-                    .and_then(|v| v.parse().ok())
-            })
-            .expect("the VM's memory is reported");
+        let memory = wasm_memory(&s.body).expect("the VM's memory is reported");
         assert!(
             memory < 4.0 * limit as f64,
             "round {round}: wasm memory {memory}"
@@ -120,7 +107,7 @@ fn fault_injection_wasm() -> PathBuf {
 fn a_vm_that_dies_is_reloaded_without_restarting_envoy() {
     let wasm = fault_injection_wasm();
     let healthy = app(Reply::text(HEALTHY));
-    let yaml = mesh_yaml(&[("healthy", healthy.addr.port())]);
+    let yaml = mesh_yaml(&[("healthy", healthy.addr.port())], "", "");
     let proxy = Proxy::start(
         Backend::Envoy,
         effective_of(&resources(&yaml), "backend-1"),
@@ -167,10 +154,14 @@ fn an_app_cannot_write_into_or_hide_the_filters_own_metrics() {
          # TYPE meshmetrics_wasm_memory_bytes counter\nmeshmetrics_wasm_memory_bytes_total 1\n\
          # TYPE impostor_up gauge\nimpostor_up 1\n",
     ));
-    let yaml = mesh_yaml(&[
-        ("healthy", healthy.addr.port()),
-        ("impostor", impostor.addr.port()),
-    ]);
+    let yaml = mesh_yaml(
+        &[
+            ("healthy", healthy.addr.port()),
+            ("impostor", impostor.addr.port()),
+        ],
+        "",
+        "",
+    );
     let proxy = Proxy::start(
         Backend::Envoy,
         effective_of(&resources(&yaml), "backend-1"),
@@ -227,10 +218,14 @@ const HOSTILE: &str = "x{__name__=\"y\"} 1\n{\"my.metric\"} 1\nok{\"my.label\"=\
 fn no_app_line_makes_the_scrape_unparseable() {
     let healthy = app(Reply::text(HEALTHY));
     let hostile = app(Reply::text(HOSTILE));
-    let yaml = mesh_yaml(&[
-        ("healthy", healthy.addr.port()),
-        ("hostile", hostile.addr.port()),
-    ]);
+    let yaml = mesh_yaml(
+        &[
+            ("healthy", healthy.addr.port()),
+            ("hostile", hostile.addr.port()),
+        ],
+        "",
+        "",
+    );
     let proxy = Proxy::start(
         Backend::Envoy,
         effective_of(&resources(&yaml), "backend-1"),
@@ -266,13 +261,6 @@ fn no_app_line_makes_the_scrape_unparseable() {
     });
 }
 
-fn wasm_memory(body: &str) -> f64 {
-    body.lines()
-        .find_map(|l| l.strip_prefix("meshmetrics_wasm_memory_bytes "))
-        .and_then(|v| v.parse().ok())
-        .expect("the VM's memory is reported")
-}
-
 #[test]
 fn concurrent_scrapes_share_one_fetch() {
     // One 8 MB app. Before sharing, each in-flight scrape held its own output: 80 at once took
@@ -283,7 +271,7 @@ fn concurrent_scrapes_share_one_fetch() {
         .collect();
     assert!(body.len() > 8_000_000, "{}", body.len());
     let big = app(Reply::text(body));
-    let yaml = mesh_yaml(&[("big", big.addr.port())]);
+    let yaml = mesh_yaml(&[("big", big.addr.port())], "", "");
     let proxy = Proxy::start(
         Backend::Envoy,
         effective_of(&resources(&yaml), "backend-1"),
@@ -304,7 +292,12 @@ fn concurrent_scrapes_share_one_fetch() {
                     );
                     let ok = r.body.contains("app_requests_total{")
                         && r.body.contains("envoy_server_live");
-                    (r.status, r.body.len(), wasm_memory(&r.body), ok)
+                    (
+                        r.status,
+                        r.body.len(),
+                        wasm_memory(&r.body).expect("the VM's memory is reported"),
+                        ok,
+                    )
                 })
             })
             .collect();

@@ -7,18 +7,6 @@ use meshmetrics_e2e::*;
 
 const PROM_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
-/// A Universal mesh whose backend aggregates `apps` (name, port[, path]), extra conf lines
-/// appended, plus a dataplane `backend-1` at 127.0.0.1.
-fn mesh_yaml(apps: &[(&str, u16)], extra_conf: &str, dataplane_metrics: &str) -> String {
-    let mut aggregate = String::new();
-    for (name, port) in apps {
-        aggregate.push_str(&format!("      - {{name: {name}, port: {port}}}\n"));
-    }
-    format!(
-        "type: Mesh\nname: default\nmetrics:\n  enabledBackend: prom\n  backends:\n  - name: prom\n    type: prometheus\n    conf:\n      skipMTLS: true\n{extra_conf}      aggregate:\n{aggregate}---\ntype: Dataplane\nmesh: default\nname: backend-1\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: 18080\n    tags: {{kuma.io/service: backend}}\n{dataplane_metrics}"
-    )
-}
-
 const ORDERS: &str = "# HELP orders_total Orders placed.\n# TYPE orders_total counter\norders_total{service=\"orders\"} 42\n# HELP process_cpu_seconds_total CPU time.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 1.5\n";
 const PAYMENTS_OM: &str = "# TYPE payments counter\n# HELP payments Payments.\npayments_total 7 # {trace_id=\"abc\"} 1.0\n# TYPE process_cpu_seconds counter\n# HELP process_cpu_seconds CPU time.\nprocess_cpu_seconds_total 2.5\n# EOF\n";
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use meshmetrics::sampleapp::Handler;
 use meshmetrics_e2e::perf::{rss_mb, start};
-use meshmetrics_e2e::{AppServer, Reply, try_request};
+use meshmetrics_e2e::{AppServer, Reply, try_request, wasm_memory};
 use serde_json::json;
 
 const ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -111,13 +111,6 @@ fn flapping(port: u16, phase: Arc<AtomicU8>, stop: Arc<AtomicBool>, every: Durat
     drop(server);
 }
 
-fn wasm_memory(body: &str) -> f64 {
-    body.lines()
-        .find_map(|l| l.strip_prefix("meshmetrics_wasm_memory_bytes "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 fn main() -> Result<()> {
     let a = args()?;
     let text = AppServer::start(
@@ -183,7 +176,8 @@ fn main() -> Result<()> {
                 while Instant::now() < when {
                     std::thread::sleep(Duration::from_millis(50));
                 }
-                let wasm = try_request("GET", &url, &headers).map_or(0.0, |r| wasm_memory(&r.body));
+                let wasm = try_request("GET", &url, &headers)
+                    .map_or(0.0, |r| wasm_memory(&r.body).unwrap_or(0.0));
                 let (rss, _) = rss_mb(pid);
                 if let Ok(mut m) = memory.lock() {
                     m.push((name.to_owned(), rss, wasm / 1e6));
