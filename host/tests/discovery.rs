@@ -333,3 +333,43 @@ fn hostile_requests_are_refused_and_the_server_stays_up() {
     let (status, _) = fetch(&s.url, &request(""), None);
     assert_eq!(status, 200);
 }
+
+#[test]
+fn same_named_dataplanes_of_two_meshes_keep_their_own_mesh() {
+    let other = MESH.replace("name: default", "name: other");
+    let dp_other = dataplane("dp-1", 2).replace("mesh: default", "mesh: other");
+    let dir = dir_with(&[
+        ("mesh.yaml", MESH),
+        ("other.yaml", &other),
+        ("dp.yaml", &dataplane("dp-1", 1)),
+        ("dp-other.yaml", &dp_other),
+    ]);
+    let s = start(&dir);
+    let body = ureq::get(&format!("{}/sd", s.url))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let groups: Value = serde_json::from_str(&body).unwrap();
+    let mut seen: Vec<(String, String)> = groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["labels"]["__meta_kuma_mesh"].as_str().unwrap().to_owned(),
+                g["targets"][0].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("default".to_owned(), "10.0.0.1:5670".to_owned()),
+            ("other".to_owned(), "10.0.0.2:5670".to_owned())
+        ],
+        "{body}"
+    );
+}
