@@ -89,6 +89,13 @@ struct Pass<'m> {
     allowance: usize,
     /// It reached its allowance: the rest of its body is skipped.
     cut: bool,
+    /// Its histogram groups are checked as they are written (an app's, in OpenMetrics).
+    check_histograms: bool,
+    /// Its samples are checked for what would make the output unparseable (`validity.rs`):
+    /// every source's but a trusted lead's ([`Merger::trust_lead`]).
+    check_samples: bool,
+    /// The histogram group being written.
+    group: Option<super::histogram::Group>,
     cur_base: Vec<u8>,
     /// `cur_base` is a legacy metric name, so the scanner may trust a line starting with it.
     cur_base_legacy: bool,
@@ -175,6 +182,8 @@ impl Merger {
             self.reserve(expected);
         }
         let start = self.arena.len();
+        let check_histograms = priority != 0 && self.format == Format::OpenMetrics;
+        let check_samples = priority != 0 || !self.trusted_lead;
         SourceReader {
             pass: Pass {
                 merger: self,
@@ -193,6 +202,9 @@ impl Merger {
                 overhead: 0,
                 allowance,
                 cut: false,
+                check_histograms,
+                check_samples,
+                group: None,
                 cur_base: Vec::new(),
                 cur_base_legacy: false,
                 run: None,
@@ -257,6 +269,9 @@ impl SourceReader<'_> {
 impl Drop for SourceReader<'_> {
     fn drop(&mut self) {
         self.pass.store_seen();
+        if let Some(g) = self.pass.group.take() {
+            self.pass.judge_group(g);
+        }
         let written = self.pass.written();
         *self
             .pass
@@ -555,8 +570,9 @@ impl Pass<'_> {
             },
             None => (family, suffix),
         };
-        if let Err(why) =
-            validity::check(line, &s, &self.merger.scanner.labels, kind, suffix, format)
+        if self.check_samples
+            && let Err(why) =
+                validity::check(line, &s, &self.merger.scanner.labels, kind, suffix, format)
         {
             match why {
                 Invalid::Malformed => self.stats.malformed_lines += 1,
@@ -588,6 +604,9 @@ impl Pass<'_> {
             self.stats.cut_lines += 1;
             return;
         }
+        let histogram =
+            self.check_histograms && matches!(kind, Kind::Histogram | Kind::GaugeHistogram);
+        let line_start = if histogram { self.position() } else { 0 };
         // The family's segment must be the open one before anything of this line is written.
         self.merger.switch_to(family);
         self.stats.samples_out += 1;
@@ -597,6 +616,55 @@ impl Pass<'_> {
             self.seen_family = family;
         }
         self.seen |= 1 << counted_as as u8;
+        self.write(body, start, end, &s, keep_exemplar, convert_ts);
+        if histogram {
+            let position = (line_start, self.position());
+            let value = s.value.of(line);
+            let labels = &self.merger.scanner.labels;
+            if let Some(ended) = super::histogram::follow(
+                &mut self.group,
+                family,
+                line,
+                labels,
+                value,
+                suffix,
+                position,
+            ) {
+                self.judge_group(ended);
+            }
+        }
+    }
+
+    /// Where the next byte written for this source lands in the active arena (queued lines
+    /// included: they are copied there).
+    #[inline]
+    fn position(&self) -> usize {
+        self.merger.arena.len() + self.run.map_or(0, |(s, e)| e - s)
+    }
+
+    /// An app's histogram group OpenMetrics would refuse is left out (see `histogram.rs`).
+    fn judge_group(&mut self, g: super::histogram::Group) {
+        if !g.valid() {
+            self.merger.families[g.family as usize]
+                .skip
+                .push((g.start, g.end));
+            *self.merger.invalid.entry(self.source).or_default() += g.samples;
+        }
+    }
+
+    /// Writes a sample that passed every check.
+    #[inline]
+    fn write(
+        &mut self,
+        body: &[u8],
+        start: usize,
+        end: usize,
+        s: &Sample,
+        keep_exemplar: bool,
+        convert_ts: bool,
+    ) {
+        let line = &body[start..end];
+        let exemplar = s.exemplar;
         let exemplar_ok = exemplar.is_none_or(|e| !keep_exemplar || e.canonical);
         let simple = s.canonical && !convert_ts && exemplar_ok;
         let cut = if exemplar.is_some() && !keep_exemplar {
@@ -614,7 +682,7 @@ impl Pass<'_> {
                 out.push(b'\n');
             } else {
                 self.flush(body);
-                self.rebuild(line, &s, keep_exemplar);
+                self.rebuild(line, s, keep_exemplar);
             }
             return;
         }
@@ -652,7 +720,7 @@ impl Pass<'_> {
                 out.push(b'\n');
             }
         } else {
-            self.rebuild(line, &s, keep_exemplar);
+            self.rebuild(line, s, keep_exemplar);
         }
     }
 

@@ -118,6 +118,14 @@ impl Scrape {
         let scrape_timeout = header("x-prometheus-scrape-timeout-seconds");
         let mut merger = pool::take();
         merger.set_limits(self.plugin.config.limits());
+        // Envoy's own renderer needs no validity checks; an app in first place does.
+        merger.trust_lead(
+            self.plugin
+                .config
+                .sources
+                .first()
+                .is_some_and(|s| s.kind == SourceKind::EnvoyAdmin),
+        );
         merger.begin(format, filter);
         self.merger = Some(merger);
         self.head = head;
