@@ -65,6 +65,8 @@ fn bench(c: &mut Criterion) {
 
     g.throughput(Throughput::Bytes(app.len() as u64));
     let labels = app_labels("app");
+    // An app is never trusted, even alone.
+    merger.trust_lead(false);
     g.bench_function("app_1mb/text/4_labels", |b| {
         b.iter(|| {
             merger.begin(Format::Text, None);
@@ -77,6 +79,7 @@ fn bench(c: &mut Criterion) {
     // merging: every app family is shared and must be moved next to the first app's).
     let apps: Vec<LabelSet> = (0..5).map(|i| app_labels(&format!("app{i}"))).collect();
     g.throughput(Throughput::Bytes((envoy.len() + 5 * app.len()) as u64));
+    merger.trust_lead(true);
     g.bench_function("scrape/envoy_2000+5_apps_1mb/openmetrics", |b| {
         b.iter(|| {
             merger.begin(Format::OpenMetrics, None);
