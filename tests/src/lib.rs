@@ -358,9 +358,11 @@ pub struct Scrape {
 }
 
 fn agent() -> ureq::Agent {
+    // Generous: the load tests read 80 bodies of 18 MB at once on CI's two busy cores, and the
+    // timeout covers reading the body too.
     ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
+        .timeout_global(Some(Duration::from_secs(120)))
         .build()
         .into()
 }
