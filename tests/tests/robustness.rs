@@ -7,7 +7,19 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use meshmetrics::bootstrap::Options;
 use meshmetrics_e2e::*;
+
+/// A real Envoy with the filter for a mesh aggregating `apps`, its options tuned by `tune`.
+fn envoy_with(apps: &[(&str, &AppServer)], tune: impl FnOnce(&mut Options)) -> Proxy {
+    let ports: Vec<(&str, u16)> = apps.iter().map(|(n, a)| (*n, a.addr.port())).collect();
+    let yaml = mesh_yaml(&ports, "", "");
+    Proxy::start(
+        Backend::Envoy,
+        effective_of(&resources(&yaml), "backend-1"),
+        tune,
+    )
+}
 
 const HEALTHY: &str = "# TYPE orders_total counter\norders_total 42\n";
 
@@ -34,19 +46,9 @@ fn label_amplification_is_cut_at_the_sources_share_not_fatal() {
     // and answered 503 until Envoy restarted.
     let amplifier = app(Reply::text("a 1\n".repeat(7_500_000)));
     let healthy = app(Reply::text(HEALTHY));
-    let yaml = mesh_yaml(
-        &[
-            ("amplifier", amplifier.addr.port()),
-            ("healthy", healthy.addr.port()),
-        ],
-        "",
-        "",
-    );
-    let proxy = Proxy::start(
-        Backend::Envoy,
-        effective_of(&resources(&yaml), "backend-1"),
-        |o| o.timeout_ms = 20_000,
-    );
+    let proxy = envoy_with(&[("amplifier", &amplifier), ("healthy", &healthy)], |o| {
+        o.timeout_ms = 20_000
+    });
     for round in 0..2 {
         let s = proxy.scrape(&[("x-prometheus-scrape-timeout-seconds", "25")]);
         assert_serves_envoy_and_healthy(&s, &proxy.log());
@@ -107,12 +109,7 @@ fn fault_injection_wasm() -> PathBuf {
 fn a_vm_that_dies_is_reloaded_without_restarting_envoy() {
     let wasm = fault_injection_wasm();
     let healthy = app(Reply::text(HEALTHY));
-    let yaml = mesh_yaml(&[("healthy", healthy.addr.port())], "", "");
-    let proxy = Proxy::start(
-        Backend::Envoy,
-        effective_of(&resources(&yaml), "backend-1"),
-        |o| o.wasm = wasm,
-    );
+    let proxy = envoy_with(&[("healthy", &healthy)], |o| o.wasm = wasm);
     let pid = proxy.envoy_pid();
     assert_serves_envoy_and_healthy(&proxy.scrape(&[]), &proxy.log());
     // The VM traps: that scrape fails, whatever it gets.
@@ -154,19 +151,7 @@ fn an_app_cannot_write_into_or_hide_the_filters_own_metrics() {
          # TYPE meshmetrics_wasm_memory_bytes counter\nmeshmetrics_wasm_memory_bytes_total 1\n\
          # TYPE impostor_up gauge\nimpostor_up 1\n",
     ));
-    let yaml = mesh_yaml(
-        &[
-            ("healthy", healthy.addr.port()),
-            ("impostor", impostor.addr.port()),
-        ],
-        "",
-        "",
-    );
-    let proxy = Proxy::start(
-        Backend::Envoy,
-        effective_of(&resources(&yaml), "backend-1"),
-        |_| {},
-    );
+    let proxy = envoy_with(&[("healthy", &healthy), ("impostor", &impostor)], |_| {});
     for accept in ["text/plain", "application/openmetrics-text;version=1.0.0"] {
         let s = proxy.scrape(&[("accept", accept)]);
         assert_serves_envoy_and_healthy(&s, &proxy.log());
@@ -218,19 +203,7 @@ const HOSTILE: &str = "x{__name__=\"y\"} 1\n{\"my.metric\"} 1\nok{\"my.label\"=\
 fn no_app_line_makes_the_scrape_unparseable() {
     let healthy = app(Reply::text(HEALTHY));
     let hostile = app(Reply::text(HOSTILE));
-    let yaml = mesh_yaml(
-        &[
-            ("healthy", healthy.addr.port()),
-            ("hostile", hostile.addr.port()),
-        ],
-        "",
-        "",
-    );
-    let proxy = Proxy::start(
-        Backend::Envoy,
-        effective_of(&resources(&yaml), "backend-1"),
-        |_| {},
-    );
+    let proxy = envoy_with(&[("healthy", &healthy), ("hostile", &hostile)], |_| {});
     for openmetrics in [false, true] {
         let accept = if openmetrics {
             "application/openmetrics-text;version=1.0.0"
@@ -271,12 +244,7 @@ fn concurrent_scrapes_share_one_fetch() {
         .collect();
     assert!(body.len() > 8_000_000, "{}", body.len());
     let big = app(Reply::text(body));
-    let yaml = mesh_yaml(&[("big", big.addr.port())], "", "");
-    let proxy = Proxy::start(
-        Backend::Envoy,
-        effective_of(&resources(&yaml), "backend-1"),
-        |o| o.timeout_ms = 30_000,
-    );
+    let proxy = envoy_with(&[("big", &big)], |o| o.timeout_ms = 30_000);
     let one = proxy.scrape(&[]);
     assert_eq!(one.status, 200);
     let before = big.requests().len();
