@@ -135,6 +135,31 @@ fn conflicts_are_judged_on_the_output_names() {
     parses(&out, Format::OpenMetrics);
 }
 
+/// A gauge histogram is written `histogram` in text, and a text reader gives `x_sum` and
+/// `x_count` to a histogram `x`, so another app's `x_sum` cannot sit beside it as a family of
+/// its own: the gauge histogram becomes `untyped` too and every sample stays.
+#[test]
+fn a_text_gauge_histogram_keeps_the_names_its_type_word_claims() {
+    let gh =
+        "# TYPE lat gaugehistogram\nlat_bucket{le=\"+Inf\"} 2\nlat_gcount 2\nlat_gsum 3\n# EOF\n";
+    let sum = "lat_sum 1\n";
+    let (out, stats) = merge(Format::Text, None, &[om(gh, &[]), text(sum, &[])]);
+    assert_eq!(
+        out,
+        "# TYPE lat_bucket untyped\nlat_bucket{le=\"+Inf\"} 2\n\
+         # TYPE lat_gcount gauge\nlat_gcount 2\n\
+         # TYPE lat_gsum gauge\nlat_gsum 3\n\
+         # TYPE lat_sum untyped\nlat_sum 1\n"
+    );
+    assert!(stats.iter().all(|s| s.dropped() == 0), "{stats:?}");
+    parses(&out, Format::Text);
+    // OpenMetrics has a word for it: nothing to give up.
+    let (out, stats) = merge(Format::OpenMetrics, None, &[om(gh, &[]), text(sum, &[])]);
+    assert!(out.starts_with("# TYPE lat gaugehistogram\n"), "{out}");
+    assert!(stats.iter().all(|s| s.dropped() == 0), "{stats:?}");
+    parses(&out, Format::OpenMetrics);
+}
+
 /// Merges `bodies` (each with its priority) read in the order given.
 fn merged_in_order(format: Format, bodies: &[(u16, &str, Format)]) -> Vec<u8> {
     let mut m = Merger::new();

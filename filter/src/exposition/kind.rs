@@ -227,6 +227,18 @@ impl Kind {
         }
     }
 
+    /// The suffixes of every sample name a reader of the output attaches to this family: what
+    /// [`Kind::sample_suffixes`] holds, and more where the type word says more. A gauge
+    /// histogram in text is written `histogram` and holds only `_bucket` samples (its `_gcount`
+    /// / `_gsum` are gauges of their own), yet a text reader gives `<base>_count` and
+    /// `<base>_sum` to it: those names are taken, so no other family may hold them.
+    pub(crate) fn claimed_suffixes(self, format: Format) -> &'static [Suffix] {
+        match (format, self) {
+            (Format::Text, Kind::GaugeHistogram) => Kind::Histogram.sample_suffixes(format),
+            _ => self.sample_suffixes(format),
+        }
+    }
+
     /// Whether OpenMetrics allows an exemplar on a sample with this suffix.
     pub(crate) fn allows_exemplar(self, suffix: Suffix) -> bool {
         matches!(
@@ -267,6 +279,36 @@ mod tests {
             Some((Kind::Counter, &b"rq"[..]))
         );
         assert_eq!(Kind::declare(b"x", b"bogus", Format::Text), None);
+    }
+
+    #[test]
+    fn claims_follow_the_type_word() {
+        // Every kind's claims cover what it holds, and are what its type word makes a reader
+        // attach: a text gauge histogram reads back as a histogram.
+        for format in [Format::Text, Format::OpenMetrics] {
+            for kind in [
+                Kind::Counter,
+                Kind::CounterBare,
+                Kind::Gauge,
+                Kind::Histogram,
+                Kind::GaugeHistogram,
+                Kind::Summary,
+                Kind::StateSet,
+                Kind::Info,
+                Kind::Unknown,
+            ] {
+                let claimed = kind.claimed_suffixes(format);
+                assert!(
+                    kind.sample_suffixes(format)
+                        .iter()
+                        .all(|s| claimed.contains(s))
+                );
+            }
+        }
+        assert_eq!(
+            Kind::GaugeHistogram.claimed_suffixes(Format::Text),
+            Kind::Histogram.sample_suffixes(Format::Text)
+        );
     }
 
     #[test]

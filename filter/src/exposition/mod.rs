@@ -39,10 +39,13 @@
 //! | untyped samples whose name a gauge (in text also a counter) holds | join it | join it (a gauge only) |
 //! | the same sample name with another type (an OM `info` `x` and a text gauge `x_info`, in OM) | true conflict: the source of lower priority's samples are dropped and counted | same |
 //!
-//! A family claims its header name and every sample name its type allows in the output format
-//! (`Kind::sample_suffixes`): OpenMetrics parsers reserve them all (`x_created` beside a
+//! A family claims its header name and every sample name its type word gives it in the output
+//! format (`Kind::claimed_suffixes`): OpenMetrics parsers reserve them all (`x_created` beside a
 //! counter `x` is a clash even with no `_created` sample), text parsers attach `x_count` to a
-//! summary or histogram `x`.
+//! summary or histogram `x`. A gauge histogram in text is written `histogram`, so it claims
+//! `x_count` and `x_sum` too, though its samples there are only buckets; an `untyped` `x_sum` from
+//! another source then makes it `untyped` as well, one family per sample name, and both keep every
+//! sample.
 //!
 //! # Conversions
 //!

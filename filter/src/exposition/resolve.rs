@@ -14,7 +14,7 @@
 //! 3. **Untyped samples** whose name a gauge holds (or, in text, a counter) join it: families
 //!    whose samples must carry `le` / `quantile` or obey value rules are not joined blindly.
 //! 4. **A family of its own** when none of the names it claims (its header name and every sample
-//!    name its type allows, see [`Kind::sample_suffixes`]) is claimed already.
+//!    name its type word gives it, see [`Kind::claimed_suffixes`]) is claimed already.
 //! 5. **Otherwise it is written as `unknown`** (`untyped` in text): one family per sample name,
 //!    samples unchanged. Where such a name is only the *header* name of a typed family (Envoy's
 //!    counter `rq_total` is family `rq` in OpenMetrics, and its bare `rq` needs that name), the
@@ -153,7 +153,8 @@ impl Resolver {
             return Placement::Elsewhere;
         }
         // 4. A family of its own.
-        let suffixes = f.kind.sample_suffixes(format);
+        let holds = f.kind.sample_suffixes(format);
+        let suffixes = f.kind.claimed_suffixes(format);
         let mut name = Vec::with_capacity(f.base.len() + 8);
         let free = !self.claims.contains_key(header)
             && suffixes.iter().all(|s| {
@@ -177,8 +178,9 @@ impl Resolver {
             let mut header_is_sample = false;
             for s in suffixes {
                 concat(&mut name, &f.base, s.bytes());
-                header_is_sample |= name == header;
-                self.claims.insert(name.as_slice().into(), (t, true));
+                let held = holds.contains(s);
+                header_is_sample |= held && name == header;
+                self.claims.insert(name.as_slice().into(), (t, held));
             }
             if !header_is_sample {
                 self.claims.insert(header.into(), (t, false));
