@@ -5,6 +5,7 @@ pub mod bootstrap;
 pub mod diag;
 pub mod discovery;
 pub mod effective;
+pub mod generator;
 mod http;
 pub mod resources;
 #[cfg(feature = "runtime")]

@@ -295,7 +295,10 @@ fn run(cli: Cli) -> Result<()> {
                 _ => bail!("--metrics-cert and --metrics-key go together"),
             };
             let opts = Options {
+                code: bootstrap::Code::Local(wasm.clone()),
                 wasm,
+                delivery: bootstrap::Delivery::Files,
+                certs: None,
                 admin_port,
                 timeout_ms,
                 max_body_bytes,

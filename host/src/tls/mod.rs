@@ -25,6 +25,9 @@ pub const CA_VALIDITY: Duration = Duration::from_secs(3650 * 86_400);
 pub const ISSUE_VALIDITY: Duration = Duration::from_secs(365 * 86_400);
 /// A dataplane's own certificate, issued by `bootstrap --mesh-ca`, unless `--validity`.
 pub const DATAPLANE_VALIDITY: Duration = Duration::from_secs(90 * 86_400);
+/// Lifetime of a dataplane certificate the control plane issues and pushes over SDS: short,
+/// because it is re-issued before a third of it is left, with no restart.
+pub const PUSHED_VALIDITY: Duration = Duration::from_secs(86_400);
 /// How far back a certificate starts: clocks of the machines involved disagree a little.
 const CLOCK_SKEW: Duration = Duration::from_secs(300);
 /// A certificate that ends within this is warned about.
@@ -114,7 +117,7 @@ fn write_private(path: &Path, pem: &str) -> Result<()> {
 }
 
 /// What a certificate is for, and who it names.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Identity {
     /// `spiffe://<mesh>/<service>` when set.
     pub spiffe: Option<(String, String)>,
@@ -131,14 +134,18 @@ impl Identity {
     }
 }
 
-/// Issues a certificate signed by the CA in `ca_dir`, valid from now (less the clock skew) for
-/// `validity`; writes `<out>.pem` and `<out>.key`.
-pub fn issue(
-    ca_dir: &Path,
-    id: &Identity,
-    out: &Path,
-    validity: Duration,
-) -> Result<(PathBuf, PathBuf)> {
+/// A certificate and its key, PEM-encoded, as issued (nothing written).
+#[derive(Clone, Debug)]
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// The CA certificate that signed it (what a peer must trust).
+    pub ca_pem: String,
+}
+
+/// Issues a certificate for `id` from the mesh CA in `ca_dir`, valid for `validity`, in memory:
+/// the control plane pushes it over SDS and never writes a key to disk.
+pub fn issue_pem(ca_dir: &Path, id: &Identity, validity: Duration) -> Result<Issued> {
     let ca_pem = std::fs::read_to_string(ca_dir.join(CA_CERT)).with_context(|| {
         format!(
             "reading the mesh CA {} (create it with `meshmetrics ca init`)",
@@ -171,13 +178,29 @@ pub fn issue(
     ];
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &issuer)?;
+    Ok(Issued {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        ca_pem,
+    })
+}
+
+/// Issues a certificate for `id` from the mesh CA in `ca_dir`, valid for `validity`, and writes
+/// it to `<out>.pem` and `<out>.key` (mode 0600).
+pub fn issue(
+    ca_dir: &Path,
+    id: &Identity,
+    out: &Path,
+    validity: Duration,
+) -> Result<(PathBuf, PathBuf)> {
+    let issued = issue_pem(ca_dir, id, validity)?;
     if let Some(parent) = out.parent() {
         std::fs::create_dir_all(parent)?;
     }
     let cert_path = out.with_extension("pem");
     let key_path = out.with_extension("key");
-    std::fs::write(&cert_path, cert.pem())?;
-    write_private(&key_path, &key.serialize_pem())?;
+    std::fs::write(&cert_path, &issued.cert_pem)?;
+    write_private(&key_path, &issued.key_pem)?;
     Ok((cert_path, key_path))
 }
 
@@ -299,5 +322,64 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("missing.pem: cannot read"), "{e}");
+    }
+}
+
+/// The certificates the control plane issued, one per dataplane: kept while their identity is
+/// the same and more than a third of their lifetime is left, so a snapshot rebuilt for another
+/// reason pushes the same certificate (and the same SDS version).
+#[derive(Default)]
+pub struct IssuedCerts {
+    by_dataplane: std::sync::Mutex<std::collections::HashMap<String, Kept>>,
+}
+
+struct Kept {
+    id: Identity,
+    validity: Duration,
+    issued: Issued,
+    renew_at: std::time::Instant,
+}
+
+impl IssuedCerts {
+    /// The certificate of `dataplane` for `id`: the kept one, or a new one.
+    pub fn get(
+        &self,
+        dataplane: &str,
+        ca_dir: &Path,
+        id: &Identity,
+        validity: Duration,
+    ) -> Result<Issued> {
+        let mut map = self
+            .by_dataplane
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        if let Some(k) = map.get(dataplane)
+            && k.id == *id
+            && k.validity == validity
+            && now < k.renew_at
+        {
+            return Ok(k.issued.clone());
+        }
+        let issued = issue_pem(ca_dir, id, validity)?;
+        map.insert(
+            dataplane.to_owned(),
+            Kept {
+                id: id.clone(),
+                validity,
+                issued: issued.clone(),
+                renew_at: now + validity * 2 / 3,
+            },
+        );
+        Ok(issued)
+    }
+
+    /// The earliest time a kept certificate is due to be re-issued.
+    pub fn next_renewal(&self) -> Option<std::time::Instant> {
+        let map = self
+            .by_dataplane
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.values().map(|k| k.renew_at).min()
     }
 }

@@ -1,0 +1,140 @@
+//! The meshmetrics wasm filter: its configuration (the sources of one proxy's scrape) and the
+//! HTTP filter entry that loads the `.wasm` into Envoy's V8.
+
+use envoy_types::pb::envoy::config::core::v3::{
+    AsyncDataSource, BackoffStrategy, HttpUri, RemoteDataSource, RetryPolicy, async_data_source,
+    http_uri,
+};
+use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpFilter, http_filter,
+};
+use envoy_types::pb::envoy::extensions::wasm::v3::{
+    FailurePolicy, PluginConfig, ReloadConfig, VmConfig, plugin_config,
+};
+use envoy_types::pb::google::protobuf::{StringValue, UInt32Value};
+use meshmetrics_filter::config::{FilterConfig, Label, Source, SourceKind};
+
+use super::{ADMIN_CLUSTER, Code, Options, app_cluster, proto};
+use crate::effective::Effective;
+
+fn identity(e: &Effective) -> Vec<Label> {
+    vec![
+        Label::new("mesh", &e.mesh),
+        Label::new("dataplane", &e.dataplane),
+        Label::new("service", &e.service),
+    ]
+}
+
+/// The filter's configuration for this proxy.
+pub fn filter_config(e: &Effective, o: &Options) -> FilterConfig {
+    let mut sources = vec![Source {
+        name: "envoy".into(),
+        kind: SourceKind::EnvoyAdmin,
+        cluster: ADMIN_CLUSTER.into(),
+        authority: format!("127.0.0.1:{}", o.admin_port),
+        path: "/stats/prometheus".into(),
+        timeout_ms: o.timeout_ms,
+        labels: if o.envoy_labels {
+            identity(e)
+        } else {
+            Vec::new()
+        },
+        used_only: e.used_only,
+        filter_regex: e.filter_regex.clone(),
+    }];
+    for app in &e.apps {
+        let mut labels = identity(e);
+        labels.push(Label::new("aggregate", &app.name));
+        sources.push(Source {
+            name: app.name.clone(),
+            kind: SourceKind::App,
+            cluster: app_cluster(&app.name),
+            authority: format!("{}:{}", app.address, app.port),
+            path: app.path.clone(),
+            timeout_ms: o.timeout_ms,
+            labels,
+            used_only: false,
+            filter_regex: None,
+        });
+    }
+    FilterConfig {
+        path: e.path.clone(),
+        sources,
+        self_labels: Vec::new(),
+        max_body_bytes: o.max_body_bytes,
+        max_source_bytes: o.max_source_bytes,
+        max_scrape_bytes: o.max_scrape_bytes,
+        timeout_margin_ms: meshmetrics_filter::config::DEFAULT_TIMEOUT_MARGIN_MS,
+    }
+}
+
+/// Where Envoy gets the module: a local file, or the control plane over HTTP, checked against
+/// its sha256 (Envoy refuses a module whose digest differs, and caches a good one).
+fn code(o: &Options) -> AsyncDataSource {
+    let specifier = match &o.code {
+        Code::Local(path) => {
+            async_data_source::Specifier::Local(proto::file(path.display().to_string()))
+        }
+        Code::Remote {
+            uri,
+            cluster,
+            sha256,
+        } => async_data_source::Specifier::Remote(RemoteDataSource {
+            http_uri: Some(HttpUri {
+                uri: uri.clone(),
+                timeout: Some(proto::millis(10_000)),
+                http_upstream_type: Some(http_uri::HttpUpstreamType::Cluster(cluster.clone())),
+            }),
+            sha256: sha256.clone(),
+            retry_policy: Some(RetryPolicy {
+                retry_back_off: Some(BackoffStrategy {
+                    base_interval: Some(proto::millis(500)),
+                    max_interval: Some(proto::millis(5_000)),
+                }),
+                num_retries: Some(UInt32Value { value: 10 }),
+                ..Default::default()
+            }),
+        }),
+    };
+    AsyncDataSource {
+        specifier: Some(specifier),
+    }
+}
+
+/// The HTTP filter entry: the wasm filter with `config` as its plugin configuration.
+pub fn http_filter(config: &FilterConfig, o: &Options) -> HttpFilter {
+    let wasm = Wasm {
+        config: Some(PluginConfig {
+            name: "meshmetrics".into(),
+            root_id: "meshmetrics".into(),
+            // Any other type reaches the filter as raw protobuf bytes.
+            configuration: Some(proto::any(&StringValue {
+                value: config.to_json(),
+            })),
+            // A VM that fails (a trap, an allocation failure) is reloaded, with a backoff,
+            // instead of answering 503 until Envoy restarts. Not fail open: a scrape passed to
+            // the router would get its 404.
+            failure_policy: FailurePolicy::FailReload as i32,
+            reload_config: Some(ReloadConfig {
+                backoff: Some(BackoffStrategy {
+                    base_interval: Some(proto::millis(100)),
+                    max_interval: Some(proto::millis(5_000)),
+                }),
+            }),
+            vm: Some(plugin_config::Vm::VmConfig(VmConfig {
+                // Every chain names the same VM: one module instance per worker.
+                vm_id: "meshmetrics".into(),
+                runtime: "envoy.wasm.runtime.v8".into(),
+                code: Some(code(o)),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }),
+    };
+    HttpFilter {
+        name: "meshmetrics".into(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(proto::any(&wasm))),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,150 @@
+//! The metrics listener: on `<address>:<port>`, an HTTP connection manager → [RBAC →] the
+//! meshmetrics filter → the router, whose only route answers 404 (the filter answers the
+//! metrics path itself).
+//!
+//! Under `activeMTLSBackend`: mTLS for everyone, and plaintext only from the dataplane itself
+//! (Kuma's rule), told apart by the TLS inspector; plaintext from elsewhere matches no chain and
+//! is closed.
+
+use envoy_types::pb::envoy::config::core::v3::{CidrRange, HttpProtocolOptions};
+use envoy_types::pb::envoy::config::listener::v3::{
+    Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
+};
+use envoy_types::pb::envoy::config::route::v3::{
+    DirectResponseAction, Route, RouteConfiguration, RouteMatch, VirtualHost, route, route_match,
+};
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter, http_connection_manager, http_filter,
+};
+use envoy_types::pb::google::protobuf::UInt32Value;
+
+use super::{LISTENER, proto};
+use crate::effective::Effective;
+
+/// How long a client connection may live. A configuration change reaches a connection only
+/// when it is made: Envoy drains the connections of a replaced listener over its
+/// `--drain-time-s` (10 minutes by default), so a keep-alive scraper would see the old
+/// configuration that long. One second is well below Prometheus' scrape interval, so it costs
+/// one connection per scrape and bounds a change's delay; a scrape in flight is never cut, its
+/// connection closes after the answer.
+const MAX_CONNECTION_MS: u64 = 1_000;
+
+/// The listener, with `filters` (the HTTP filters before the router) on each chain and `tls`
+/// (when not plaintext).
+pub fn metrics(
+    e: &Effective,
+    filters: Vec<HttpFilter>,
+    rbac: Option<HttpFilter>,
+    tls: Option<envoy_types::pb::envoy::config::core::v3::TransportSocket>,
+    mtls: bool,
+) -> Listener {
+    let mut listener = Listener {
+        name: LISTENER.into(),
+        address: Some(proto::socket(&e.address, e.port)),
+        ..Default::default()
+    };
+    match tls {
+        None => listener.filter_chains = vec![chain(manager(filters, None))],
+        Some(socket) if mtls => {
+            listener.listener_filters = vec![ListenerFilter {
+                name: "envoy.filters.listener.tls_inspector".into(),
+                config_type: Some(listener_filter::ConfigType::TypedConfig(proto::any(
+                    &TlsInspector::default(),
+                ))),
+                ..Default::default()
+            }];
+            let mut secure = chain(manager(filters.clone(), rbac));
+            secure.name = "mtls".into();
+            secure.filter_chain_match = Some(FilterChainMatch {
+                transport_protocol: "tls".into(),
+                ..Default::default()
+            });
+            secure.transport_socket = Some(socket);
+            let mut local = chain(manager(filters, None));
+            local.name = "plaintext-from-self".into();
+            local.filter_chain_match = Some(FilterChainMatch {
+                transport_protocol: "raw_buffer".into(),
+                source_prefix_ranges: own_addresses(e),
+                ..Default::default()
+            });
+            listener.filter_chains = vec![secure, local];
+        }
+        Some(socket) => {
+            let mut only = chain(manager(filters, None));
+            only.transport_socket = Some(socket);
+            listener.filter_chains = vec![only];
+        }
+    }
+    listener
+}
+
+fn chain(manager: HttpConnectionManager) -> FilterChain {
+    FilterChain {
+        filters: vec![Filter {
+            name: "envoy.filters.network.http_connection_manager".into(),
+            config_type: Some(filter::ConfigType::TypedConfig(proto::any(&manager))),
+        }],
+        ..Default::default()
+    }
+}
+
+fn manager(filters: Vec<HttpFilter>, rbac: Option<HttpFilter>) -> HttpConnectionManager {
+    let router = HttpFilter {
+        name: "envoy.filters.http.router".into(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(proto::any(
+            &Router::default(),
+        ))),
+        ..Default::default()
+    };
+    HttpConnectionManager {
+        stat_prefix: "meshmetrics".into(),
+        common_http_protocol_options: Some(HttpProtocolOptions {
+            max_connection_duration: Some(proto::millis(MAX_CONNECTION_MS)),
+            ..Default::default()
+        }),
+        route_specifier: Some(http_connection_manager::RouteSpecifier::RouteConfig(
+            RouteConfiguration {
+                name: "meshmetrics".into(),
+                virtual_hosts: vec![VirtualHost {
+                    name: "meshmetrics".into(),
+                    domains: vec!["*".into()],
+                    routes: vec![Route {
+                        r#match: Some(RouteMatch {
+                            path_specifier: Some(route_match::PathSpecifier::Prefix("/".into())),
+                            ..Default::default()
+                        }),
+                        action: Some(route::Action::DirectResponse(DirectResponseAction {
+                            status: 404,
+                            body: Some(proto::inline("not found\n")),
+                            ..Default::default()
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        )),
+        http_filters: rbac.into_iter().chain(filters).chain([router]).collect(),
+        ..Default::default()
+    }
+}
+
+/// Source ranges that count as "the dataplane itself": loopback and the listener's own address.
+fn own_addresses(e: &Effective) -> Vec<CidrRange> {
+    let range = |ip: &str, len: u32| CidrRange {
+        address_prefix: ip.into(),
+        prefix_len: Some(UInt32Value { value: len }),
+    };
+    let mut ranges = vec![range("127.0.0.1", 32), range("::1", 128)];
+    if let Ok(ip) = e.address.parse::<std::net::IpAddr>()
+        && !ip.is_unspecified()
+        && !ip.is_loopback()
+    {
+        let len = if ip.is_ipv4() { 32 } else { 128 };
+        ranges.push(range(&ip.to_string(), len));
+    }
+    ranges
+}

@@ -1,0 +1,182 @@
+//! Envoy's resources for one proxy's metrics endpoint, typed against Envoy's own API
+//! (`envoy-types`), one generator per kind, in the manner of Kuma's `pkg/xds/generator`:
+//!
+//! | module | builds |
+//! |---|---|
+//! | `filter` | the filter's configuration and the wasm HTTP filter that loads it |
+//! | `listener` | the metrics listener: HTTP connection manager, filter chains, TLS inspector |
+//! | `cluster` | Envoy's admin endpoint and each aggregated app |
+//! | `tls` | the listener's TLS context and the certificate's SDS secret |
+//! | `rbac` | the TrafficPermissions as Envoy's RBAC filter |
+//!
+//! [`generate`] puts them together; the static bootstrap (`crate::bootstrap`) and the control
+//! plane's snapshots (`crate::xds`) both take what it returns, so the two modes cannot drift.
+//! `json` renders any of them as Envoy's JSON for files.
+
+pub mod cluster;
+pub mod filter;
+pub mod json;
+pub mod listener;
+pub mod proto;
+pub mod rbac;
+pub mod tls;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Result;
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
+
+use crate::effective::Effective;
+use crate::resources::metrics::TlsMode;
+
+pub use filter::filter_config;
+
+/// Environment variables naming the `providedTLS` certificate and key (as in Kuma).
+pub const CERT_ENV: &str = "KUMA_DATAPLANE_RUNTIME_METRICS_CERT_PATH";
+pub const KEY_ENV: &str = "KUMA_DATAPLANE_RUNTIME_METRICS_KEY_PATH";
+
+pub const ADMIN_CLUSTER: &str = "meshmetrics_envoy_admin";
+pub const LISTENER: &str = "meshmetrics_prometheus";
+
+pub fn app_cluster(name: &str) -> String {
+    format!("meshmetrics_app_{name}")
+}
+
+/// Where Envoy finds the filter's module.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Code {
+    /// A file on the proxy's machine.
+    Local(PathBuf),
+    /// Fetched over HTTP through `cluster`, and refused unless its digest is `sha256`.
+    Remote {
+        uri: String,
+        cluster: String,
+        sha256: String,
+    },
+}
+
+/// How the listener's certificate reaches Envoy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// SDS files written next to the bootstrap (`Options::certs_dir`).
+    Files,
+    /// Secrets pushed over ADS by the control plane.
+    Ads,
+}
+
+/// Choices that are not in the resources.
+#[derive(Clone)]
+pub struct Options {
+    /// Absolute path of the filter's `.wasm` (what `code` names by default).
+    pub wasm: PathBuf,
+    /// Where Envoy loads the module from.
+    pub code: Code,
+    /// Port of Envoy's admin endpoint (bound to 127.0.0.1).
+    pub admin_port: u16,
+    /// Per-source timeout.
+    pub timeout_ms: u64,
+    /// Largest body read from one source.
+    pub max_body_bytes: u64,
+    /// Largest output of one source in one scrape.
+    pub max_source_bytes: u64,
+    /// Largest output of one scrape.
+    pub max_scrape_bytes: u64,
+    /// Also label Envoy's own samples with mesh/dataplane/service. Off by default: Envoy's samples
+    /// are the many (a 26 MB scrape grows to 45 MB), and Prometheus adds the same labels from
+    /// discovery as target labels.
+    pub envoy_labels: bool,
+    /// `providedTLS`: the certificate and key files (flags, or the `KUMA_…_PATH` variables).
+    pub provided_tls: Option<(PathBuf, PathBuf)>,
+    /// `providedTLS` without a usable certificate: serve plaintext (Kuma's silent behaviour, here
+    /// with a warning) instead of refusing.
+    pub allow_plaintext_fallback: bool,
+    /// `activeMTLSBackend`: the mesh CA directory (`meshmetrics ca init`).
+    pub mesh_ca: Option<PathBuf>,
+    /// How certificates reach Envoy.
+    pub delivery: Delivery,
+    /// Where the files the static bootstrap refers to are written: the SDS file naming the
+    /// listener's certificate (so Envoy reloads it on rotation) and, under mTLS, the issued
+    /// certificate.
+    pub certs_dir: PathBuf,
+    /// Lifetime of the dataplane certificate issued under mTLS (`tls::DATAPLANE_VALIDITY` in a
+    /// file, `tls::PUSHED_VALIDITY` over SDS).
+    pub validity: Option<std::time::Duration>,
+    /// The certificates the control plane issued (under [`Delivery::Ads`]).
+    pub certs: Option<Arc<crate::tls::IssuedCerts>>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("code", &self.code)
+            .field("admin_port", &self.admin_port)
+            .field("delivery", &self.delivery)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Options {
+    pub fn new(wasm: impl AsRef<Path>) -> Options {
+        Options {
+            wasm: wasm.as_ref().to_path_buf(),
+            code: Code::Local(wasm.as_ref().to_path_buf()),
+            admin_port: 9901,
+            timeout_ms: meshmetrics_filter::config::DEFAULT_TIMEOUT_MS,
+            max_body_bytes: meshmetrics_filter::config::DEFAULT_MAX_BODY_BYTES,
+            max_source_bytes: meshmetrics_filter::config::DEFAULT_MAX_SOURCE_BYTES,
+            max_scrape_bytes: meshmetrics_filter::config::DEFAULT_MAX_SCRAPE_BYTES,
+            envoy_labels: false,
+            provided_tls: None,
+            allow_plaintext_fallback: false,
+            mesh_ca: None,
+            delivery: Delivery::Files,
+            certs_dir: PathBuf::from("."),
+            validity: None,
+            certs: None,
+        }
+    }
+}
+
+/// One proxy's metrics resources.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProxyResources {
+    pub listener: Listener,
+    pub clusters: Vec<Cluster>,
+    /// Pushed over SDS (empty when certificates come from files).
+    pub secrets: Vec<Secret>,
+    pub warnings: Vec<String>,
+}
+
+/// Builds one proxy's listener, clusters and secrets.
+pub fn generate(e: &Effective, o: &Options) -> Result<ProxyResources> {
+    // Files are named after the dataplane (its certificate, its SDS file): never from a name
+    // that could leave the directory, whatever built this `Effective`.
+    if let Some(problem) = crate::resources::names::name_problem(&e.dataplane) {
+        anyhow::bail!("dataplane name {problem}: no file is named after it");
+    }
+    let mut warnings = Vec::new();
+    let tls = tls::downstream(e, o, &mut warnings)?;
+    let config = filter_config(e, o);
+    let wasm = filter::http_filter(&config, o);
+    let mtls = e.tls == TlsMode::ActiveMtlsBackend && tls.is_some();
+    let (socket, secrets) = match tls {
+        Some(t) => (Some(t.socket), t.secrets),
+        None => (None, Vec::new()),
+    };
+    let listener = listener::metrics(e, vec![wasm], rbac::http_filter(e), socket, mtls);
+    let mut clusters = vec![cluster::single(ADMIN_CLUSTER, "127.0.0.1", o.admin_port)];
+    clusters.extend(
+        e.apps
+            .iter()
+            .map(|a| cluster::single(&app_cluster(&a.name), &a.address, a.port)),
+    );
+    Ok(ProxyResources {
+        listener,
+        clusters,
+        secrets,
+        warnings,
+    })
+}
