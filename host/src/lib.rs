@@ -2,6 +2,7 @@
 //! configuration and its Envoy bootstrap; and a small metrics app for demos and tests.
 
 pub mod bootstrap;
+pub mod controlplane;
 pub mod diag;
 pub mod discovery;
 pub mod effective;
@@ -14,6 +15,7 @@ pub mod sampleapp;
 #[cfg(feature = "runtime")]
 pub mod serve;
 pub mod tls;
+pub mod xds;
 
 use std::path::PathBuf;
 

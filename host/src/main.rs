@@ -30,15 +30,22 @@ enum Command {
         #[arg(long)]
         dataplane: Option<String>,
     },
-    /// Write the Envoy bootstrap that serves one dataplane's metrics endpoint.
+    /// Write the Envoy bootstrap that serves one dataplane's metrics endpoint: static (from
+    /// -f and --wasm), or minimal with --control-plane (everything else is pushed over xDS).
     Bootstrap {
         #[arg(long)]
         dataplane: String,
-        #[arg(short = 'f', long = "file", required = true, num_args = 1..)]
+        #[arg(short = 'f', long = "file", num_args = 1.., required_unless_present = "control_plane")]
         files: Vec<PathBuf>,
         /// The filter (`scripts/build-filter` prints its path).
-        #[arg(long)]
-        wasm: PathBuf,
+        #[arg(long, required_unless_present = "control_plane")]
+        wasm: Option<PathBuf>,
+        /// The control plane's xDS address (`host:port`): write the minimal bootstrap.
+        #[arg(long, conflicts_with_all = ["files", "wasm"])]
+        control_plane: Option<String>,
+        /// The dataplane's mesh (with --control-plane; needed when the name is not unique).
+        #[arg(long, requires = "control_plane")]
+        mesh: Option<String>,
         /// Output file (default: standard output).
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
@@ -89,7 +96,48 @@ enum Command {
         #[arg(long)]
         path: Option<String>,
     },
-    /// Serve discovery for Prometheus (MADS and http_sd) from resource files, reloaded on change.
+    /// Serve every proxy over xDS (ADS: listener, clusters, certificates), with discovery for
+    /// Prometheus, the filter's module and its own metrics on --http; the files are watched and
+    /// each change is pushed live.
+    ControlPlane {
+        #[arg(short = 'f', long = "file", required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// Where Envoys connect for ADS (gRPC).
+        #[arg(long, default_value = "127.0.0.1:5678")]
+        xds: std::net::SocketAddr,
+        /// Discovery (/sd, MADS), the filter's module (/wasm/<sha256>.wasm), /metrics.
+        #[arg(long, default_value = "127.0.0.1:5676")]
+        http: std::net::SocketAddr,
+        /// The address proxies use to reach --http (default: --http; 127.0.0.1 if unspecified).
+        #[arg(long)]
+        advertise_http: Option<std::net::SocketAddr>,
+        /// The filter's module, served to proxies (Envoy fetches it and checks its sha256).
+        #[arg(long, required_unless_present = "local_wasm")]
+        wasm: Option<PathBuf>,
+        /// Instead of --wasm: the module's path on every proxy's machine.
+        #[arg(long, conflicts_with = "wasm")]
+        local_wasm: Option<PathBuf>,
+        /// activeMTLSBackend: the mesh CA directory (`meshmetrics ca init`).
+        #[arg(long)]
+        mesh_ca: Option<PathBuf>,
+        /// Lifetime of the certificates pushed under activeMTLSBackend (re-issued with a
+        /// third left).
+        #[arg(long, default_value = "24h", value_parser = meshmetrics::tls::parse_validity)]
+        cert_lifetime: std::time::Duration,
+        /// providedTLS: the certificate and key, as paths on the proxies' machines.
+        #[arg(long)]
+        metrics_cert: Option<PathBuf>,
+        #[arg(long)]
+        metrics_key: Option<PathBuf>,
+        /// How often the files are checked for changes, in milliseconds.
+        #[arg(long, default_value_t = 250)]
+        poll_ms: u64,
+        /// Per-source timeout of the filter, in milliseconds.
+        #[arg(long, default_value_t = meshmetrics_filter::config::DEFAULT_TIMEOUT_MS)]
+        timeout_ms: u64,
+    },
+    /// Serve discovery for Prometheus (MADS and http_sd) from resource files, reloaded on change
+    /// (the control plane serves the same on its --http; this runs it alone).
     Discovery {
         #[arg(short = 'f', long = "file", required = true, num_args = 1..)]
         files: Vec<PathBuf>,
@@ -226,6 +274,20 @@ impl EndpointArgs {
     }
 }
 
+/// Writes a bootstrap as YAML to `output`, or to standard output.
+fn write_output(output: Option<&Path>, config: &serde_json::Value) -> Result<()> {
+    let text = resources::yaml::to_yaml_text(config);
+    match output {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+        }
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
 fn print_warnings(d: &Diagnostics) {
     for w in d.warnings() {
         eprintln!("{w}");
@@ -269,6 +331,29 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bootstrap {
             dataplane,
+            control_plane: Some(cp),
+            mesh,
+            output,
+            admin_port,
+            max_body_bytes,
+            ..
+        } => {
+            let (host, port) = cp
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_owned(), p.parse().ok()?)))
+                .with_context(|| format!("--control-plane {cp:?}: not host:port"))?;
+            let generated = bootstrap::control_plane(&bootstrap::ControlPlane {
+                host,
+                port,
+                dataplane,
+                mesh,
+                admin_port,
+                max_body_bytes,
+            })?;
+            write_output(output.as_deref(), &generated.config)
+        }
+        Command::Bootstrap {
+            dataplane,
             files,
             wasm,
             output,
@@ -279,10 +364,13 @@ fn run(cli: Cli) -> Result<()> {
             max_scrape_bytes,
             envoy_labels,
             tls,
+            control_plane: None,
+            mesh: _,
         } => {
             let res = read_resources(&files)?;
             let (e, diags) = effective(&res, &dataplane)?;
             print_warnings(&diags);
+            let wasm = wasm.context("--wasm is required without --control-plane")?;
             let wasm = std::fs::canonicalize(&wasm).with_context(|| {
                 format!(
                     "--wasm {}: no such file (build it with scripts/build-filter)",
@@ -321,13 +409,44 @@ fn run(cli: Cli) -> Result<()> {
             for w in &generated.warnings {
                 eprintln!("warning: {w}");
             }
-            let text = resources::yaml::to_yaml_text(&generated.config);
-            match output {
-                Some(path) => std::fs::write(&path, text)
-                    .with_context(|| format!("writing {}", path.display()))?,
-                None => print!("{text}"),
-            }
-            Ok(())
+            write_output(output.as_deref(), &generated.config)
+        }
+        Command::ControlPlane {
+            files,
+            xds,
+            http,
+            advertise_http,
+            wasm,
+            local_wasm,
+            mesh_ca,
+            cert_lifetime,
+            metrics_cert,
+            metrics_key,
+            poll_ms,
+            timeout_ms,
+        } => {
+            let provided_tls = match (metrics_cert, metrics_key) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => bail!("--metrics-cert and --metrics-key go together"),
+            };
+            let config = meshmetrics::controlplane::Config {
+                files,
+                xds,
+                http,
+                advertise_http,
+                wasm,
+                local_wasm,
+                mesh_ca,
+                provided_tls,
+                cert_lifetime,
+                poll: std::time::Duration::from_millis(poll_ms),
+                timeout_ms,
+            };
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(meshmetrics::controlplane::run(config, async {
+                let _ = tokio::signal::ctrl_c().await;
+            }))
         }
         Command::Serve { endpoint, listen } => {
             let (e, endpoint) = endpoint.load()?;

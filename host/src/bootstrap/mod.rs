@@ -34,6 +34,9 @@ pub const CONTROL_PLANE_CLUSTER: &str = "meshmetrics_control_plane";
 /// Node metadata keys naming the dataplane and its mesh.
 pub const NODE_DATAPLANE: &str = "meshmetrics.dataplane";
 pub const NODE_MESH: &str = "meshmetrics.mesh";
+/// Node metadata key: the port of the proxy's admin endpoint (the filter reads Envoy's stats
+/// there).
+pub const NODE_ADMIN_PORT: &str = "meshmetrics.admin_port";
 
 /// A generated bootstrap, and what the user should know about it.
 #[derive(Clone, Debug)]
@@ -136,7 +139,15 @@ pub fn control_plane(c: &ControlPlane) -> Result<Generated> {
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_owned(),
         proto::any(&h2),
     )]);
-    let mut metadata = vec![(NODE_DATAPLANE, string(&c.dataplane))];
+    let mut metadata = vec![
+        (NODE_DATAPLANE, string(&c.dataplane)),
+        (
+            NODE_ADMIN_PORT,
+            PbValue {
+                kind: Some(value::Kind::NumberValue(c.admin_port.into())),
+            },
+        ),
+    ];
     if let Some(mesh) = &c.mesh {
         metadata.push((NODE_MESH, string(mesh)));
     }

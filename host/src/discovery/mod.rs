@@ -49,7 +49,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Assignment>> {
 }
 
 /// A fingerprint of the files under `paths`: names, sizes and modification times.
-fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+pub(crate) fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     let mut files = Vec::new();
     for p in paths {
         let entries: Vec<PathBuf> = if p.is_dir() {

@@ -45,6 +45,7 @@ pub fn to_json(any: &Any) -> Result<Value> {
     let mut v = message
         .serialize_with_options(serde_json::value::Serializer, &options)
         .with_context(|| format!("rendering {name}"))?;
+    integral(&mut v);
     if let Value::Object(map) = &mut v {
         let mut with_type = serde_json::Map::new();
         with_type.insert("@type".into(), Value::String(any.type_url.clone()));
@@ -52,4 +53,24 @@ pub fn to_json(any: &Any) -> Result<Value> {
         *map = with_type;
     }
     Ok(v)
+}
+
+/// Writes whole doubles as integers. `google.protobuf.Struct` holds every number as a double,
+/// and Envoy reads a YAML `68157440.0` in a runtime layer or node metadata as a string, not the
+/// number `68157440` (the runtime key would be ignored).
+fn integral(v: &mut Value) {
+    match v {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64()
+                && n.is_f64()
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                *v = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral),
+        Value::Object(map) => map.values_mut().for_each(integral),
+        _ => {}
+    }
 }

@@ -374,12 +374,12 @@ impl IssuedCerts {
         Ok(issued)
     }
 
-    /// The earliest time a kept certificate is due to be re-issued.
-    pub fn next_renewal(&self) -> Option<std::time::Instant> {
+    /// When `dataplane`'s certificate is due to be re-issued.
+    pub fn renewal(&self, dataplane: &str) -> Option<std::time::Instant> {
         let map = self
             .by_dataplane
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.values().map(|k| k.renew_at).min()
+        map.get(dataplane).map(|k| k.renew_at)
     }
 }

@@ -1,0 +1,287 @@
+//! Envoy's Aggregated Discovery Service, state of the world: one gRPC stream per proxy carries
+//! its clusters, its listener and its certificate.
+//!
+//! Per stream and per type this keeps what was last sent (version, nonce, when). A request with
+//! the last nonce and no error is an ACK; with an `error_detail` a NACK: logged with Envoy's
+//! message, counted, and nothing is resent until the proxy's resources change again (resending
+//! what was refused would loop). A request with no nonce opens the type and is answered with the
+//! current resources. Streams are independent tasks: a slow or failing proxy holds up no other.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{PUSH_ORDER, Snapshot, short};
+use crate::controlplane::State;
+
+/// What one stream last sent of one type.
+#[derive(Default)]
+struct Sent {
+    /// The names the proxy asked for (none: all).
+    names: Vec<String>,
+    version: Option<String>,
+    nonce: String,
+    at: Option<Instant>,
+}
+
+pub struct Ads {
+    state: Arc<State>,
+}
+
+impl Ads {
+    pub fn new(state: Arc<State>) -> Ads {
+        Ads { state }
+    }
+}
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for Ads {
+    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
+    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let (tx, rx) = mpsc::channel(8);
+        let stream = ProxyStream::new(self.state.clone(), tx);
+        tokio::spawn(stream.run(request.into_inner()));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        Err(Status::unimplemented(
+            "meshmetrics serves state-of-the-world ADS (api_type: GRPC)",
+        ))
+    }
+}
+
+/// One proxy's stream.
+struct ProxyStream {
+    state: Arc<State>,
+    tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    /// The proxy as it named itself in its first request.
+    node: Option<Node>,
+    /// Who it is, for logs: `mesh/name` or its node id.
+    who: String,
+    snapshot: Option<Arc<Snapshot>>,
+    /// The dataplane the snapshot is for (its certificate's renewal wakes this stream).
+    dataplane: Option<String>,
+    /// The effective configuration the snapshot was built from.
+    effective: Option<crate::effective::Effective>,
+    sent: HashMap<String, Sent>,
+    nonce: u64,
+}
+
+impl ProxyStream {
+    fn new(state: Arc<State>, tx: mpsc::Sender<Result<DiscoveryResponse, Status>>) -> Self {
+        ProxyStream {
+            state,
+            tx,
+            node: None,
+            who: String::new(),
+            snapshot: None,
+            dataplane: None,
+            effective: None,
+            sent: HashMap::new(),
+            nonce: 0,
+        }
+    }
+
+    async fn run(mut self, mut inbound: Streaming<DiscoveryRequest>) {
+        let stats = self.state.stats.clone();
+        stats.connected(1);
+        let mut world = self.state.world.subscribe();
+        loop {
+            let renew = self
+                .dataplane
+                .as_deref()
+                .and_then(|d| self.state.renewal(d));
+            tokio::select! {
+                msg = inbound.message() => match msg {
+                    Ok(Some(req)) => {
+                        if self.handle(req, &world).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(status) => {
+                        eprintln!("meshmetrics control-plane: {}: stream ended: {}", self.who, status.message());
+                        break;
+                    }
+                },
+                changed = world.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    if self.rebuild(&world).await.is_err() {
+                        break;
+                    }
+                }
+                _ = sleep_until(renew) => {
+                    if self.rebuild(&world).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        stats.connected(-1);
+        if !self.who.is_empty() {
+            eprintln!("meshmetrics control-plane: {} disconnected", self.who);
+        }
+    }
+
+    /// Builds this proxy's snapshot from the current world; pushes what changed.
+    async fn rebuild(
+        &mut self,
+        world: &tokio::sync::watch::Receiver<Arc<crate::controlplane::World>>,
+    ) -> Result<(), ()> {
+        let Some(node) = &self.node else {
+            return Ok(());
+        };
+        let current = world.borrow().clone();
+        let built = self.state.effective(&current, node).and_then(|e| {
+            // Only a proxy whose effective configuration changed is rebuilt (or one whose
+            // certificate is due).
+            let due = self
+                .state
+                .renewal(&e.dataplane)
+                .is_some_and(|at| at <= Instant::now());
+            if self.effective.as_ref() == Some(&e) && !due {
+                return Ok(None);
+            }
+            let s = self.state.snapshot(&e, node)?;
+            Ok(Some((e, s)))
+        });
+        let next = match built {
+            Ok(None) => return Ok(()),
+            Ok(Some((e, s))) => {
+                self.dataplane = Some(e.dataplane.clone());
+                self.effective = Some(e);
+                s
+            }
+            Err(why) => {
+                // Keep what the proxy has: a proxy whose resources cannot be built now keeps
+                // serving the last ones it accepted.
+                eprintln!(
+                    "meshmetrics control-plane: {}: keeping its last resources: {why:#}",
+                    self.who
+                );
+                return Ok(());
+            }
+        };
+        if self.snapshot.as_deref() == Some(&*next) {
+            return Ok(());
+        }
+        self.snapshot = Some(next);
+        for t in PUSH_ORDER {
+            let stale = self.sent.get(t).is_some_and(|s| {
+                s.version.as_deref() != self.snapshot.as_ref().and_then(|n| n.version(t))
+            });
+            if stale {
+                self.respond(t).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &mut self,
+        req: DiscoveryRequest,
+        world: &tokio::sync::watch::Receiver<Arc<crate::controlplane::World>>,
+    ) -> Result<(), ()> {
+        if self.node.is_none() {
+            let Some(node) = req.node.clone() else {
+                let _ = self
+                    .tx
+                    .send(Err(Status::invalid_argument(
+                        "the first request names no node",
+                    )))
+                    .await;
+                return Err(());
+            };
+            self.who = crate::controlplane::selector(&node);
+            eprintln!("meshmetrics control-plane: {} connected", self.who);
+            self.node = Some(node);
+            self.rebuild(world).await?;
+        }
+        let t = req.type_url.clone();
+        if let Some(error) = &req.error_detail {
+            self.state.stats.nacked(&t);
+            eprintln!(
+                "meshmetrics control-plane: {} rejected {} version {:?} (keeps {:?}): {}",
+                self.who,
+                short(&t),
+                self.sent
+                    .get(&t)
+                    .and_then(|s| s.version.clone())
+                    .unwrap_or_default(),
+                req.version_info,
+                error.message
+            );
+            if let Some(s) = self.sent.get_mut(&t) {
+                s.names = req.resource_names;
+            }
+            return Ok(());
+        }
+        let sent = self.sent.entry(t.clone()).or_default();
+        let names_changed = sent.names != req.resource_names;
+        sent.names = req.resource_names;
+        if !req.response_nonce.is_empty() {
+            if req.response_nonce != sent.nonce {
+                // An answer to an older response; the newer one's answer will come.
+                return Ok(());
+            }
+            if let Some(at) = sent.at.take() {
+                self.state.stats.acked(&t, at.elapsed());
+            }
+            if !names_changed {
+                return Ok(());
+            }
+        }
+        self.respond(&t).await
+    }
+
+    /// Sends this proxy's current resources of type `t` (what it asked for).
+    async fn respond(&mut self, t: &str) -> Result<(), ()> {
+        let Some(snapshot) = &self.snapshot else {
+            return Ok(());
+        };
+        let Some(typed) = snapshot.types.get(t) else {
+            return Ok(());
+        };
+        let sent = self.sent.entry(t.to_owned()).or_default();
+        self.nonce += 1;
+        let response = DiscoveryResponse {
+            version_info: typed.version.clone(),
+            resources: typed.select(&sent.names),
+            type_url: t.to_owned(),
+            nonce: self.nonce.to_string(),
+            ..Default::default()
+        };
+        sent.version = Some(typed.version.clone());
+        sent.nonce = response.nonce.clone();
+        sent.at = Some(Instant::now());
+        self.state.stats.pushed(t);
+        self.tx.send(Ok(response)).await.map_err(|_| ())
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
