@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 
 pub use meshmetrics::sampleapp::{AppServer, Reply, Seen};
 
+pub mod controlplane;
 pub mod perf;
 pub mod prometheus;
 pub use prometheus::Prometheus;
