@@ -86,8 +86,13 @@ fn demo_prints_a_labelled_scrape_and_every_dashboard_panel_has_data() {
         );
     }
     assert!(!stdout.contains("panel EMPTY"), "{stdout}");
+    // The live change: a new filterRegex served by the same Envoy process.
+    assert!(
+        stdout.contains("by the same Envoy (pid") && stdout.contains("alive: yes"),
+        "{stdout}\n{stderr}"
+    );
     // Nothing left behind.
-    for port in [15670, 18081, 18082, 15676, 19090] {
+    for port in [15670, 18081, 18082, 15676, 15678, 19090] {
         assert!(
             !listening(port),
             "something still listens on {port} after the demo"
