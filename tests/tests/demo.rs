@@ -119,7 +119,7 @@ fn compose_stack_is_valid() {
         "envoy:",
         "orders:",
         "payments:",
-        "discovery:",
+        "control-plane:",
         "prometheus:",
         "grafana:",
     ] {
@@ -140,6 +140,30 @@ fn compose_configs_match_the_code() {
     let generated = bootstrap::bootstrap(&e, &Options::new(wasm())).expect("bootstrap");
     let (ok, log) = envoy_validate(&generated.config);
     assert!(ok, "envoy --mode validate:\n{log}");
+    // The bootstrap the compose stack runs: the control plane's, as its `bootstrap` service
+    // writes it.
+    let cp = bootstrap::control_plane(&bootstrap::ControlPlane {
+        host: "172.28.0.20".into(),
+        port: 5678,
+        dataplane: "backend-1".into(),
+        mesh: Some("default".into()),
+        admin_port: 9901,
+        max_body_bytes: meshmetrics_filter::config::DEFAULT_MAX_BODY_BYTES,
+    })
+    .expect("control-plane bootstrap");
+    let (ok, log) = envoy_validate(&cp.config);
+    assert!(
+        ok,
+        "envoy --mode validate (control-plane bootstrap):\n{log}"
+    );
+    let compose = std::fs::read_to_string(demo.join("docker-compose.yaml")).expect("read");
+    for flag in [
+        "--control-plane=172.28.0.20:5678",
+        "--xds=0.0.0.0:5678",
+        "--advertise-http=172.28.0.20:5676",
+    ] {
+        assert!(compose.contains(flag), "docker-compose.yaml lost {flag}");
+    }
 
     // The committed prometheus.yml is exactly what `meshmetrics prometheus-config` prints.
     let printed = Command::new(meshmetrics_bin())

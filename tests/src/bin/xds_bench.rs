@@ -1,0 +1,330 @@
+//! `scripts/bench --xds`: N simulated proxies against one `meshmetrics control-plane` process.
+//!
+//! Each simulated proxy is a gRPC client speaking ADS the way Envoy does (its own HTTP/2
+//! connection; CDS and LDS wildcard requests, every response ACKed), named like a
+//! `bootstrap --control-plane` node. For each N: the time until every proxy has ACKed its first
+//! listener, then a mesh-wide change (a new `filterRegex` in the watched file) and the time from
+//! the file's rename to the last proxy's ACK of the new listener; the control plane's RSS before
+//! and after the proxies connect (per proxy) and its CPU for the change. Reported, not asserted.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::google::protobuf::{Struct, Value as PbValue, value};
+use meshmetrics::xds::{CLUSTER, LISTENER};
+use serde_json::json;
+use tokio::sync::{Mutex, mpsc};
+
+const PER_FILE: usize = 2_000;
+
+fn mesh(filter: &str) -> String {
+    format!(
+        "type: Mesh\nname: default\nmetrics:\n  enabledBackend: prom\n  backends:\n  - name: prom\n    type: prometheus\n    conf:\n      skipMTLS: true\n      envoy: {{filterRegex: {filter:?}}}\n      aggregate:\n      - {{name: app, port: 9100}}\n"
+    )
+}
+
+/// N dataplanes in files of `PER_FILE` (each well under the 4 MiB file bound), the mesh in its own.
+fn write_resources(dir: &Path, n: usize, filter: &str) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    write_mesh(dir, filter)?;
+    for f in 0..n.div_ceil(PER_FILE) {
+        let mut y = String::new();
+        for i in f * PER_FILE..((f + 1) * PER_FILE).min(n) {
+            y.push_str(&format!(
+                "---\ntype: Dataplane\nmesh: default\nname: dp-{i}\nnetworking:\n  address: 10.{}.{}.{}\n  inbound: [{{port: 8080, tags: {{kuma.io/service: svc-{}}}}}]\n",
+                i >> 16 & 255,
+                i >> 8 & 255,
+                i & 255,
+                i % 50
+            ));
+        }
+        std::fs::write(dir.join(format!("dataplanes-{f}.yaml")), y)?;
+    }
+    Ok(())
+}
+
+fn write_mesh(dir: &Path, filter: &str) -> Result<()> {
+    let tmp = dir.join(".mesh.tmp");
+    std::fs::write(&tmp, mesh(filter))?;
+    std::fs::rename(&tmp, dir.join("mesh.yaml"))?;
+    Ok(())
+}
+
+fn proc_status(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(key)?
+                .trim()
+                .strip_suffix(" kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// user + system CPU seconds of `pid`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Fields 14 and 15 of /proc/<pid>/stat (utime, stime), counted after the command's ')'.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn node(i: usize) -> Node {
+    let s = |v: &str| PbValue {
+        kind: Some(value::Kind::StringValue(v.into())),
+    };
+    Node {
+        id: format!("default/dp-{i}"),
+        cluster: format!("dp-{i}"),
+        metadata: Some(Struct {
+            fields: [
+                ("meshmetrics.dataplane".to_owned(), s(&format!("dp-{i}"))),
+                ("meshmetrics.mesh".to_owned(), s("default")),
+            ]
+            .into_iter()
+            .collect(),
+        }),
+        ..Default::default()
+    }
+}
+
+/// What the proxies have ACKed: each one's listener version, and when it was ACKed.
+struct Fleet {
+    listener: Mutex<Vec<(String, Option<Instant>)>>,
+    acked_listeners: AtomicUsize,
+}
+
+async fn proxy(i: usize, addr: String, fleet: Arc<Fleet>) -> Result<()> {
+    let mut client = loop {
+        match AggregatedDiscoveryServiceClient::connect(addr.clone()).await {
+            Ok(c) => break c,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let (tx, rx) = mpsc::channel(8);
+    tx.send(DiscoveryRequest {
+        node: Some(node(i)),
+        type_url: CLUSTER.into(),
+        ..Default::default()
+    })
+    .await?;
+    tx.send(DiscoveryRequest {
+        type_url: LISTENER.into(),
+        ..Default::default()
+    })
+    .await?;
+    let mut inbound = client
+        .stream_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    while let Some(resp) = inbound.message().await? {
+        tx.send(DiscoveryRequest {
+            type_url: resp.type_url.clone(),
+            version_info: resp.version_info.clone(),
+            response_nonce: resp.nonce.clone(),
+            ..Default::default()
+        })
+        .await?;
+        if resp.type_url == LISTENER {
+            let mut l = fleet.listener.lock().await;
+            if l[i].0.is_empty() {
+                fleet.acked_listeners.fetch_add(1, Ordering::Relaxed);
+            }
+            l[i] = (resp.version_info, Some(Instant::now()));
+        }
+    }
+    Ok(())
+}
+
+struct Cp(Child);
+impl Drop for Cp {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+async fn run(n: usize, bin: &Path, wasm: &Path, work: &Path) -> Result<serde_json::Value> {
+    let dir = work.join(format!("resources-{n}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    write_resources(&dir, n, "^server\\.")?;
+    let (xds, http) = (free_port(), free_port());
+    let child = Command::new(bin)
+        .arg("control-plane")
+        .arg("-f")
+        .arg(&dir)
+        .args([
+            "--xds",
+            &format!("127.0.0.1:{xds}"),
+            "--http",
+            &format!("127.0.0.1:{http}"),
+        ])
+        .arg("--wasm")
+        .arg(wasm)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start the control plane")?;
+    let cp = Cp(child);
+    let pid = cp.0.id();
+    let started = Instant::now();
+    while ureq::get(&format!("http://127.0.0.1:{http}/metrics"))
+        .call()
+        .is_err()
+    {
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("the control plane did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rss_idle = proc_status(pid, "VmRSS:");
+    let fleet = Arc::new(Fleet {
+        listener: Mutex::new(vec![(String::new(), None); n]),
+        acked_listeners: AtomicUsize::new(0),
+    });
+    let addr = format!("http://127.0.0.1:{xds}");
+    let connect = Instant::now();
+    for i in 0..n {
+        tokio::spawn(proxy(i, addr.clone(), fleet.clone()));
+    }
+    while fleet.acked_listeners.load(Ordering::Relaxed) < n {
+        if connect.elapsed() > Duration::from_secs(300) {
+            bail!(
+                "only {} of {n} proxies got a listener in 300 s",
+                fleet.acked_listeners.load(Ordering::Relaxed)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let connected_in = connect.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_connected = proc_status(pid, "VmRSS:");
+    let before: Vec<String> = fleet
+        .listener
+        .lock()
+        .await
+        .iter()
+        .map(|(v, _)| v.clone())
+        .collect();
+
+    // The mesh-wide change.
+    let cpu0 = cpu_seconds(pid);
+    let changed_at = Instant::now();
+    write_mesh(&dir, "^cluster_manager\\.")?;
+    let last = loop {
+        let l = fleet.listener.lock().await;
+        let done = l.iter().zip(&before).all(|((v, _), b)| v != b);
+        if done {
+            break l.iter().filter_map(|(_, t)| *t).max().unwrap_or(changed_at);
+        }
+        drop(l);
+        if changed_at.elapsed() > Duration::from_secs(300) {
+            bail!("the change did not reach every proxy in 300 s");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let update = last.duration_since(changed_at);
+    let cpu = cpu_seconds(pid) - cpu0;
+    let rss_after = proc_status(pid, "VmRSS:");
+    let per_proxy_kb = (rss_connected.saturating_sub(rss_idle)) as f64 / n as f64;
+    eprintln!(
+        "N = {n}: all connected in {:.2} s; change → last ACK {:.2} s; CPU {cpu:.2} s; RSS idle {} MB, connected {} MB ({per_proxy_kb:.1} KB/proxy), after {} MB",
+        connected_in.as_secs_f64(),
+        update.as_secs_f64(),
+        rss_idle / 1024,
+        rss_connected / 1024,
+        rss_after / 1024
+    );
+    Ok(json!({
+        "proxies": n,
+        "connect_seconds": connected_in.as_secs_f64(),
+        "change_to_last_ack_seconds": update.as_secs_f64(),
+        "cpu_seconds_for_change": cpu,
+        "rss_idle_kb": rss_idle,
+        "rss_connected_kb": rss_connected,
+        "rss_after_change_kb": rss_after,
+        "rss_per_proxy_kb": per_proxy_kb,
+    }))
+}
+
+fn main() -> Result<()> {
+    let mut proxies = vec![1_000, 10_000];
+    let mut out = PathBuf::from("target/bench/xds.json");
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--proxies" => {
+                proxies = it
+                    .next()
+                    .context("--proxies needs a value")?
+                    .split(',')
+                    .map(|n| {
+                        n.trim()
+                            .parse()
+                            .context("--proxies: a list like 1000,10000")
+                    })
+                    .collect::<Result<_>>()?
+            }
+            "--out" => out = it.next().context("--out needs a value")?.into(),
+            other => bail!("unknown argument {other:?} (--proxies 1000,10000 --out F)"),
+        }
+    }
+    let bin = PathBuf::from(
+        std::env::var("MESHMETRICS_BIN").context("MESHMETRICS_BIN: the meshmetrics binary")?,
+    );
+    let wasm =
+        PathBuf::from(std::env::var("MESHMETRICS_WASM").context("MESHMETRICS_WASM: the filter")?);
+    let work = PathBuf::from("target/bench/xds");
+    let rt = tokio::runtime::Runtime::new()?;
+    let mut results = Vec::new();
+    for n in proxies {
+        results.push(rt.block_on(run(n, &bin, &wasm, &work))?);
+    }
+    println!(
+        "| proxies | all connected (s) | change → last ACK (s) | CP CPU for the change (s) | CP RSS idle → connected (MB) | per proxy (KB) |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for r in &results {
+        println!(
+            "| {} | {:.2} | {:.2} | {:.2} | {} → {} | {:.1} |",
+            r["proxies"],
+            r["connect_seconds"].as_f64().unwrap_or(0.0),
+            r["change_to_last_ack_seconds"].as_f64().unwrap_or(0.0),
+            r["cpu_seconds_for_change"].as_f64().unwrap_or(0.0),
+            r["rss_idle_kb"].as_u64().unwrap_or(0) / 1024,
+            r["rss_connected_kb"].as_u64().unwrap_or(0) / 1024,
+            r["rss_per_proxy_kb"].as_f64().unwrap_or(0.0),
+        );
+    }
+    if let Some(d) = out.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::write(&out, serde_json::to_string_pretty(&results)?)?;
+    Ok(())
+}
