@@ -96,7 +96,7 @@ impl State {
         if let Some(port) = admin_port(node) {
             o.admin_port = port;
         }
-        let r = generator::generate(e, &o).inspect_err(|_| self.stats.generate_error())?;
+        let r = generator::generate(e, &o)?;
         for w in &r.warnings {
             eprintln!("meshmetrics control-plane: warning: {w}");
         }

@@ -57,6 +57,9 @@ pub fn downstream(e: &Effective, o: &Options, warnings: &mut Vec<String>) -> Res
 
 fn provided(e: &Effective, o: &Options, warnings: &mut Vec<String>) -> Result<Option<Tls>> {
     let checked = match &o.provided_tls {
+        // Pushed by the control plane, the paths are on the proxies' machines, not its own:
+        // Envoy reads them, and refuses (a NACK, logged with its reason) a pair it cannot load.
+        Some((cert, key)) if o.delivery == Delivery::Ads => Ok((cert.clone(), key.clone())),
         None => Err(anyhow!(
             "providedTLS needs a certificate and key: set {CERT_ENV} and {KEY_ENV} (or --metrics-cert / --metrics-key)"
         )),
@@ -68,7 +71,7 @@ fn provided(e: &Effective, o: &Options, warnings: &mut Vec<String>) -> Result<Op
     };
     match checked {
         Ok((cert, key)) => {
-            let secret = file_secret(e, &cert, &key)?;
+            let secret = file_secret(e, o, &cert, &key)?;
             let (config, secrets) = deliver(e, o, secret)?;
             Ok(Some(Tls {
                 socket: socket(DownstreamTlsContext {
@@ -119,7 +122,7 @@ fn mesh_mtls(e: &Effective, o: &Options, warnings: &mut Vec<String>) -> Result<T
             let (cert, key) = tls::issue(ca, &id, &o.certs_dir.join(&e.dataplane), validity)
                 .with_context(|| format!("issuing the certificate of dataplane {}", e.dataplane))?;
             let trusted = proto::file(absolute(&ca.join(tls::CA_CERT))?);
-            (file_secret(e, &cert, &key)?, trusted)
+            (file_secret(e, o, &cert, &key)?, trusted)
         }
         Delivery::Ads => {
             let issued = o
@@ -168,13 +171,18 @@ fn mesh_mtls(e: &Effective, o: &Options, warnings: &mut Vec<String>) -> Result<T
     })
 }
 
-/// A secret naming the certificate and key files (on the proxy's machine).
-fn file_secret(e: &Effective, cert: &Path, key: &Path) -> Result<Secret> {
+/// A secret naming the certificate and key files (on the proxy's machine). Made absolute where
+/// they are on this machine (a static bootstrap); as given when the control plane pushes them.
+fn file_secret(e: &Effective, o: &Options, cert: &Path, key: &Path) -> Result<Secret> {
+    let path = |p: &Path| match o.delivery {
+        Delivery::Files => absolute(p),
+        Delivery::Ads => Ok(p.display().to_string()),
+    };
     Ok(Secret {
         name: secret_name(e),
         r#type: Some(secret::Type::TlsCertificate(TlsCertificate {
-            certificate_chain: Some(proto::file(absolute(cert)?)),
-            private_key: Some(proto::file(absolute(key)?)),
+            certificate_chain: Some(proto::file(path(cert)?)),
+            private_key: Some(proto::file(path(key)?)),
             ..Default::default()
         })),
     })

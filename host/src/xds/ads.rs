@@ -173,6 +173,7 @@ impl ProxyStream {
                 s
             }
             Err(why) => {
+                self.state.stats.generate_error();
                 // Keep what the proxy has: a proxy whose resources cannot be built now keeps
                 // serving the last ones it accepted.
                 eprintln!(
