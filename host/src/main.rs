@@ -274,6 +274,15 @@ impl EndpointArgs {
     }
 }
 
+/// `--metrics-cert` and `--metrics-key`, which go together.
+fn cert_pair(cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Option<(PathBuf, PathBuf)>> {
+    match (cert, key) {
+        (Some(c), Some(k)) => Ok(Some((c, k))),
+        (None, None) => Ok(None),
+        _ => bail!("--metrics-cert and --metrics-key go together"),
+    }
+}
+
 /// Writes a bootstrap as YAML to `output`, or to standard output.
 fn write_output(output: Option<&Path>, config: &serde_json::Value) -> Result<()> {
     let text = resources::yaml::to_yaml_text(config);
@@ -377,11 +386,7 @@ fn run(cli: Cli) -> Result<()> {
                     wasm.display()
                 )
             })?;
-            let provided_tls = match (tls.metrics_cert, tls.metrics_key) {
-                (Some(c), Some(k)) => Some((c, k)),
-                (None, None) => None,
-                _ => bail!("--metrics-cert and --metrics-key go together"),
-            };
+            let provided_tls = cert_pair(tls.metrics_cert, tls.metrics_key)?;
             let opts = Options {
                 code: bootstrap::Code::Local(wasm.clone()),
                 wasm,
@@ -425,11 +430,7 @@ fn run(cli: Cli) -> Result<()> {
             poll_ms,
             timeout_ms,
         } => {
-            let provided_tls = match (metrics_cert, metrics_key) {
-                (Some(c), Some(k)) => Some((c, k)),
-                (None, None) => None,
-                _ => bail!("--metrics-cert and --metrics-key go together"),
-            };
+            let provided_tls = cert_pair(metrics_cert, metrics_key)?;
             let config = meshmetrics::controlplane::Config {
                 files,
                 xds,

@@ -6,28 +6,12 @@
 //! The compose stack cannot run here (no docker engine): it is validated with `docker-compose
 //! config`, and its generated pieces (bootstrap, Prometheus config) are checked against the code.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use meshmetrics::bootstrap::{self, Options};
 use meshmetrics::resources::yaml::parse;
+use meshmetrics_e2e::controlplane::meshmetrics_bin;
 use meshmetrics_e2e::{effective_of, envoy_validate, wasm, workspace_root};
-
-/// The `meshmetrics` binary `cargo test` built beside this test (target/debug/meshmetrics).
-fn meshmetrics_bin() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/debug/deps/<test>")
-        .join("meshmetrics");
-    assert!(
-        bin.exists(),
-        "{} is missing: cargo test --workspace builds it",
-        bin.display()
-    );
-    bin
-}
 
 fn listening(port: u16) -> bool {
     std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()

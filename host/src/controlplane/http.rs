@@ -10,7 +10,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use sha2::{Digest, Sha256};
 
-use crate::discovery::Snapshot as Discovery;
+use crate::discovery::{Snapshot as Discovery, respond};
 use crate::xds::stats::Stats;
 
 /// The filter's module, served by its digest (a URL that names its content can be cached
@@ -42,19 +42,6 @@ impl Module {
     pub fn path(&self) -> String {
         format!("/wasm/{}.wasm", self.sha256)
     }
-}
-
-fn respond(
-    status: StatusCode,
-    content_type: &str,
-    body: impl Into<Bytes>,
-) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body.into()));
-    *r.status_mut() = status;
-    if let Ok(ct) = content_type.parse() {
-        r.headers_mut().insert("content-type", ct);
-    }
-    r
 }
 
 async fn answer(

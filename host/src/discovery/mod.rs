@@ -106,7 +106,7 @@ pub async fn watch_files(paths: Vec<PathBuf>, every: Duration, tx: watch::Sender
     }
 }
 
-fn respond(
+pub(crate) fn respond(
     status: StatusCode,
     content_type: &str,
     body: impl Into<Bytes>,
