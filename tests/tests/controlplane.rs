@@ -443,6 +443,7 @@ fn faults_leave_every_proxy_its_last_good_configuration() {
     // the next change.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let taken_port = taken.local_addr().expect("addr").port();
+    let lds_pushes = cp.metric("meshmetrics_cp_pushes_total{type=\"lds\"}");
     mesh.dataplanes[2].1 = Some(format!(
         "  type: prometheus\n  conf: {{port: {taken_port}}}\n"
     ));
@@ -453,6 +454,14 @@ fn faults_leave_every_proxy_its_last_good_configuration() {
             >= 1.0)
         .is_some(),
         "no NACK counted:\n{}",
+        cp.log()
+    );
+    // Only the proxy the change concerns was pushed a listener (and, refused, not pushed again).
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        cp.metric("meshmetrics_cp_pushes_total{type=\"lds\"}"),
+        lds_pushes + 1.0,
+        "a change to web-3 was pushed to other proxies too:\n{}",
         cp.log()
     );
     assert!(cp.log().contains("rejected lds"), "{}", cp.log());
