@@ -335,6 +335,8 @@ fn tls_mode_changes_live_and_pushed_certificates_rotate() {
         served_certificate(&addr).is_none(),
         "plaintext serves no certificate"
     );
+    // A scraper on the dataplane itself (plaintext stays allowed there) through the change.
+    let scraper = Scraper::start(scrape_url(mesh.port, "/metrics"));
     mesh.tls = "activeMTLSBackend";
     mesh.write(&files);
     let first = within(LIVE, || served_certificate(&addr).is_some())
@@ -353,6 +355,11 @@ fn tls_mode_changes_live_and_pushed_certificates_rotate() {
         cp.log()
     );
     assert!(cp.metric("meshmetrics_cp_pushes_total{type=\"sds\"}") >= 2.0);
+    let failures = scraper.failures(&[]);
+    assert!(
+        failures.is_empty(),
+        "scrapes failed through the TLS change: {failures:#?}"
+    );
     assert_eq!(envoy.pid(), pid, "Envoy was restarted");
 }
 
