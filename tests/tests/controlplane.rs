@@ -522,7 +522,16 @@ fn faults_leave_every_proxy_its_last_good_configuration() {
         "the Envoys did not get the current configuration after the control plane came back:\n{}",
         cp.log()
     );
-    assert!(cp.metric("meshmetrics_cp_connected_proxies") >= 3.0);
+    // web-3's configuration is the one it kept, so only the count shows it back (Envoy retries
+    // its ADS stream with a backoff of its own).
+    assert!(
+        within(Duration::from_secs(40), || cp
+            .metric("meshmetrics_cp_connected_proxies")
+            >= 3.0)
+        .is_some(),
+        "not every Envoy reconnected:\n{}",
+        cp.log()
+    );
     let now: Vec<u32> = envoys.iter().map(Envoy::pid).collect();
     assert_eq!(now, pids, "an Envoy was restarted");
 }
