@@ -69,6 +69,9 @@ enum Command {
         /// Label Envoy's own samples with mesh/dataplane/service too (costs ~70% more bytes).
         #[arg(long)]
         envoy_labels: bool,
+        /// Encode answers with gzip when the scraper accepts it (`gzip`), or never (`none`).
+        #[arg(long, default_value = "gzip")]
+        compression: meshmetrics::generator::compression::Compression,
         #[command(flatten)]
         tls: TlsArgs,
     },
@@ -135,6 +138,9 @@ enum Command {
         /// Per-source timeout of the filter, in milliseconds.
         #[arg(long, default_value_t = meshmetrics_filter::config::DEFAULT_TIMEOUT_MS)]
         timeout_ms: u64,
+        /// Encode answers with gzip when the scraper accepts it (`gzip`), or never (`none`).
+        #[arg(long, default_value = "gzip")]
+        compression: meshmetrics::generator::compression::Compression,
     },
     /// Serve discovery for Prometheus (MADS and http_sd) from resource files, reloaded on change
     /// (the control plane serves the same on its --http; this runs it alone).
@@ -372,6 +378,7 @@ fn run(cli: Cli) -> Result<()> {
             max_source_bytes,
             max_scrape_bytes,
             envoy_labels,
+            compression,
             tls,
             control_plane: None,
             mesh: _,
@@ -398,6 +405,7 @@ fn run(cli: Cli) -> Result<()> {
                 max_source_bytes,
                 max_scrape_bytes,
                 envoy_labels,
+                compression,
                 provided_tls,
                 allow_plaintext_fallback: tls.allow_plaintext_fallback,
                 mesh_ca: tls.mesh_ca,
@@ -429,6 +437,7 @@ fn run(cli: Cli) -> Result<()> {
             metrics_key,
             poll_ms,
             timeout_ms,
+            compression,
         } => {
             let provided_tls = cert_pair(metrics_cert, metrics_key)?;
             let config = meshmetrics::controlplane::Config {
@@ -443,6 +452,7 @@ fn run(cli: Cli) -> Result<()> {
                 cert_lifetime,
                 poll: std::time::Duration::from_millis(poll_ms),
                 timeout_ms,
+                compression,
             };
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(meshmetrics::controlplane::run(config, async {

@@ -127,6 +127,7 @@ pub struct Config {
     pub cert_lifetime: Duration,
     pub poll: Duration,
     pub timeout_ms: u64,
+    pub compression: generator::compression::Compression,
 }
 
 /// Runs the control plane until `shutdown`.
@@ -165,6 +166,7 @@ pub async fn serve(
     };
     let mut options = Options::new(c.local_wasm.clone().unwrap_or_default());
     options.timeout_ms = c.timeout_ms;
+    options.compression = c.compression;
     options.delivery = Delivery::Ads;
     options.mesh_ca = c.mesh_ca.clone();
     options.provided_tls = c.provided_tls.clone();

@@ -8,12 +8,14 @@
 //! | `cluster` | Envoy's admin endpoint and each aggregated app |
 //! | `tls` | the listener's TLS context and the certificate's SDS secret |
 //! | `rbac` | the TrafficPermissions as Envoy's RBAC filter |
+//! | `compression` | Envoy's gzip compressor in front of the filter |
 //!
 //! [`generate`] puts them together; the static bootstrap (`crate::bootstrap`) and the control
 //! plane's snapshots (`crate::xds`) both take what it returns, so the two modes cannot drift.
 //! `json` renders any of them as Envoy's JSON for files.
 
 pub mod cluster;
+pub mod compression;
 pub mod filter;
 pub mod json;
 pub mod listener;
@@ -106,6 +108,8 @@ pub struct Options {
     pub validity: Option<std::time::Duration>,
     /// The certificates the control plane issued (under [`Delivery::Ads`]).
     pub certs: Option<Arc<crate::tls::IssuedCerts>>,
+    /// How answers are encoded when the scraper accepts it.
+    pub compression: compression::Compression,
 }
 
 impl std::fmt::Debug for Options {
@@ -136,6 +140,7 @@ impl Options {
             certs_dir: PathBuf::from("."),
             validity: None,
             certs: None,
+            compression: compression::Compression::default(),
         }
     }
 }
@@ -166,7 +171,11 @@ pub fn generate(e: &Effective, o: &Options) -> Result<ProxyResources> {
         Some(t) => (Some(t.socket), t.secrets),
         None => (None, Vec::new()),
     };
-    let listener = listener::metrics(e, vec![wasm], rbac::http_filter(e), socket, mtls);
+    let filters = compression::http_filter(o.compression)
+        .into_iter()
+        .chain([wasm])
+        .collect();
+    let listener = listener::metrics(e, filters, rbac::http_filter(e), socket, mtls);
     let mut clusters = vec![cluster::single(ADMIN_CLUSTER, "127.0.0.1", o.admin_port)];
     clusters.extend(
         e.apps

@@ -286,7 +286,19 @@ fn main() -> Result<()> {
         });
     }
 
-    let report = json!({"machine": machine(), "rows": rows, "memory": memory});
+    eprintln!("==> compression: {} scrapes each at N = {n}", args.rounds);
+    let compression = {
+        let b = start(n, &[], true);
+        let pid = b.envoy.pid();
+        let mut out = json!({"clusters": n});
+        for (key, encoding) in [("identity", "identity"), ("gzip", "gzip")] {
+            out[key] = wire(&b.metrics, encoding, args.rounds, pid)?;
+        }
+        out
+    };
+
+    let report =
+        json!({"machine": machine(), "rows": rows, "memory": memory, "compression": compression});
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -294,6 +306,49 @@ fn main() -> Result<()> {
     print!("{}", markdown(&report));
     eprintln!("JSON: {}", args.out.display());
     Ok(())
+}
+
+/// Scrapes `url` with `Accept-Encoding: <encoding>` through curl (which counts the bytes on the
+/// wire and does not decode them): median time, bytes, Envoy's CPU per scrape.
+fn wire(url: &str, encoding: &str, rounds: usize, pid: u32) -> Result<Value> {
+    let once = || -> Result<(f64, f64)> {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{time_total} %{size_download}",
+            ])
+            .args([
+                "-H",
+                &format!("Accept-Encoding: {encoding}"),
+                "-H",
+                "Accept: text/plain",
+            ])
+            .arg(url)
+            .output()
+            .context("run curl")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut it = text
+            .split_whitespace()
+            .map(|v| v.parse::<f64>().unwrap_or(f64::NAN));
+        Ok((it.next().unwrap_or(f64::NAN), it.next().unwrap_or(f64::NAN)))
+    };
+    once()?;
+    let cpu = cpu_seconds(pid);
+    let mut times = Vec::with_capacity(rounds);
+    let mut bytes = 0.0;
+    for _ in 0..rounds {
+        let (t, b) = once()?;
+        times.push(Duration::from_secs_f64(t));
+        bytes = b;
+    }
+    let cpu = (cpu_seconds(pid) - cpu) / rounds as f64;
+    let (median, p95) = spread(times);
+    Ok(
+        json!({"ms": {"median": median, "p95": p95}, "bytes": bytes, "cpu_ms_per_scrape": cpu * 1e3}),
+    )
 }
 
 fn machine() -> Value {
@@ -392,6 +447,21 @@ fn markdown(r: &Value) -> String {
             f(&w["rss_mb"]),
             f(&w["wasm_memory_mb"]),
             f(&wo["rss_mb"])
+        ));
+    }
+    let c = &r["compression"];
+    out.push_str(&format!(
+        "\nCompression at N = {} (through the filter, Envoy's gzip compressor at level 1, curl on loopback):\n\n| Accept-Encoding | bytes on the wire | median | p95 | Envoy CPU per scrape |\n|---|---:|---:|---:|---:|\n",
+        c["clusters"]
+    ));
+    for key in ["identity", "gzip"] {
+        let e = &c[key];
+        out.push_str(&format!(
+            "| {key} | {:.1} MB | {:.1} ms | {:.1} ms | {:.1} ms |\n",
+            f(&e["bytes"]) / 1e6,
+            f(&e["ms"]["median"]),
+            f(&e["ms"]["p95"]),
+            f(&e["cpu_ms_per_scrape"])
         ));
     }
     out
