@@ -139,7 +139,9 @@ fn bootstrap_carries_the_filter_configuration_as_a_string_value() {
     let docs = meshmetrics::resources::yaml::parse(&out, std::path::Path::new("out.yaml")).unwrap();
     let listener = &docs[0].value["static_resources"]["listeners"][0];
     let wasm_filter = &listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
-        [0]["typed_config"]["config"];
+        .as_array()
+        .and_then(|filters| filters.iter().find(|f| f["name"] == "meshmetrics"))
+        .expect("the meshmetrics filter is in the chain")["typed_config"]["config"];
     let config = meshmetrics_filter::config::FilterConfig::from_json(
         wasm_filter["configuration"]["value"]
             .as_str()
