@@ -407,12 +407,26 @@ pub fn try_request(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let body = resp
+    let gzip = resp
+        .headers()
+        .get("content-encoding")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    let raw = resp
         .body_mut()
         .with_config()
         .limit(1 << 30)
-        .read_to_string()
+        .read_to_vec()
         .unwrap_or_default();
+    // A client that asked for gzip decodes it, as Prometheus does.
+    let bytes = if gzip {
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&raw[..]), &mut plain)
+            .map(|_| plain)
+            .unwrap_or_default()
+    } else {
+        raw
+    };
+    let body = String::from_utf8(bytes).unwrap_or_default();
     Ok(Scrape {
         status: resp.status().as_u16(),
         content_type,
