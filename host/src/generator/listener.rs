@@ -26,10 +26,16 @@ use crate::effective::Effective;
 /// How long a client connection may live. A configuration change reaches a connection only
 /// when it is made: Envoy drains the connections of a replaced listener over its
 /// `--drain-time-s` (10 minutes by default), so a keep-alive scraper would see the old
-/// configuration that long. One second is well below Prometheus' scrape interval, so it costs
-/// one connection per scrape and bounds a change's delay; a scrape in flight is never cut, its
-/// connection closes after the answer.
-const MAX_CONNECTION_MS: u64 = 1_000;
+/// configuration that long. Two seconds is well below any scrape interval Prometheus is used
+/// with, so it costs one connection per scrape and bounds a change's delay. A scrape in flight
+/// is never cut: its connection closes after the answer. It must also be long enough for a
+/// busy Envoy to read a new connection's request (one that has sent nothing by then is closed).
+const MAX_CONNECTION_MS: u64 = 2_000;
+
+/// How long Envoy waits, after the last answer on a connection it closes, for the client to
+/// read what is still buffered (the timer restarts at every write that makes progress). Envoy's
+/// 1 s default can cut a large scrape to a client its CPU is slow to schedule.
+const DELAYED_CLOSE_MS: u64 = 10_000;
 
 /// The listener, with `filters` (the HTTP filters before the router) on each chain and `tls`
 /// (when not plaintext).
@@ -104,6 +110,7 @@ fn manager(filters: Vec<HttpFilter>, rbac: Option<HttpFilter>) -> HttpConnection
             max_connection_duration: Some(proto::millis(MAX_CONNECTION_MS)),
             ..Default::default()
         }),
+        delayed_close_timeout: Some(proto::millis(DELAYED_CLOSE_MS)),
         route_specifier: Some(http_connection_manager::RouteSpecifier::RouteConfig(
             RouteConfiguration {
                 name: "meshmetrics".into(),
