@@ -97,10 +97,12 @@ fn scrape_url(port: u16, path: &str) -> String {
     format!("http://127.0.0.1:{port}{path}")
 }
 
-/// A scraper looping at 10 scrapes/s on a target that can be moved; it records every failure
-/// with its target and time.
+/// A scraper looping at 10 scrapes/s on a target that can be moved, reusing its connections as
+/// Prometheus does (keep-alive); it records every failure with its target and time, and the last
+/// body it got.
 struct Scraper {
     target: Arc<Mutex<String>>,
+    last: Arc<Mutex<String>>,
     failures: Arc<Mutex<Vec<(String, Instant, String)>>>,
     scrapes: Arc<std::sync::atomic::AtomicUsize>,
     stop: Arc<AtomicBool>,
@@ -110,22 +112,38 @@ struct Scraper {
 impl Scraper {
     fn start(url: String) -> Scraper {
         let target = Arc::new(Mutex::new(url));
+        let last = Arc::new(Mutex::new(String::new()));
         let failures = Arc::new(Mutex::new(Vec::new()));
         let scrapes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (t, f, n, s) = (
+        let (t, l, f, n, s) = (
             target.clone(),
+            last.clone(),
             failures.clone(),
             scrapes.clone(),
             stop.clone(),
         );
         let thread = std::thread::spawn(move || {
+            // One agent for the whole loop: its connections are kept alive and reused.
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(30)))
+                .build()
+                .into();
             while !s.load(Ordering::Relaxed) {
                 let url = t.lock().expect("target").clone();
                 let at = Instant::now();
-                let outcome = match meshmetrics_e2e::try_request("GET", &url, &[]) {
-                    Ok(r) if r.status == 200 => None,
-                    Ok(r) => Some(format!("HTTP {}", r.status)),
+                let outcome = match agent.get(&url).call() {
+                    Ok(mut r) if r.status() == 200 => {
+                        match r.body_mut().with_config().limit(1 << 30).read_to_string() {
+                            Ok(body) => {
+                                *l.lock().expect("last") = body;
+                                None
+                            }
+                            Err(e) => Some(format!("body: {e}")),
+                        }
+                    }
+                    Ok(r) => Some(format!("HTTP {}", r.status())),
                     Err(e) => Some(e.to_string()),
                 };
                 n.fetch_add(1, Ordering::Relaxed);
@@ -137,11 +155,17 @@ impl Scraper {
         });
         Scraper {
             target,
+            last,
             failures,
             scrapes,
             stop,
             thread: Some(thread),
         }
+    }
+
+    /// The last body it got.
+    fn last(&self) -> String {
+        self.last.lock().expect("last").clone()
     }
 
     fn retarget(&self, url: String) {
@@ -240,6 +264,20 @@ fn changes_reach_the_proxy_live_without_a_restart() {
                 .iter()
                 .all(|l| l.starts_with("envoy_server"))
     });
+    // The keep-alive scraper too, once its connection (2 s at most) is replaced.
+    let server_only = |b: &str| {
+        !samples(b, "envoy_").is_empty()
+            && samples(b, "envoy_")
+                .iter()
+                .all(|l| l.starts_with("envoy_server"))
+    };
+    assert!(
+        within(LIVE + Duration::from_secs(2), || server_only(
+            &scraper.last()
+        ))
+        .is_some(),
+        "the keep-alive scraper still sees the old configuration"
+    );
     mesh.filter_regex = None;
     mesh.used_only = true;
     change("usedOnly", &mesh, &url, &|b| {
@@ -275,6 +313,10 @@ fn changes_reach_the_proxy_live_without_a_restart() {
         b.contains("app_path_other{")
     });
     url = new_url;
+    // A keep-alive connection made before the change serves the old path until it is replaced
+    // (2 s at most): the scraper moves once that has passed, as Prometheus does when discovery
+    // tells it (its refresh is slower than that).
+    std::thread::sleep(Duration::from_secs(2));
     scraper.retarget(url.clone());
     std::thread::sleep(Duration::from_millis(500));
 
@@ -285,6 +327,10 @@ fn changes_reach_the_proxy_live_without_a_restart() {
         b.contains("app_path_other{")
     });
     url = new_url;
+    // A keep-alive connection made before the change serves the old path until it is replaced
+    // (2 s at most): the scraper moves once that has passed, as Prometheus does when discovery
+    // tells it (its refresh is slower than that).
+    std::thread::sleep(Duration::from_secs(2));
     scraper.retarget(url.clone());
     std::thread::sleep(Duration::from_millis(500));
 
