@@ -305,34 +305,25 @@ fn changes_reach_the_proxy_live_without_a_restart() {
         b.contains("app_path_other{")
     });
 
-    // The metrics path: the old one may fail from the change on, the new one never.
-    mesh.path = "/stats-now".into();
-    let new_url = scrape_url(mesh.port, &mesh.path);
-    excused.push((url.clone(), Instant::now()));
-    change("metrics path", &mesh, &new_url, &|b| {
-        b.contains("app_path_other{")
-    });
-    url = new_url;
-    // A keep-alive connection made before the change serves the old path until it is replaced
-    // (2 s at most): the scraper moves once that has passed, as Prometheus does when discovery
-    // tells it (its refresh is slower than that).
-    std::thread::sleep(Duration::from_secs(2));
-    scraper.retarget(url.clone());
-    std::thread::sleep(Duration::from_millis(500));
-
-    mesh.port = free_port();
-    let new_url = scrape_url(mesh.port, &mesh.path);
-    excused.push((url.clone(), Instant::now()));
-    change("metrics port", &mesh, &new_url, &|b| {
-        b.contains("app_path_other{")
-    });
-    url = new_url;
-    // A keep-alive connection made before the change serves the old path until it is replaced
-    // (2 s at most): the scraper moves once that has passed, as Prometheus does when discovery
-    // tells it (its refresh is slower than that).
-    std::thread::sleep(Duration::from_secs(2));
-    scraper.retarget(url.clone());
-    std::thread::sleep(Duration::from_millis(500));
+    // The metrics path, then its port: the old endpoint may fail from the change on, the new
+    // one never.
+    for what in ["metrics path", "metrics port"] {
+        if what == "metrics path" {
+            mesh.path = "/stats-now".into();
+        } else {
+            mesh.port = free_port();
+        }
+        let new_url = scrape_url(mesh.port, &mesh.path);
+        excused.push((url.clone(), Instant::now()));
+        change(what, &mesh, &new_url, &|b| b.contains("app_path_other{"));
+        url = new_url;
+        // A keep-alive connection made before the change serves the old endpoint until it is
+        // replaced (2 s at most): the scraper moves once that has passed, as Prometheus does
+        // when discovery tells it (its refresh is slower than that).
+        std::thread::sleep(Duration::from_secs(2));
+        scraper.retarget(url.clone());
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     // The TLS mode's live change is `tls_mode_changes_live_and_pushed_certificates_rotate`.
     let failures = scraper.failures(&excused);
