@@ -171,7 +171,24 @@ fn an_app_cannot_write_into_or_hide_the_filters_own_metrics() {
             s.body
                 .contains("# TYPE meshmetrics_wasm_memory_bytes gauge\n")
         );
-        assert!(!s.body.contains("} 9\n") && !s.body.contains("_total 1\n"));
+        // None of the impostor's samples in our families is served: the filter labels every
+        // app sample with `aggregate`, its own series never. (Named exactly: Envoy's counters,
+        // such as `downstream_rq_total{…} 9`, may end the way the forged lines do.)
+        let forged: Vec<&str> = s
+            .body
+            .lines()
+            .filter(|l| {
+                l.starts_with("meshmetrics_")
+                    && (l.contains("aggregate=\"impostor\"")
+                        || l.contains("_total{source=\"healthy\"} 9"))
+            })
+            .chain(
+                s.body
+                    .lines()
+                    .filter(|l| l.starts_with("meshmetrics_wasm_memory_bytes_total")),
+            )
+            .collect();
+        assert!(forged.is_empty(), "forged samples served: {forged:?}");
         assert_eq!(
             self_metric(&s.body, "meshmetrics_source_up", "impostor"),
             Some(1.0),
