@@ -71,10 +71,15 @@ fn member_key(families: &[SourceFamily], m: &Member) -> (u16, u32, u8) {
     )
 }
 
-/// The lines of the ranges, each without its newline.
-fn lines<'a>(bytes: &'a [u8], ranges: &'a [(usize, usize)]) -> impl Iterator<Item = &'a [u8]> {
+/// The lines of the ranges (positions; `bytes` starts at position `off`), each without its
+/// newline.
+fn lines<'a>(
+    bytes: &'a [u8],
+    off: usize,
+    ranges: &'a [(usize, usize)],
+) -> impl Iterator<Item = &'a [u8]> {
     ranges.iter().flat_map(move |&(s, e)| {
-        let seg = &bytes[s..e];
+        let seg = &bytes[s - off..e - off];
         seg.strip_suffix(b"\n")
             .unwrap_or(seg)
             .split(|&b| b == b'\n')
@@ -109,8 +114,12 @@ impl Merger {
     /// Builds the body in the main arena from the bound families.
     pub(crate) fn assemble(&mut self) {
         let format = self.format;
+        // Sealed families were sent as the lead streamed (or wait in `ready`): they come first.
         let mut order: Vec<u32> = (0..self.resolver.families.len() as u32)
-            .filter(|&t| !self.resolver.families[t as usize].dead)
+            .filter(|&t| {
+                let fam = &self.resolver.families[t as usize];
+                !fam.dead && !fam.sealed
+            })
             .collect();
         for &t in &order {
             let fam = &mut self.resolver.families[t as usize];
@@ -125,12 +134,20 @@ impl Merger {
         let mut pieces = std::mem::take(&mut self.pieces);
         pieces.clear();
         self.generated.clear();
+        let base = self.pos() - self.arena.len();
+        let ready = self.ready().len();
+        if ready > 0 {
+            pieces.push(Piece::Main(base, base + ready));
+        }
+        for &(s, e) in self.late_segments() {
+            pieces.push(Piece::Main(s, e));
+        }
         for t in order {
             self.family_pieces(t, format, &mut pieces);
         }
 
         // The leading pieces already in place in the main arena stay.
-        let mut cursor = 0;
+        let mut cursor = base;
         let mut first_moved = pieces.len();
         for (i, p) in pieces.iter().enumerate() {
             match *p {
@@ -148,15 +165,20 @@ impl Merger {
             self.scratch.clear();
             self.scratch.reserve_exact(total);
             for p in rest {
-                self.scratch
-                    .extend_from_slice(slice(p, &self.arena, &self.side, &self.generated));
+                self.scratch.extend_from_slice(slice(
+                    p,
+                    &self.arena,
+                    base,
+                    &self.side,
+                    &self.generated,
+                ));
             }
-            self.arena.truncate(cursor);
+            self.arena.truncate(cursor - base);
             self.arena.extend_from_slice(&self.scratch);
             self.scratch.clear();
             self.moved = total;
         } else {
-            self.arena.truncate(cursor);
+            self.arena.truncate(cursor - base);
             self.arena.reserve_exact(total + 64);
             for p in rest {
                 let (main, side, generated) = (&mut self.arena, &self.side, &self.generated);
@@ -173,6 +195,7 @@ impl Merger {
 
     /// The pieces of output family `t`: its header, then its members' samples.
     fn family_pieces(&mut self, t: u32, format: Format, pieces: &mut Vec<Piece>) {
+        let base = self.pos() - self.arena.len();
         let fam = &self.resolver.families[t as usize];
         let members = &fam.members;
         let Some(first) = members.first() else {
@@ -212,15 +235,20 @@ impl Merger {
             let whole = m.only.is_none_or(|s| f.seen & !(1 << s as u8) == 0);
             if whole && !f.skip.is_empty() {
                 // Histogram groups left out (see `histogram.rs`): the rest, copied.
-                let bytes = if f.in_main { &self.arena } else { &self.side };
+                let (bytes, off) = if f.in_main {
+                    (&self.arena, base)
+                } else {
+                    (&self.side, 0)
+                };
                 let start = self.generated.len();
                 for &(s, e) in &f.segments {
                     let mut at = s;
                     for &(skip_start, skip_end) in f.skip.iter().filter(|r| r.0 >= s && r.1 <= e) {
-                        self.generated.extend_from_slice(&bytes[at..skip_start]);
+                        self.generated
+                            .extend_from_slice(&bytes[at - off..skip_start - off]);
                         at = skip_end;
                     }
-                    self.generated.extend_from_slice(&bytes[at..e]);
+                    self.generated.extend_from_slice(&bytes[at - off..e - off]);
                 }
                 pieces.push(Piece::Generated(start, self.generated.len()));
                 continue;
@@ -240,9 +268,13 @@ impl Merger {
             let suffix = m.only.unwrap_or(Suffix::Bare);
             let mut want = f.base.to_vec();
             want.extend_from_slice(suffix.bytes());
-            let bytes = if f.in_main { &self.arena } else { &self.side };
+            let (bytes, off) = if f.in_main {
+                (&self.arena, base)
+            } else {
+                (&self.side, 0)
+            };
             let start = self.generated.len();
-            for line in lines(bytes, &f.segments) {
+            for line in lines(bytes, off, &f.segments) {
                 if sample_name(&mut self.scanner, line, format) == want.as_slice() {
                     self.generated.extend_from_slice(line);
                     self.generated.push(b'\n');
@@ -257,14 +289,16 @@ impl Merger {
     fn interleave_created(&mut self, t: u32, format: Format, pieces: &mut Vec<Piece>) {
         let fam = &self.resolver.families[t as usize];
         let (main, side) = (&self.arena, &self.side);
-        let bytes_of = |f: &SourceFamily| if f.in_main { main } else { side };
+        let base = self.pos() - main.len();
+        let bytes_of = |f: &SourceFamily| if f.in_main { (main, base) } else { (side, 0) };
         // The created lines, by group, in order.
         let mut created: Vec<(&[u8], bool)> = Vec::new();
         let mut by_group: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
         let mut key = Vec::new();
         for m in fam.members.iter().filter(|m| m.created) {
             let f = &self.families[m.sf as usize];
-            for line in lines(bytes_of(f), &f.segments) {
+            let (bytes, off) = bytes_of(f);
+            for line in lines(bytes, off, &f.segments) {
                 group_key(&mut self.scanner, line, format, &mut key);
                 by_group.entry(key.clone()).or_default().push(created.len());
                 created.push((line, false));
@@ -284,7 +318,8 @@ impl Merger {
         let mut current: Option<Vec<u8>> = None;
         for m in fam.members.iter().filter(|m| !m.created) {
             let f = &self.families[m.sf as usize];
-            for line in lines(bytes_of(f), &f.segments) {
+            let (bytes, off) = bytes_of(f);
+            for line in lines(bytes, off, &f.segments) {
                 group_key(&mut self.scanner, line, format, &mut key);
                 if current.as_deref() != Some(key.as_slice()) {
                     if let Some(prev) = current.take() {
@@ -315,9 +350,15 @@ fn piece_len(p: &Piece) -> usize {
     }
 }
 
-fn slice<'a>(p: &Piece, main: &'a [u8], side: &'a [u8], generated: &'a [u8]) -> &'a [u8] {
+fn slice<'a>(
+    p: &Piece,
+    main: &'a [u8],
+    base: usize,
+    side: &'a [u8],
+    generated: &'a [u8],
+) -> &'a [u8] {
     match *p {
-        Piece::Main(s, e) => &main[s..e],
+        Piece::Main(s, e) => &main[s - base..e - base],
         Piece::Side(s, e) => &side[s..e],
         Piece::Generated(s, e) => &generated[s..e],
     }

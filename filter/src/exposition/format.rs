@@ -1,9 +1,10 @@
 //! The two wire formats, and choosing one from a scraper's `Accept` header.
 
 /// Wire format of an exposition, read or written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Format {
     /// Prometheus text format 0.0.4.
+    #[default]
     Text,
     /// OpenMetrics 1.0.0 text.
     OpenMetrics,

@@ -11,7 +11,7 @@
 //! other sources (the apps, small) write into a side arena and are copied after the lead's
 //! families when the scrape ends ([`super::assemble`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::kind::Suffix;
 use super::resolve::{Placement, Resolver};
@@ -57,6 +57,18 @@ impl Default for Limits {
     }
 }
 
+/// Whether the lead's bytes leave as they are written ([`Merger::stream_lead`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stream {
+    /// The lead is read whole before anything leaves (an answer dispatched and buffered).
+    Off,
+    /// Every lead family so far is final: its bytes leave as they are written.
+    Live,
+    /// A lead family an app shares (or one placed elsewhere) came: from it on, the lead is
+    /// held and leaves when the scrape ends, in the order a buffered scrape has.
+    Held,
+}
+
 /// A family as one source declared it.
 pub(crate) struct SourceFamily {
     /// The source's priority: 0 is the lead (Envoy), then the aggregates in configured order.
@@ -88,6 +100,8 @@ pub(crate) struct SourceFamily {
     /// The families its `_created` / `_gcount` / `_gsum` samples go to when the output format
     /// has no place for them here (`u32::MAX`: none yet).
     pub companions: [u32; 3],
+    /// A streamed lead family: its bytes left as they were written, nothing may join it.
+    pub streamed: bool,
     /// The previous family of this source with the same base name (`u32::MAX`: none).
     prev_same_base: u32,
 }
@@ -138,6 +152,20 @@ pub struct Merger {
     /// Sources left out because the scrape's budget was spent by sources of higher priority.
     over: Vec<u16>,
     finished: bool,
+    /// Bytes of the main arena handed out and dropped (a streamed lead): positions count from
+    /// the start of the body, and the main arena holds positions `base..`.
+    base: usize,
+    pub(crate) stream: Stream,
+    /// Every name an app family may take in the output: its header name, the names its type
+    /// claims, its sample names, the family a text `_created` folds into. A lead family none of
+    /// whose names is here is never joined or made `unknown` by an app, so it can leave at once.
+    app_names: HashSet<Box<[u8]>>,
+    /// The streamed lead family samples are appended to (`u32::MAX`: none).
+    stream_family: u32,
+    /// Where the held part of the lead starts ([`Stream::Held`]): the bytes before are final.
+    hold_at: usize,
+    /// Lead samples and families refused because they would have changed bytes already sent.
+    refused: u64,
 }
 
 impl Default for Merger {
@@ -172,6 +200,12 @@ impl Merger {
             written: HashMap::new(),
             over: Vec::new(),
             finished: false,
+            base: 0,
+            stream: Stream::Off,
+            app_names: HashSet::new(),
+            stream_family: u32::MAX,
+            hold_at: 0,
+            refused: 0,
         }
     }
 
@@ -196,6 +230,130 @@ impl Merger {
         self.written.clear();
         self.over.clear();
         self.finished = false;
+        self.base = 0;
+        self.stream = Stream::Off;
+        self.app_names.clear();
+        self.stream_family = u32::MAX;
+        self.hold_at = 0;
+        self.refused = 0;
+    }
+
+    /// The position of the next byte written to the active arena, counted from the start of
+    /// its body (the main arena may have handed out and dropped its first `base` bytes).
+    #[inline]
+    pub(crate) fn pos(&self) -> usize {
+        if self.swapped {
+            self.arena.len()
+        } else {
+            self.arena.len() + self.base
+        }
+    }
+
+    /// The main arena and the position of its first byte; the side arena (and offset 0).
+    pub(crate) fn bytes_of(&self, in_main: bool) -> (&[u8], usize) {
+        match (in_main, self.swapped) {
+            (true, false) => (&self.arena, self.base),
+            (true, true) => (&self.side, self.base),
+            (false, false) => (&self.side, 0),
+            (false, true) => (&self.arena, 0),
+        }
+    }
+
+    fn main_mut(&mut self) -> &mut Vec<u8> {
+        if self.swapped {
+            &mut self.side
+        } else {
+            &mut self.arena
+        }
+    }
+
+    /// Streaming starts: the apps are all read, so the names they may take are known.
+    pub(crate) fn start_stream(&mut self) {
+        let format = self.format;
+        let mut names = std::mem::take(&mut self.app_names);
+        names.clear();
+        for f in self
+            .families
+            .iter()
+            .filter(|f| f.source != 0 && !f.excluded)
+        {
+            family_names(f, format, |name| {
+                names.insert(name.into());
+            });
+            if format == Format::OpenMetrics
+                && f.input == Format::Text
+                && matches!(f.kind, Kind::Gauge | Kind::Unknown)
+                && let Some(stem) = f.base.strip_suffix(b"_created")
+            {
+                names.insert(stem.into());
+            }
+        }
+        self.app_names = names;
+        self.stream = Stream::Live;
+        self.resolver.sealing = true;
+    }
+
+    /// Whether an app may join lead family `id` or make it `unknown` (conservatively: an app
+    /// family takes one of its names).
+    fn shared_with_apps(&self, id: u32) -> bool {
+        let mut shared = false;
+        family_names(&self.families[id as usize], self.format, |name| {
+            shared |= self.app_names.contains(name);
+        });
+        shared
+    }
+
+    /// From here on the lead is held until the scrape ends. The streamed family being written
+    /// may still get samples (Envoy's next family has not started: one placed elsewhere writes
+    /// no header): they go to a segment of their own, sent right after the ready bytes.
+    fn hold(&mut self) {
+        self.close_segment();
+        self.stream = Stream::Held;
+        self.hold_at = self.pos();
+    }
+
+    /// The segments of the last streamed family written after the lead was held.
+    pub(crate) fn late_segments(&self) -> &[(usize, usize)] {
+        match (self.stream, self.families.get(self.stream_family as usize)) {
+            (Stream::Held, Some(f)) => {
+                let first = f.segments.partition_point(|&(s, _)| s < self.hold_at);
+                &f.segments[first..]
+            }
+            _ => &[],
+        }
+    }
+
+    /// The bytes of the body that are final and not yet taken: a streamed lead's families as
+    /// they are written, up to the first one that must wait for the end ([`Stream::Held`]).
+    /// Empty unless the lead is streamed.
+    pub fn ready(&self) -> &[u8] {
+        let (main, base) = self.bytes_of(true);
+        match self.stream {
+            Stream::Off => &[],
+            Stream::Live => main,
+            Stream::Held => &main[..self.hold_at.saturating_sub(base).min(main.len())],
+        }
+    }
+
+    /// The bytes of [`Merger::ready`] were sent: they are dropped from the arena, which so holds
+    /// one piece of a streamed lead, never all of it.
+    pub fn consume_ready(&mut self) {
+        let n = self.ready().len();
+        let main = self.main_mut();
+        if n == main.len() {
+            main.clear();
+        } else {
+            main.drain(..n);
+        }
+        self.base += n;
+    }
+
+    /// Lead samples and families left out while streaming, because they would have changed
+    /// bytes already sent: samples of a family that came back after another one started, or a
+    /// later family that would join a sent one. Envoy writes each family once, contiguous, so
+    /// this stays 0 with Envoy; they are counted against the lead as conflicts.
+    pub fn stream_refused(&self) -> u64 {
+        self.refused + self.resolver.refused
     }
 
     /// Sets the bounds of every scrape from now on (see [`Limits`]). A source that would write
@@ -361,6 +519,7 @@ impl Merger {
             excluded: filtered || own || unwritable,
             blocked: own,
             unwritable,
+            streamed: false,
             in_main: !self.swapped,
             placed: false,
             inline_header: None,
@@ -377,13 +536,19 @@ impl Merger {
     }
 
     /// Binds a lead family now, and writes its header in place when it starts a family.
+    ///
+    /// While the lead streams, a family no app shares is sealed: it leaves as it is written.
+    /// The first one an app shares (or one that goes elsewhere) holds the rest of the lead.
     fn bind_lead(&mut self, id: u32) {
+        if self.stream == Stream::Live && self.shared_with_apps(id) {
+            self.hold();
+        }
         let placement = self.resolver.register(&self.families, id);
         self.families[id as usize].placed = true;
         match placement {
             Placement::New(t) => {
                 self.close_segment();
-                let start = self.arena.len();
+                let start = self.pos();
                 let fam = &self.resolver.families[t as usize];
                 let sf = &self.families[id as usize];
                 super::assemble::write_header(
@@ -395,8 +560,13 @@ impl Merger {
                     self.format,
                     &mut self.arena,
                 );
-                let end = self.arena.len();
+                let end = self.pos();
                 self.families[id as usize].inline_header = Some((t, start, end));
+                if self.stream == Stream::Live {
+                    self.resolver.families[t as usize].sealed = true;
+                    self.families[id as usize].streamed = true;
+                    self.stream_family = id;
+                }
             }
             // Written nowhere: its samples are not even copied.
             Placement::Dropped => {
@@ -404,7 +574,11 @@ impl Merger {
                 f.excluded = true;
                 f.blocked = true;
             }
-            Placement::Elsewhere => {}
+            Placement::Elsewhere => {
+                if self.stream == Stream::Live {
+                    self.hold();
+                }
+            }
         }
     }
 
@@ -441,16 +615,20 @@ impl Merger {
         if f.seen & (1 << suffix as u8) == 0 {
             return 0;
         }
-        let bytes = if f.in_main != self.swapped {
-            &self.arena
-        } else {
-            &self.side
-        };
+        let in_main = f.in_main;
         let mut want = f.base.to_vec();
         want.extend_from_slice(suffix.bytes());
         let mut n = 0;
+        // Disjoint borrows: the scanner is used while the arena is read.
+        let (bytes, off) = match (in_main, self.swapped) {
+            (true, false) => (&self.arena, self.base),
+            (true, true) => (&self.side, self.base),
+            (false, false) => (&self.side, 0),
+            (false, true) => (&self.arena, 0),
+        };
+        let f = &self.families[sf as usize];
         for &(s, e) in &f.segments {
-            let seg = &bytes[s..e];
+            let seg = &bytes[s - off..e - off];
             for line in seg
                 .strip_suffix(b"\n")
                 .unwrap_or(seg)
@@ -485,18 +663,24 @@ impl Merger {
         self.moved
     }
 
-    /// Makes `family` the one whose samples are being appended.
+    /// Makes `family` the one whose samples are being appended; `false` (and counted) when it
+    /// is a streamed family another one followed: its bytes were sent, no sample can join them.
     #[inline]
-    pub(crate) fn switch_to(&mut self, family: u32) {
+    pub(crate) fn switch_to(&mut self, family: u32) -> bool {
         if self.open.map(|(f, _)| f) != Some(family) {
+            if self.families[family as usize].streamed && family != self.stream_family {
+                self.refused += 1;
+                return false;
+            }
             self.close_segment();
-            self.open = Some((family, self.arena.len()));
+            self.open = Some((family, self.pos()));
         }
+        true
     }
 
     pub(crate) fn close_segment(&mut self) {
         if let Some((family, start)) = self.open.take() {
-            let end = self.arena.len();
+            let end = self.pos();
             if end > start {
                 self.families[family as usize].segments.push((start, end));
             }
@@ -516,6 +700,25 @@ impl Merger {
             }
         }
         &self.arena
+    }
+}
+
+/// Every name family `f` may take in the output: its header name, the names its type claims and
+/// its sample names.
+fn family_names(f: &SourceFamily, format: Format, mut each: impl FnMut(&[u8])) {
+    let mut name = Vec::with_capacity(f.base.len() + 16);
+    let mut with = |suffix: &[u8], each: &mut dyn FnMut(&[u8])| {
+        name.clear();
+        name.extend_from_slice(&f.base);
+        name.extend_from_slice(suffix);
+        each(&name);
+    };
+    with(f.kind.header_suffix(format), &mut each);
+    for s in f.kind.claimed_suffixes(format) {
+        with(s.bytes(), &mut each);
+    }
+    for s in f.kind.sample_suffixes(format) {
+        with(s.bytes(), &mut each);
     }
 }
 

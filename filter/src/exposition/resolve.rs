@@ -51,6 +51,8 @@ pub(crate) struct OutFamily {
     pub key: (u16, u32, u8),
     /// Written as `unknown` families after it was made: its members live elsewhere now.
     pub dead: bool,
+    /// A streamed lead family whose bytes were sent: nothing may join it or make it `unknown`.
+    pub sealed: bool,
 }
 
 /// How a source family was placed.
@@ -76,6 +78,10 @@ pub(crate) struct Resolver {
     /// True conflicts: the source family, and which of its samples (`None`: all).
     pub dropped: Vec<(u32, Suffix)>,
     name: Vec<u8>,
+    /// The lead streams: families may be sealed.
+    pub sealing: bool,
+    /// Registrations refused because they would have changed a sealed family.
+    pub refused: u64,
 }
 
 /// The sample suffixes a source family can hold in the output: what its type allows in the
@@ -102,6 +108,32 @@ impl Resolver {
         self.by_name.clear();
         self.claims.clear();
         self.dropped.clear();
+        self.sealing = false;
+        self.refused = 0;
+    }
+
+    /// Whether family `t` may still change (be joined, or made `unknown`); when it may not, the
+    /// newcomer's samples named `<base><suffix>` (all of them: `None`) are dropped instead.
+    fn open_or_drop(
+        &mut self,
+        sfs: &[SourceFamily],
+        t: u32,
+        id: u32,
+        only: Option<Suffix>,
+    ) -> bool {
+        if !self.families[t as usize].sealed {
+            return true;
+        }
+        self.refused += 1;
+        match only {
+            Some(s) => self.dropped.push((id, s)),
+            None => {
+                let format = self.format();
+                let names: Vec<Suffix> = held(&sfs[id as usize], format).collect();
+                self.dropped.extend(names.into_iter().map(|s| (id, s)));
+            }
+        }
+        false
     }
 
     fn format(&self) -> Format {
@@ -124,6 +156,9 @@ impl Resolver {
                 Kind::Counter | Kind::Histogram | Kind::Summary
             )
         {
+            if !self.open_or_drop(sfs, t, id, None) {
+                return Placement::Dropped;
+            }
             self.join(t, id, None, true);
             return Placement::Elsewhere;
         }
@@ -141,6 +176,9 @@ impl Resolver {
         if let Some(&t) = self.by_name.get(header)
             && self.families[t as usize].kind.type_word(format) == word
         {
+            if !self.open_or_drop(sfs, t, id, None) {
+                return Placement::Dropped;
+            }
             self.join(t, id, None, false);
             return Placement::Elsewhere;
         }
@@ -149,6 +187,9 @@ impl Resolver {
             && let Some(&(t, true)) = self.claims.get(header)
             && self.takes_untyped(t)
         {
+            if !self.open_or_drop(sfs, t, id, None) {
+                return Placement::Dropped;
+            }
             self.join(t, id, None, false);
             return Placement::Elsewhere;
         }
@@ -173,6 +214,7 @@ impl Resolver {
                 }],
                 key: (f.source, id, 0),
                 dead: false,
+                sealed: false,
             });
             self.by_name.insert(header.into(), t);
             let mut header_is_sample = false;
@@ -234,6 +276,7 @@ impl Resolver {
                         }],
                         key: (f.source, id, suffix as u8),
                         dead: false,
+                        sealed: false,
                     });
                     self.by_name.insert(name.as_slice().into(), t);
                     self.claims.insert(name.into_boxed_slice(), (t, true));
@@ -247,6 +290,9 @@ impl Resolver {
                     let fam = &self.families[t as usize];
                     let same = fam.kind.type_word(format) == unknown && fam.name[..] == name[..];
                     if same || (holds_samples && f.kind == Kind::Unknown && self.takes_untyped(t)) {
+                        if !self.open_or_drop(sfs, t, id, Some(suffix)) {
+                            return Placement::Dropped;
+                        }
                         self.join(t, id, only, false);
                         return Placement::Elsewhere;
                     }
@@ -255,6 +301,9 @@ impl Resolver {
                         return Placement::Dropped;
                     }
                     // Only the header name of a typed family: write that one as `unknown` too.
+                    if !self.open_or_drop(sfs, t, id, Some(suffix)) {
+                        return Placement::Dropped;
+                    }
                     self.demote(sfs, t);
                 }
             }

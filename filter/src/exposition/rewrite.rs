@@ -61,13 +61,13 @@ impl Pending {
     }
 }
 
-/// The state of one source's pass, kept between the pieces of its body.
-struct Pass<'m> {
-    merger: &'m mut Merger,
+/// The state of one source's pass, kept between the pieces of its body. Owned, so a streamed
+/// source ([`LeadStream`]) keeps it between callbacks while the merger is lent elsewhere.
+#[derive(Default)]
+struct State {
     /// The source's priority: 0 is the lead.
     source: u16,
     input: Format,
-    labels: &'m LabelSet,
     stats: SourceStats,
     pending: Pending,
     /// `pending` holds a declaration.
@@ -81,7 +81,7 @@ struct Pass<'m> {
     /// The suffixes written to `seen_family` not yet stored in it.
     seen: u16,
     seen_family: u32,
-    /// Where this source's output starts in the active arena.
+    /// Where this source's output starts in the active arena (a position, see `Merger::pos`).
     start: usize,
     /// What its families cost beyond their bytes in the arena (bookkeeping, later headers).
     overhead: usize,
@@ -106,12 +106,21 @@ struct Pass<'m> {
     ts: Vec<u8>,
 }
 
+/// One source's pass: its state, the merger it writes into and the labels it adds.
+struct Pass<'m> {
+    merger: &'m mut Merger,
+    labels: &'m LabelSet,
+    st: State,
+}
+
 /// A source being merged piece by piece, as its body is read from the host: the filter never
 /// holds a whole body, only the output and one piece. Lines may be split across pieces.
 pub struct SourceReader<'m> {
     pass: Pass<'m>,
     /// The start of a line whose end is in a later piece.
     carry: Vec<u8>,
+    /// Only lent a streamed source's state for one piece: dropping it ends nothing.
+    suspended: bool,
 }
 
 impl Merger {
@@ -162,6 +171,26 @@ impl Merger {
         labels: &'m LabelSet,
         size: usize,
     ) -> SourceReader<'m> {
+        let st = self.open_source(priority, input, labels, size);
+        SourceReader {
+            pass: Pass {
+                merger: self,
+                labels,
+                st,
+            },
+            carry: Vec::new(),
+            suspended: false,
+        }
+    }
+
+    /// Makes room for a source and returns the state of its pass.
+    fn open_source(
+        &mut self,
+        priority: u16,
+        input: Format,
+        labels: &LabelSet,
+        size: usize,
+    ) -> State {
         self.saw_priority(priority);
         let extra = if labels.is_empty() {
             0
@@ -175,53 +204,89 @@ impl Merger {
             self.use_main();
             // The apps' output is copied after the lead's when the scrape ends: room for it now
             // (the side arena's capacity is the most they wrote) spares moving the lead's 34 MB.
-            let apps = self.side.capacity();
-            self.reserve(expected.saturating_add(apps).min(self.limits.scrape_bytes));
+            // A streamed lead (size 0) is taken out piece by piece: it needs no room ahead.
+            if size > 0 {
+                let apps = self.side.capacity();
+                self.reserve(expected.saturating_add(apps).min(self.limits.scrape_bytes));
+            }
         } else {
             self.use_side();
             self.reserve(expected);
         }
-        let start = self.arena.len();
-        let check_histograms = priority != 0 && self.format == Format::OpenMetrics;
-        let check_samples = priority != 0 || !self.trusted_lead;
-        SourceReader {
+        State {
+            source: priority,
+            input,
+            start: self.pos(),
+            allowance,
+            check_histograms: priority != 0 && self.format == Format::OpenMetrics,
+            check_samples: priority != 0 || !self.trusted_lead,
+            ..State::default()
+        }
+    }
+}
+
+/// The lead source (Envoy) streamed: read piece by piece as its answer passes through the
+/// filter, after every other source was read, with what is final handed out as it is written
+/// ([`Merger::ready`]). Holds the pass's state between pieces.
+pub struct LeadStream {
+    st: State,
+    carry: Vec<u8>,
+    labels: LabelSet,
+}
+
+impl Merger {
+    /// Starts streaming the lead (priority 0). Call it after every other source was added: an
+    /// app family the lead shares decides where the lead's bytes may go, so the apps must be
+    /// known before any of them leaves ([`Merger::ready`]).
+    pub fn stream_lead(&mut self, input: Format, labels: &LabelSet) -> LeadStream {
+        self.start_stream();
+        let st = self.open_source(0, input, labels, 0);
+        LeadStream {
+            st,
+            carry: Vec::new(),
+            labels: labels.clone(),
+        }
+    }
+
+    /// Merges the next piece of the streamed lead; what became final is then in
+    /// [`Merger::ready`].
+    pub fn feed_lead(&mut self, stream: &mut LeadStream, piece: &[u8]) {
+        let mut reader = SourceReader {
             pass: Pass {
                 merger: self,
-                source: priority,
-                input,
-                labels,
-                stats: SourceStats::default(),
-                pending: Pending::default(),
-                has_pending: false,
-                cur: None,
-                cur_mask: 0,
-                cur_companions: false,
-                seen: 0,
-                seen_family: 0,
-                start,
-                overhead: 0,
-                allowance,
-                cut: false,
-                check_histograms,
-                check_samples,
-                group: None,
-                cur_base: Vec::new(),
-                cur_base_legacy: false,
-                run: None,
-                eof: false,
-                ts: Vec::new(),
+                labels: &stream.labels,
+                st: std::mem::take(&mut stream.st),
             },
-            carry: Vec::new(),
-        }
+            carry: std::mem::take(&mut stream.carry),
+            suspended: true,
+        };
+        reader.feed(piece);
+        stream.st = std::mem::take(&mut reader.pass.st);
+        stream.carry = std::mem::take(&mut reader.carry);
+    }
+
+    /// Ends the streamed lead (its last line may lack a newline) and says how it went.
+    pub fn end_lead(&mut self, stream: LeadStream) -> SourceStats {
+        let LeadStream { st, carry, labels } = stream;
+        let reader = SourceReader {
+            pass: Pass {
+                merger: self,
+                labels: &labels,
+                st,
+            },
+            carry,
+            suspended: false,
+        };
+        reader.finish()
     }
 }
 
 impl SourceReader<'_> {
     /// Merges the next piece of the body.
     pub fn feed(&mut self, piece: &[u8]) {
-        self.pass.stats.bytes += piece.len() as u64;
-        if self.pass.cut {
-            self.pass.stats.cut_lines += memchr::memchr_iter(b'\n', piece).count() as u64;
+        self.pass.st.stats.bytes += piece.len() as u64;
+        if self.pass.st.cut {
+            self.pass.st.stats.cut_lines += memchr::memchr_iter(b'\n', piece).count() as u64;
             return;
         }
         let mut rest = piece;
@@ -229,7 +294,7 @@ impl SourceReader<'_> {
             let Some(nl) = memchr::memchr(b'\n', piece) else {
                 self.carry.extend_from_slice(piece);
                 // One line longer than all the source may write: it can never be written.
-                if self.carry.len() > self.pass.allowance {
+                if self.carry.len() > self.pass.st.allowance {
                     self.carry.clear();
                     self.pass.cut_here();
                 }
@@ -241,8 +306,8 @@ impl SourceReader<'_> {
             rest = &piece[nl + 1..];
         }
         let done = self.pass.lines(rest);
-        if self.pass.cut {
-            self.pass.stats.cut_lines += u64::from(done < rest.len());
+        if self.pass.st.cut {
+            self.pass.st.stats.cut_lines += u64::from(done < rest.len());
         } else {
             self.carry.extend_from_slice(&rest[done..]);
         }
@@ -254,22 +319,25 @@ impl SourceReader<'_> {
     /// known when the scrape ends: see [`Merger::conflicts`].
     pub fn finish(mut self) -> SourceStats {
         let pass = &mut self.pass;
-        if !self.carry.is_empty() && !pass.cut {
+        if !self.carry.is_empty() && !pass.st.cut {
             let line = &self.carry[..];
             pass.line(line, 0, strip_cr(line, 0, line.len()));
             pass.flush(line);
         }
-        if pass.has_pending {
+        if pass.st.has_pending {
             pass.resolve(&[]);
         }
-        std::mem::take(&mut pass.stats)
+        std::mem::take(&mut pass.st.stats)
     }
 }
 
 impl Drop for SourceReader<'_> {
     fn drop(&mut self) {
+        if self.suspended {
+            return;
+        }
         self.pass.store_seen();
-        if let Some(g) = self.pass.group.take() {
+        if let Some(g) = self.pass.st.group.take() {
             self.pass.judge_group(g);
         }
         let written = self.pass.written();
@@ -277,7 +345,7 @@ impl Drop for SourceReader<'_> {
             .pass
             .merger
             .written
-            .entry(self.pass.source)
+            .entry(self.pass.st.source)
             .or_default() += written;
         self.pass.merger.close_segment();
         self.pass.merger.use_main();
@@ -288,20 +356,20 @@ impl Pass<'_> {
     /// What this source has cost so far: its output (queued lines included) and overhead.
     #[inline]
     fn written(&self) -> usize {
-        let queued = self.run.map_or(0, |(s, e)| e - s);
-        self.merger.arena.len() - self.start + queued + self.overhead
+        let queued = self.st.run.map_or(0, |(s, e)| e - s);
+        self.merger.pos() - self.st.start + queued + self.st.overhead
     }
 
     /// Stops the source: its allowance is spent.
     fn stop(&mut self) {
-        self.cut = true;
-        self.stats.output_limit = true;
+        self.st.cut = true;
+        self.st.stats.output_limit = true;
     }
 
     /// Stops the source at a line it does not read.
     fn cut_here(&mut self) {
         self.stop();
-        self.stats.cut_lines += 1;
+        self.st.stats.cut_lines += 1;
     }
 
     /// Charges a new family of this source: its bookkeeping (index, claims, header written
@@ -311,18 +379,18 @@ impl Pass<'_> {
     fn afford_family(&mut self, name: usize, header: Header<'_>) -> bool {
         let text = header.help.map_or(0, <[u8]>::len) + header.unit.map_or(0, <[u8]>::len);
         let cost = 4 * name + 2 * text + FAMILY_COST;
-        if self.cut || self.written().saturating_add(cost) > self.allowance {
+        if self.st.cut || self.written().saturating_add(cost) > self.st.allowance {
             self.stop();
             return false;
         }
-        self.overhead += cost;
+        self.st.overhead += cost;
         true
     }
 
     fn store_seen(&mut self) {
-        if self.seen != 0 {
-            self.merger.families[self.seen_family as usize].seen |= self.seen;
-            self.seen = 0;
+        if self.st.seen != 0 {
+            self.merger.families[self.st.seen_family as usize].seen |= self.st.seen;
+            self.st.seen = 0;
         }
     }
 
@@ -340,45 +408,45 @@ impl Pass<'_> {
     #[inline]
     fn line(&mut self, body: &[u8], start: usize, end: usize) {
         let line = &body[start..end];
-        if self.cut {
-            self.stats.cut_lines += 1;
+        if self.st.cut {
+            self.st.stats.cut_lines += 1;
             return;
         }
-        if self.eof {
+        if self.st.eof {
             if !line.iter().all(|b| b.is_ascii_whitespace()) {
-                self.stats.malformed_lines += 1;
+                self.st.stats.malformed_lines += 1;
             }
             return;
         }
-        let known_prefix: &[u8] = if self.cur_base_legacy {
-            &self.cur_base
+        let known_prefix: &[u8] = if self.st.cur_base_legacy {
+            &self.st.cur_base
         } else {
             b""
         };
-        match self.merger.scanner.scan(line, self.input, known_prefix) {
+        match self.merger.scanner.scan(line, self.st.input, known_prefix) {
             Line::Sample(s) => self.sample(body, start, end, s),
             Line::Blank | Line::Comment => {}
-            Line::Eof => self.eof = self.input == Format::OpenMetrics,
-            Line::Malformed => self.stats.malformed_lines += 1,
+            Line::Eof => self.st.eof = self.st.input == Format::OpenMetrics,
+            Line::Malformed => self.st.stats.malformed_lines += 1,
             Line::Help { name, text } => {
                 self.pending_for(body, name);
-                if self.pending.help.is_none() {
-                    self.pending.help = Some(self.pending.keep(text));
+                if self.st.pending.help.is_none() {
+                    self.st.pending.help = Some(self.st.pending.keep(text));
                 }
             }
-            Line::Type { name, word } => match Kind::declare(name, word, self.input) {
+            Line::Type { name, word } => match Kind::declare(name, word, self.st.input) {
                 Some((kind, base)) => {
                     self.pending_for(body, name);
-                    if self.pending.declared.is_none() {
-                        self.pending.declared = Some((kind, base.len()));
+                    if self.st.pending.declared.is_none() {
+                        self.st.pending.declared = Some((kind, base.len()));
                     }
                 }
-                None => self.stats.malformed_lines += 1,
+                None => self.st.stats.malformed_lines += 1,
             },
             Line::Unit { name, unit } => {
                 self.pending_for(body, name);
-                if self.pending.unit.is_none() {
-                    self.pending.unit = Some(self.pending.keep(unit));
+                if self.st.pending.unit.is_none() {
+                    self.st.pending.unit = Some(self.st.pending.keep(unit));
                 }
             }
         }
@@ -387,12 +455,12 @@ impl Pass<'_> {
     /// Makes `pending` the declaration for `name`, binding the previous one if it was for another
     /// name.
     fn pending_for(&mut self, body: &[u8], name: &[u8]) {
-        if self.has_pending && !bytes::eq(self.pending.name(), name) {
+        if self.st.has_pending && !bytes::eq(self.st.pending.name(), name) {
             self.resolve(body);
         }
-        if !self.has_pending {
-            self.has_pending = true;
-            let p = &mut self.pending;
+        if !self.st.has_pending {
+            self.st.has_pending = true;
+            let p = &mut self.st.pending;
             p.text.clear();
             p.text.extend_from_slice(name);
             p.name_len = name.len();
@@ -406,14 +474,14 @@ impl Pass<'_> {
     /// with the same name and type, or a new one.
     fn resolve(&mut self, body: &[u8]) {
         self.flush(body);
-        self.has_pending = false;
+        self.st.has_pending = false;
         // Taken out so its text can be read while the merger is written; put back for its buffer.
-        let p = std::mem::take(&mut self.pending);
+        let p = std::mem::take(&mut self.st.pending);
         let (kind, base) = match p.declared {
             Some((kind, len)) => (kind, &p.name()[..len]),
             None => (Kind::Unknown, p.name()),
         };
-        let idx = match self.merger.lookup(self.source, base, kind) {
+        let idx = match self.merger.lookup(self.st.source, base, kind) {
             Some(idx) => idx,
             None => {
                 let header = Header {
@@ -422,26 +490,26 @@ impl Pass<'_> {
                 };
                 if !self.afford_family(base.len(), header) {
                     self.set_cur(kind, base, Target::Filtered);
-                    self.pending = p;
+                    self.st.pending = p;
                     return;
                 }
                 self.merger
-                    .create(self.source, self.input, base, kind, header)
+                    .create(self.st.source, self.st.input, base, kind, header)
             }
         };
         let target = self.target_of(idx);
         self.set_cur(kind, base, target);
-        self.pending = p;
+        self.st.pending = p;
     }
 
     fn set_cur(&mut self, kind: Kind, base: &[u8], target: Target) {
-        self.cur_base.clear();
-        self.cur_base.extend_from_slice(base);
-        self.cur_base_legacy = is_legacy_metric_name(base);
-        self.cur = Some((kind, target));
-        self.cur_mask = kind.suffix_mask(self.input);
-        self.cur_companions = kind
-            .sample_suffixes(self.input)
+        self.st.cur_base.clear();
+        self.st.cur_base.extend_from_slice(base);
+        self.st.cur_base_legacy = is_legacy_metric_name(base);
+        self.st.cur = Some((kind, target));
+        self.st.cur_mask = kind.suffix_mask(self.st.input);
+        self.st.cur_companions = kind
+            .sample_suffixes(self.st.input)
             .iter()
             .any(|&s| kind.companion(s, self.merger.format).is_some());
     }
@@ -466,7 +534,7 @@ impl Pass<'_> {
         for candidate in Kind::candidate_bases(name) {
             let found = self
                 .merger
-                .same_base(self.source, candidate)
+                .same_base(self.st.source, candidate)
                 .find_map(|(idx, f)| Some((idx, f.kind, f.kind.accepts(&f.base, name, f.input)?)));
             if let Some((idx, kind, suffix)) = found {
                 let target = self.target_of(idx);
@@ -479,8 +547,8 @@ impl Pass<'_> {
             return Suffix::Bare;
         }
         let idx = self.merger.create(
-            self.source,
-            self.input,
+            self.st.source,
+            self.st.input,
             name,
             Kind::Unknown,
             Header::default(),
@@ -512,46 +580,46 @@ impl Pass<'_> {
         }
         let idx = self
             .merger
-            .create(self.source, self.input, &base, Kind::Gauge, header);
+            .create(self.st.source, self.st.input, &base, Kind::Gauge, header);
         self.merger.families[family as usize].companions[slot] = idx;
         Some(idx)
     }
 
     #[inline]
     fn sample(&mut self, body: &[u8], start: usize, end: usize, s: Sample) {
-        self.stats.samples_in += 1;
+        self.st.stats.samples_in += 1;
         let line = &body[start..end];
         let name = s.name.of(line);
-        if self.has_pending {
+        if self.st.has_pending {
             self.resolve(body);
         }
-        let suffix = match self.cur {
-            Some(_) => match accepts_masked(self.cur_mask, &self.cur_base, name) {
+        let suffix = match self.st.cur {
+            Some(_) => match accepts_masked(self.st.cur_mask, &self.st.cur_base, name) {
                 Some(suffix) => suffix,
                 None => self.switch_implicit(body, name),
             },
             None => self.switch_implicit(body, name),
         };
-        let Some((kind, target)) = self.cur else {
+        let Some((kind, target)) = self.st.cur else {
             return;
         };
         let family = match target {
             Target::Family(idx) => idx,
             Target::Filtered => {
-                self.stats.samples_filtered += 1;
+                self.st.stats.samples_filtered += 1;
                 return;
             }
             Target::Conflict => {
-                self.stats.type_conflicts += 1;
+                self.st.stats.type_conflicts += 1;
                 return;
             }
             Target::Unwritable => {
-                self.stats.unrepresentable += 1;
+                self.st.stats.unrepresentable += 1;
                 return;
             }
         };
         let format = self.merger.format;
-        let companion = if self.cur_companions {
+        let companion = if self.st.cur_companions {
             kind.companion(suffix, format)
         } else {
             None
@@ -559,24 +627,24 @@ impl Pass<'_> {
         let (family, counted_as) = match companion {
             Some(which) => match self.companion(body, family, which) {
                 None => {
-                    self.stats.cut_lines += 1;
+                    self.st.stats.cut_lines += 1;
                     return;
                 }
                 Some(c) if self.merger.families[c as usize].excluded => {
-                    self.stats.samples_filtered += 1;
+                    self.st.stats.samples_filtered += 1;
                     return;
                 }
                 Some(c) => (c, Suffix::Bare),
             },
             None => (family, suffix),
         };
-        if self.check_samples
+        if self.st.check_samples
             && let Err(why) =
                 validity::check(line, &s, &self.merger.scanner.labels, kind, suffix, format)
         {
             match why {
-                Invalid::Malformed => self.stats.malformed_lines += 1,
-                Invalid::Unrepresentable => self.stats.unrepresentable += 1,
+                Invalid::Malformed => self.st.stats.malformed_lines += 1,
+                Invalid::Unrepresentable => self.st.stats.unrepresentable += 1,
             }
             return;
         }
@@ -587,42 +655,45 @@ impl Pass<'_> {
                 && kind.allows_exemplar(suffix)
                 && !self.merger.scanner.exemplar_labels.iter().any(|l| l.utf8)
         });
-        let convert_ts = s.timestamp.is_some() && self.input != format;
+        let convert_ts = s.timestamp.is_some() && self.st.input != format;
         if convert_ts {
-            self.ts.clear();
+            self.st.ts.clear();
             let ts = s.timestamp.map_or(&b""[..], |t| t.of(line));
-            if !write_timestamp(ts, self.input, format, &mut self.ts) {
-                self.stats.unrepresentable += 1;
+            if !write_timestamp(ts, self.st.input, format, &mut self.st.ts) {
+                self.st.stats.unrepresentable += 1;
                 return;
             }
         }
         // Stop at this line boundary rather than pass the allowance. `need` bounds what the line
         // can become: labels added, a name quoted, `exported_` renames, escapes repaired.
         let need = 2 * line.len() + self.labels.framed().len() + 64;
-        if self.cut || self.written() + need > self.allowance {
+        if self.st.cut || self.written() + need > self.st.allowance {
             self.stop();
-            self.stats.cut_lines += 1;
+            self.st.stats.cut_lines += 1;
             return;
         }
         let histogram =
-            self.check_histograms && matches!(kind, Kind::Histogram | Kind::GaugeHistogram);
+            self.st.check_histograms && matches!(kind, Kind::Histogram | Kind::GaugeHistogram);
         let line_start = if histogram { self.position() } else { 0 };
         // The family's segment must be the open one before anything of this line is written.
-        self.merger.switch_to(family);
-        self.stats.samples_out += 1;
-        // Which suffixes a family wrote, kept in a register and stored when the family changes.
-        if family != self.seen_family {
-            self.store_seen();
-            self.seen_family = family;
+        if !self.merger.switch_to(family) {
+            self.st.stats.type_conflicts += 1;
+            return;
         }
-        self.seen |= 1 << counted_as as u8;
+        self.st.stats.samples_out += 1;
+        // Which suffixes a family wrote, kept in a register and stored when the family changes.
+        if family != self.st.seen_family {
+            self.store_seen();
+            self.st.seen_family = family;
+        }
+        self.st.seen |= 1 << counted_as as u8;
         self.write(body, start, end, &s, keep_exemplar, convert_ts);
         if histogram {
             let position = (line_start, self.position());
             let value = s.value.of(line);
             let labels = &self.merger.scanner.labels;
             if let Some(ended) = super::histogram::follow(
-                &mut self.group,
+                &mut self.st.group,
                 family,
                 line,
                 labels,
@@ -639,7 +710,7 @@ impl Pass<'_> {
     /// included: they are copied there).
     #[inline]
     fn position(&self) -> usize {
-        self.merger.arena.len() + self.run.map_or(0, |(s, e)| e - s)
+        self.merger.pos() + self.st.run.map_or(0, |(s, e)| e - s)
     }
 
     /// An app's histogram group OpenMetrics would refuse is left out (see `histogram.rs`).
@@ -648,7 +719,7 @@ impl Pass<'_> {
             self.merger.families[g.family as usize]
                 .skip
                 .push((g.start, g.end));
-            *self.merger.invalid.entry(self.source).or_default() += g.samples;
+            *self.merger.invalid.entry(self.st.source).or_default() += g.samples;
         }
     }
 
@@ -775,10 +846,10 @@ impl Pass<'_> {
         out.extend_from_slice(s.value.of(line));
         if let Some(ts) = s.timestamp {
             out.push(b' ');
-            if self.input == m.format {
+            if self.st.input == m.format {
                 out.extend_from_slice(ts.of(line));
             } else {
-                out.extend_from_slice(&self.ts);
+                out.extend_from_slice(&self.st.ts);
             }
         }
         if let (true, Some(ex)) = (keep_exemplar, s.exemplar) {
@@ -807,11 +878,11 @@ impl Pass<'_> {
     fn verbatim(&mut self, body: &[u8], start: usize, end: usize) {
         let lf = end < body.len() && body[end] == b'\n';
         if lf {
-            match &mut self.run {
+            match &mut self.st.run {
                 Some((_, run_end)) if *run_end == start => *run_end = end + 1,
                 _ => {
                     self.flush(body);
-                    self.run = Some((start, end + 1));
+                    self.st.run = Some((start, end + 1));
                 }
             }
         } else {
@@ -825,7 +896,7 @@ impl Pass<'_> {
 
     #[inline]
     fn flush(&mut self, body: &[u8]) {
-        if let Some((start, end)) = self.run.take() {
+        if let Some((start, end)) = self.st.run.take() {
             self.merger.arena.extend_from_slice(&body[start..end]);
         }
     }
