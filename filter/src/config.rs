@@ -67,7 +67,20 @@ pub struct FilterConfig {
     /// leaves before the scraper gives up.
     #[serde(default = "default_margin")]
     pub timeout_margin_ms: u64,
+    /// Envoy's answer passes through the filter instead of being fetched whole: the listener
+    /// routes the rewritten scrape (`:path` the first source's request path, with the header
+    /// [`STREAM_HEADER`]) to that source's cluster, and the filter rewrites the body as it
+    /// flows, merging the apps it fetched meanwhile. The first source must be `envoy_admin`.
+    /// Off, Envoy's stats are a dispatched call like the apps' and the answer a local reply
+    /// (the wasmtime runner, or a listener without that route).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stream_envoy: bool,
 }
+
+/// The request header that marks a scrape the filter sends on to Envoy's admin (see
+/// [`FilterConfig::stream_envoy`]): the listener's admin route requires it, and the filter
+/// removes it from every other request, so no client reaches the admin through the listener.
+pub const STREAM_HEADER: &str = "x-meshmetrics-envoy";
 
 /// One place metrics are fetched from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -220,6 +233,17 @@ impl FilterConfig {
             }
         }
         label_set(&self.self_labels, "self_labels")?;
+        if self.stream_envoy
+            && self
+                .sources
+                .first()
+                .is_none_or(|s| s.kind != SourceKind::EnvoyAdmin)
+        {
+            return Err(err(
+                "stream_envoy",
+                "the first source must be envoy_admin: it is the answer that streams",
+            ));
+        }
         for (i, s) in self.sources.iter().enumerate() {
             let at = |f: &str| format!("sources[{i}].{f}");
             if s.name.is_empty() {
@@ -331,7 +355,21 @@ mod tests {
             max_source_bytes: DEFAULT_MAX_SOURCE_BYTES,
             max_scrape_bytes: DEFAULT_MAX_SCRAPE_BYTES,
             timeout_margin_ms: DEFAULT_TIMEOUT_MARGIN_MS,
+            stream_envoy: false,
         }
+    }
+
+    #[test]
+    fn streaming_needs_envoy_first() {
+        let mut c = config(vec![envoy()]);
+        c.stream_envoy = true;
+        assert_eq!(
+            FilterConfig::from_json(c.to_json().as_bytes()),
+            Ok(c.clone())
+        );
+        c.sources.clear();
+        let e = FilterConfig::from_json(c.to_json().as_bytes()).unwrap_err();
+        assert_eq!(e.field, "stream_envoy");
     }
 
     #[test]

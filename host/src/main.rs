@@ -72,6 +72,10 @@ enum Command {
         /// Encode answers with gzip when the scraper accepts it (`gzip`), or never (`none`).
         #[arg(long, default_value = "gzip")]
         compression: meshmetrics::generator::compression::Compression,
+        /// How Envoy's own stats reach the filter: through it, rewritten as they pass
+        /// (`stream`), or fetched whole by a dispatched call (`dispatch`).
+        #[arg(long, default_value = "stream")]
+        envoy_body: meshmetrics::generator::EnvoyBody,
         #[command(flatten)]
         tls: TlsArgs,
     },
@@ -141,6 +145,10 @@ enum Command {
         /// Encode answers with gzip when the scraper accepts it (`gzip`), or never (`none`).
         #[arg(long, default_value = "gzip")]
         compression: meshmetrics::generator::compression::Compression,
+        /// How Envoy's own stats reach the filter: through it, rewritten as they pass
+        /// (`stream`), or fetched whole by a dispatched call (`dispatch`).
+        #[arg(long, default_value = "stream")]
+        envoy_body: meshmetrics::generator::EnvoyBody,
     },
     /// Serve discovery for Prometheus (MADS and http_sd) from resource files, reloaded on change
     /// (the control plane serves the same on its --http; this runs it alone).
@@ -379,6 +387,7 @@ fn run(cli: Cli) -> Result<()> {
             max_scrape_bytes,
             envoy_labels,
             compression,
+            envoy_body,
             tls,
             control_plane: None,
             mesh: _,
@@ -406,6 +415,7 @@ fn run(cli: Cli) -> Result<()> {
                 max_scrape_bytes,
                 envoy_labels,
                 compression,
+                envoy_body,
                 provided_tls,
                 allow_plaintext_fallback: tls.allow_plaintext_fallback,
                 mesh_ca: tls.mesh_ca,
@@ -438,6 +448,7 @@ fn run(cli: Cli) -> Result<()> {
             poll_ms,
             timeout_ms,
             compression,
+            envoy_body,
         } => {
             let provided_tls = cert_pair(metrics_cert, metrics_key)?;
             let config = meshmetrics::controlplane::Config {
@@ -453,6 +464,7 @@ fn run(cli: Cli) -> Result<()> {
                 poll: std::time::Duration::from_millis(poll_ms),
                 timeout_ms,
                 compression,
+                envoy_body,
             };
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(meshmetrics::controlplane::run(config, async {

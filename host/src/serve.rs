@@ -57,7 +57,10 @@ impl Endpoint {
         for a in &e.apps {
             clusters.insert(app_cluster(&a.name), format!("{}:{}", a.address, a.port));
         }
-        let config = filter_config(e, o).to_json();
+        // No router here to send the scrape on to Envoy's admin: its stats are a dispatched call.
+        let mut config = filter_config(e, o);
+        config.stream_envoy = false;
+        let config = config.to_json();
         let runtime = Runtime::load(wasm, config, clusters, limits, log)?;
         // Start one instance now: a configuration the filter refuses fails here, not at the first scrape.
         let first = runtime.instance()?;

@@ -114,6 +114,6 @@ pub(crate) use kind::Kind;
 pub use labels::{LabelError, LabelSet};
 pub use merge::{Limits, Merger};
 pub use names::is_legacy_label_name;
-pub use rewrite::SourceReader;
+pub use rewrite::{LeadStream, SourceReader};
 pub use selfmetrics::{SourceReport, render_self_metrics};
 pub use stats::SourceStats;

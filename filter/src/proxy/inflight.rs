@@ -6,6 +6,13 @@
 //! that arrives after it was answered fetches anew, so every scrape sees values at least as
 //! fresh as its own arrival.
 //!
+//! When Envoy's answer streams through the filter ([`crate::config::FilterConfig::stream_envoy`]),
+//! a scrape with nothing identical in flight streams: it holds one piece, not an output, but its
+//! bytes leave as they are made and cannot be replayed, so nobody can wait for it. An identical
+//! scrape arriving meanwhile starts a buffered flight (Envoy's stats fetched by a dispatched
+//! call, the answer kept whole), and the scrapes after it wait for that one: a burst of N
+//! scrapers costs two of Envoy's renders, not N.
+//!
 //! At most [`MAX_FLIGHTS`] different scrapes are fetched at once on a VM (each holds an output);
 //! one more kind is answered 503 with `Retry-After`, and logged.
 
@@ -24,6 +31,8 @@ pub(crate) struct Waiter {
 }
 
 struct Flight {
+    /// Its answer streams: it takes no waiters.
+    streaming: bool,
     format: Format,
     filter: Option<String>,
     leader: u32,
@@ -39,32 +48,41 @@ thread_local! {
 pub(crate) enum Join {
     /// Fetch, and answer the waiters too.
     Lead,
+    /// Stream Envoy's answer through; nobody waits for it.
+    Stream,
     /// Wait for the identical scrape in flight.
     Wait,
     /// Too many different scrapes in flight.
     Busy,
 }
 
-pub(crate) fn join(format: Format, filter: Option<&str>, context: u32, head: bool) -> Join {
+/// How a new scrape goes: `may_stream` when this one could stream (a GET, with streaming on).
+pub(crate) fn join(
+    format: Format,
+    filter: Option<&str>,
+    context: u32,
+    head: bool,
+    may_stream: bool,
+) -> Join {
     FLIGHTS.with(|f| {
         let mut flights = f.borrow_mut();
-        if let Some(flight) = flights
-            .iter_mut()
-            .find(|fl| fl.format == format && fl.filter.as_deref() == filter)
-        {
+        let same = |fl: &&mut Flight| fl.format == format && fl.filter.as_deref() == filter;
+        if let Some(flight) = flights.iter_mut().filter(same).find(|fl| !fl.streaming) {
             flight.waiters.push(Waiter { context, head });
             return Join::Wait;
         }
         if flights.len() >= MAX_FLIGHTS {
             return Join::Busy;
         }
+        let streaming = may_stream && !flights.iter_mut().any(|fl| same(&fl));
         flights.push(Flight {
+            streaming,
             format,
             filter: filter.map(str::to_owned),
             leader: context,
             waiters: Vec::new(),
         });
-        Join::Lead
+        if streaming { Join::Stream } else { Join::Lead }
     })
 }
 

@@ -1,4 +1,14 @@
 //! One scrape: an HTTP context on the metrics listener.
+//!
+//! Two ways to get Envoy's stats. **Dispatched** (the default, and HEAD, and a scrape identical
+//! to one streaming): every source, Envoy's admin included, is a dispatched call; the answers
+//! are merged as they arrive and the scrape is answered with one local reply. **Streamed**
+//! (`stream_envoy`): the scrape itself goes on to Envoy's admin through the router (`:path`
+//! rewritten), only the apps are dispatched, and Envoy's body is rewritten piece by piece as it
+//! passes (`on_http_response_body`): what the engine says is final leaves with each piece, so
+//! neither Envoy nor the VM holds the whole answer. Pieces that come before the apps are all in
+//! wait in the VM (the apps decide where Envoy's families may go); if Envoy's answer ends first,
+//! the response waits (paused) for the apps.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -10,8 +20,8 @@ use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 
 use super::inflight::{self, Join};
 use super::{Plugin, counters, log, pool};
-use crate::config::SourceKind;
-use crate::exposition::{FamilyFilter, Format, Merger, SourceReport};
+use crate::config::{STREAM_HEADER, SourceKind};
+use crate::exposition::{FamilyFilter, Format, LeadStream, Merger, SourceReport, SourceStats};
 use crate::plan::{self, Failure, Route};
 
 /// How one source fared, filled in as its answer arrives.
@@ -45,6 +55,27 @@ pub(crate) struct Scrape {
     /// Dispatch token → source index, for the answers still awaited.
     pending: HashMap<u32, usize>,
     outcomes: Vec<Outcome>,
+    /// Envoy's answer streams through this context (`None`: every source is dispatched).
+    stream: Option<Streaming>,
+}
+
+/// A streamed scrape's state of Envoy's answer.
+#[derive(Default)]
+struct Streaming {
+    /// Envoy answered 200 in text: its body is merged. Else it is dropped (reported failed).
+    usable: bool,
+    /// Pieces that came before the apps were all in.
+    early: Vec<u8>,
+    /// Envoy's body, once the apps are in.
+    lead: Option<LeadStream>,
+    /// Bytes of Envoy's body seen.
+    seen: u64,
+    /// Envoy's body ended while apps were awaited: the response is paused until they are in.
+    ended: bool,
+    /// Envoy answered headers only: the scrape is answered as a local reply once the apps are in.
+    headers_only: bool,
+    /// The scrape was answered (the last bytes left): nothing more to do.
+    done: bool,
 }
 
 fn header(name: &str) -> Option<String> {
@@ -75,6 +106,7 @@ impl Scrape {
             head: false,
             pending: HashMap::new(),
             outcomes: vec![Outcome::default(); n],
+            stream: None,
         }
     }
 
@@ -94,8 +126,13 @@ impl Scrape {
         };
         let accept = header("accept");
         let format = Format::negotiate(accept.as_deref());
-        match inflight::join(format, filter_text.as_deref(), self.id, head) {
+        let may_stream = self.plugin.config.stream_envoy && !head;
+        match inflight::join(format, filter_text.as_deref(), self.id, head, may_stream) {
             Join::Lead => self.leads = true,
+            Join::Stream => {
+                self.leads = true;
+                self.stream = Some(Streaming::default());
+            }
             // Answered with the bytes of the identical scrape in flight (`finish`).
             Join::Wait => return Action::Pause,
             Join::Busy => {
@@ -139,6 +176,24 @@ impl Scrape {
                 scrape_timeout.as_deref(),
                 margin,
             );
+            if i == 0 && self.stream.is_some() {
+                // This request itself goes on to Envoy's admin, through the router.
+                self.outcomes[0].started = Some(now());
+                let path = source.request_path();
+                let set = |name: &str, value: &str| {
+                    let _ =
+                        hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+                };
+                set(":path", &path);
+                set(":authority", &source.authority);
+                set("accept", "text/plain");
+                set(STREAM_HEADER, "1");
+                set(
+                    "x-envoy-upstream-rq-timeout-ms",
+                    &timeout.as_millis().to_string(),
+                );
+                continue;
+            }
             let path = source.request_path();
             let mut headers = vec![
                 (":method", "GET"),
@@ -167,6 +222,12 @@ impl Scrape {
                     self.fail(i, &Failure::NotDispatched(format!("{status:?}")));
                 }
             }
+        }
+        if self.stream.is_some() {
+            if self.pending.is_empty() {
+                self.apps_in();
+            }
+            return Action::Continue;
         }
         if self.pending.is_empty() {
             self.finish();
@@ -226,9 +287,14 @@ impl Scrape {
             }
         }
         let stats = reader.finish();
+        self.outcomes[i].merge = now().duration_since(merge_started).unwrap_or_default();
+        self.record(i, &stats);
+    }
+
+    /// A source was read to its end: how it went.
+    fn record(&mut self, i: usize, stats: &SourceStats) {
         let o = &mut self.outcomes[i];
-        o.merge = now().duration_since(merge_started).unwrap_or_default();
-        o.up = true;
+        o.up = o.error.is_none();
         o.bytes = stats.bytes;
         o.dropped = stats.dropped();
         o.samples = stats.samples_out;
@@ -251,6 +317,35 @@ impl Scrape {
         let Some(mut merger) = self.merger.take() else {
             return;
         };
+        self.conclude(&mut merger);
+        let content_type = merger.format().content_type();
+        let body = merger.finish();
+        if !self.gone {
+            respond(
+                200,
+                vec![("content-type", content_type)],
+                (!self.head).then_some(body),
+            );
+        }
+        // The identical scrapes that came while this one was fetched get the same bytes.
+        let waiters = inflight::land(self.id);
+        for w in &waiters {
+            if hostcalls::set_effective_context(w.context).is_ok() {
+                respond(
+                    200,
+                    vec![("content-type", content_type)],
+                    (!w.head).then_some(body),
+                );
+            }
+        }
+        if !waiters.is_empty() {
+            let _ = hostcalls::set_effective_context(self.id);
+        }
+        pool::give_back(merger);
+    }
+
+    /// The sources' outcomes are all known: reports them in the scrape's own families.
+    fn conclude(&mut self, merger: &mut Merger) {
         let plugin = Rc::clone(&self.plugin);
         // Families are bound in priority order now: the true conflicts each source lost, and the
         // sources the scrape's budget left out.
@@ -286,29 +381,79 @@ impl Scrape {
         // Pages of 64 KiB; this code only builds for wasm32 (`proxy/` is wasm-only).
         let memory = core::arch::wasm32::memory_size(0) as u64 * 65_536;
         merger.add_vm_memory(memory, &plugin.self_labels);
-        let content_type = merger.format().content_type();
-        let body = merger.finish();
-        if !self.gone {
-            respond(
-                200,
-                vec![("content-type", content_type)],
-                (!self.head).then_some(body),
-            );
+    }
+}
+
+/// Envoy's answer passing through (`stream_envoy`).
+impl Scrape {
+    /// Every app answered or failed: Envoy's body may leave now. If it already ended, the
+    /// paused response gets the whole rest; if Envoy answered headers only, a local reply.
+    fn apps_in(&mut self) {
+        let Some(st) = self.stream.as_ref() else {
+            return;
+        };
+        if st.done {
+            return;
         }
-        // The identical scrapes that came while this one was fetched get the same bytes.
-        let waiters = inflight::land(self.id);
-        for w in &waiters {
-            if hostcalls::set_effective_context(w.context).is_ok() {
-                respond(
-                    200,
-                    vec![("content-type", content_type)],
-                    (!w.head).then_some(body),
-                );
-            }
+        if st.ended {
+            self.pass_piece(&[], 0, true);
+            let _ = hostcalls::resume_http_response();
+        } else if st.headers_only {
+            self.answer_locally();
         }
-        if !waiters.is_empty() {
-            let _ = hostcalls::set_effective_context(self.id);
+    }
+
+    /// Envoy's answer had no body: the scrape is answered as a local reply instead.
+    fn answer_locally(&mut self) {
+        if let Some(st) = self.stream.as_mut() {
+            st.done = true;
         }
+        self.finish();
+    }
+
+    /// Merges Envoy's next piece (`end`: its last) and puts what became final in place of the
+    /// `size` bytes Envoy holds, then, at the end, the rest of the scrape.
+    fn pass_piece(&mut self, piece: &[u8], size: usize, end: bool) {
+        let (Some(mut merger), Some(mut st)) = (self.merger.take(), self.stream.take()) else {
+            return;
+        };
+        let started = now();
+        if st.usable {
+            let lead = match st.lead.as_mut() {
+                Some(lead) => lead,
+                None => {
+                    let mut lead = merger.stream_lead(Format::Text, &self.plugin.labels[0]);
+                    merger.feed_lead(&mut lead, &st.early);
+                    st.early = Vec::new();
+                    st.lead.insert(lead)
+                }
+            };
+            merger.feed_lead(lead, piece);
+        }
+        if end && let Some(lead) = st.lead.take() {
+            let stats = merger.end_lead(lead);
+            let o = &mut self.outcomes[0];
+            o.duration = now()
+                .duration_since(o.started.unwrap_or(started))
+                .unwrap_or_default();
+            self.record(0, &stats);
+        }
+        self.outcomes[0].merge += now().duration_since(started).unwrap_or_default();
+        let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, merger.ready());
+        let sent = merger.ready().len();
+        merger.consume_ready();
+        if !end {
+            self.merger = Some(merger);
+            self.stream = Some(st);
+            return;
+        }
+        self.conclude(&mut merger);
+        let tail = merger.finish();
+        // At or past the end of what Envoy holds now: appended.
+        let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, sent, 0, tail);
+        st.done = true;
+        self.stream = Some(st);
+        inflight::land(self.id);
         pool::give_back(merger);
     }
 }
@@ -318,7 +463,13 @@ impl Context for Scrape {
     /// answer was ready (its calls are cancelled with it) answers its waiters with what it has:
     /// the sources still awaited are reported failed, never a waiter left hanging.
     fn on_done(&mut self) -> bool {
-        if !self.leads {
+        if self.stream.is_some() {
+            // Streamed: its bytes went with the stream; what is left is given back.
+            if let Some(merger) = self.merger.take() {
+                inflight::land(self.id);
+                pool::give_back(merger);
+            }
+        } else if !self.leads {
             inflight::leave(self.id);
         } else if self.merger.is_some() {
             self.gone = true;
@@ -342,7 +493,11 @@ impl Context for Scrape {
         };
         self.on_answer(i, body_size);
         if self.pending.is_empty() {
-            self.finish();
+            if self.stream.is_some() {
+                self.apps_in();
+            } else {
+                self.finish();
+            }
         }
     }
 }
@@ -358,7 +513,14 @@ impl HttpContext for Scrape {
         let method = header(":method").unwrap_or_default();
         let path = header(":path").unwrap_or_default();
         match plan::route(&self.plugin.config.path, &method, &path) {
-            Route::PassThrough => Action::Continue,
+            Route::PassThrough => {
+                // Only the filter may send a request on to Envoy's admin (`stream_envoy`).
+                if self.plugin.config.stream_envoy {
+                    let _ =
+                        hostcalls::set_map_value(MapType::HttpRequestHeaders, STREAM_HEADER, None);
+                }
+                Action::Continue
+            }
             Route::MethodNotAllowed => {
                 respond(
                     405,
@@ -369,5 +531,112 @@ impl HttpContext for Scrape {
             }
             Route::Scrape { head, filter } => self.start(head, filter),
         }
+    }
+
+    fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+        self.response_headers(end_of_stream)
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.response_body(body_size, end_of_stream)
+    }
+}
+
+/// Envoy's answer, when it streams through (`stream_envoy`); otherwise nothing passes here but
+/// local replies and the router's 404, left alone.
+impl Scrape {
+    fn response_headers(&mut self, end_of_stream: bool) -> Action {
+        let response = |name: &str| {
+            hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
+                .ok()
+                .flatten()
+        };
+        let Some(st) = self.stream.as_mut() else {
+            return Action::Continue;
+        };
+        if st.done {
+            return Action::Continue;
+        }
+        let judged = plan::judge(
+            response(":status").as_deref(),
+            response("content-type").as_deref(),
+            0,
+            self.plugin.config.max_body_bytes,
+        );
+        match judged {
+            Ok(Format::Text) => st.usable = true,
+            Ok(Format::OpenMetrics) => {
+                self.fail(
+                    0,
+                    &Failure::ContentType("application/openmetrics-text".into()),
+                );
+            }
+            Err(why) => self.fail(0, &why),
+        }
+        let content_type = self
+            .merger
+            .as_ref()
+            .map_or(Format::Text, Merger::format)
+            .content_type();
+        let set = |name: &str, value: Option<&str>| {
+            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value);
+        };
+        set(":status", Some("200"));
+        set("content-type", Some(content_type));
+        // The body is rewritten as it passes: its length is not Envoy's.
+        set("content-length", None);
+        if end_of_stream {
+            if let Some(st) = self.stream.as_mut() {
+                st.headers_only = true;
+            }
+            if self.pending.is_empty() {
+                self.answer_locally();
+            }
+            return Action::Pause;
+        }
+        Action::Continue
+    }
+
+    fn response_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        let Some(st) = self.stream.as_mut() else {
+            return Action::Continue;
+        };
+        if st.done {
+            return Action::Continue;
+        }
+        let piece = match size {
+            0 => Vec::new(),
+            _ => hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+        };
+        let cap = self.plugin.config.max_body_bytes;
+        st.seen += piece.len() as u64;
+        let too_large = st.usable && st.seen > cap;
+        if too_large {
+            // What was merged stays (valid lines are valid); the rest is dropped, and reported.
+            st.usable = false;
+            st.early = Vec::new();
+            let size = usize::try_from(st.seen).unwrap_or(usize::MAX);
+            self.fail(0, &Failure::TooLarge { size, cap });
+        }
+        let Some(st) = self.stream.as_mut() else {
+            return Action::Continue;
+        };
+        if !self.pending.is_empty() {
+            // The apps decide where Envoy's families may go: its pieces wait for them.
+            if st.usable {
+                st.early.extend_from_slice(&piece);
+            }
+            let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &[]);
+            if end_of_stream {
+                st.ended = true;
+                return Action::Pause;
+            }
+            return Action::Continue;
+        }
+        self.pass_piece(&piece, size, end_of_stream);
+        Action::Continue
     }
 }

@@ -128,6 +128,7 @@ pub struct Config {
     pub poll: Duration,
     pub timeout_ms: u64,
     pub compression: generator::compression::Compression,
+    pub envoy_body: generator::EnvoyBody,
 }
 
 /// Runs the control plane until `shutdown`.
@@ -167,6 +168,7 @@ pub async fn serve(
     let mut options = Options::new(c.local_wasm.clone().unwrap_or_default());
     options.timeout_ms = c.timeout_ms;
     options.compression = c.compression;
+    options.envoy_body = c.envoy_body;
     options.delivery = Delivery::Ads;
     options.mesh_ca = c.mesh_ca.clone();
     options.provided_tls = c.provided_tls.clone();

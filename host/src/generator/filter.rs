@@ -26,6 +26,28 @@ fn identity(e: &Effective) -> Vec<Label> {
     ]
 }
 
+/// How Envoy's own stats reach the filter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EnvoyBody {
+    /// The scrape goes on to Envoy's admin through the listener's router, and Envoy's answer is
+    /// rewritten as it passes through the filter: no copy of it is held whole (issue 17).
+    #[default]
+    Stream,
+    /// Fetched whole by a dispatched call, and answered as a local reply (the first design).
+    Dispatch,
+}
+
+impl std::str::FromStr for EnvoyBody {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "stream" => Ok(EnvoyBody::Stream),
+            "dispatch" => Ok(EnvoyBody::Dispatch),
+            other => Err(format!("{other:?}: stream or dispatch")),
+        }
+    }
+}
+
 /// The filter's configuration for this proxy.
 pub fn filter_config(e: &Effective, o: &Options) -> FilterConfig {
     let mut sources = vec![Source {
@@ -66,6 +88,7 @@ pub fn filter_config(e: &Effective, o: &Options) -> FilterConfig {
         max_source_bytes: o.max_source_bytes,
         max_scrape_bytes: o.max_scrape_bytes,
         timeout_margin_ms: meshmetrics_filter::config::DEFAULT_TIMEOUT_MARGIN_MS,
+        stream_envoy: o.envoy_body == EnvoyBody::Stream,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The metrics listener: on `<address>:<port>`, an HTTP connection manager → [RBAC →] the
-//! meshmetrics filter → the router, whose only route answers 404 (the filter answers the
-//! metrics path itself).
+//! meshmetrics filter → the router. With Envoy's answer streamed, the router's first route sends
+//! the scrape the filter rewrote (Envoy's admin path and the filter's header) to the admin
+//! cluster; everything else gets 404 (the filter answers the rest of the metrics path itself).
 //!
 //! Under `activeMTLSBackend`: mTLS for everyone, and plaintext only from the dataplane itself
 //! (Kuma's rule), told apart by the TLS inspector; plaintext from elsewhere matches no chain and
@@ -11,7 +12,8 @@ use envoy_types::pb::envoy::config::listener::v3::{
     Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
 };
 use envoy_types::pb::envoy::config::route::v3::{
-    DirectResponseAction, Route, RouteConfiguration, RouteMatch, VirtualHost, route, route_match,
+    DirectResponseAction, HeaderMatcher, Route, RouteAction, RouteConfiguration, RouteMatch,
+    VirtualHost, header_matcher, route, route_action, route_match,
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
@@ -19,6 +21,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
     HttpConnectionManager, HttpFilter, http_connection_manager, http_filter,
 };
 use envoy_types::pb::google::protobuf::UInt32Value;
+use meshmetrics_filter::config::{STREAM_HEADER, Source};
 
 use super::{LISTENER, proto};
 use crate::effective::Effective;
@@ -37,15 +40,46 @@ const MAX_CONNECTION_MS: u64 = 2_000;
 /// 1 s default can cut a large scrape to a client its CPU is slow to schedule.
 const DELAYED_CLOSE_MS: u64 = 10_000;
 
-/// The listener, with `filters` (the HTTP filters before the router) on each chain and `tls`
-/// (when not plaintext).
+/// The route that takes a streamed scrape to Envoy's admin: only a request the filter sent on
+/// carries [`STREAM_HEADER`] (it removes it from every other), so no client reaches the admin
+/// through the metrics listener. Its timeout is the source's; the filter shortens it per scrape
+/// (`x-envoy-upstream-rq-timeout-ms`) to the scraper's own.
+pub fn admin_route(admin: &Source) -> Route {
+    Route {
+        r#match: Some(RouteMatch {
+            path_specifier: Some(route_match::PathSpecifier::Path(admin.path.clone())),
+            headers: vec![HeaderMatcher {
+                name: STREAM_HEADER.into(),
+                header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::PresentMatch(
+                    true,
+                )),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        action: Some(route::Action::Route(RouteAction {
+            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
+                admin.cluster.clone(),
+            )),
+            timeout: Some(proto::millis(admin.timeout_ms)),
+            ..Default::default()
+        })),
+        request_headers_to_remove: vec![STREAM_HEADER.into()],
+        ..Default::default()
+    }
+}
+
+/// The listener, with `filters` (the HTTP filters before the router) on each chain, `tls`
+/// (when not plaintext), and the route to Envoy's admin when its answer streams.
 pub fn metrics(
     e: &Effective,
     filters: Vec<HttpFilter>,
     rbac: Option<HttpFilter>,
     tls: Option<envoy_types::pb::envoy::config::core::v3::TransportSocket>,
     mtls: bool,
+    admin: Option<Route>,
 ) -> Listener {
+    let manager = |filters, rbac| manager(filters, rbac, admin.clone());
     let mut listener = Listener {
         name: LISTENER.into(),
         address: Some(proto::socket(&e.address, e.port)),
@@ -96,7 +130,11 @@ fn chain(manager: HttpConnectionManager) -> FilterChain {
     }
 }
 
-fn manager(filters: Vec<HttpFilter>, rbac: Option<HttpFilter>) -> HttpConnectionManager {
+fn manager(
+    filters: Vec<HttpFilter>,
+    rbac: Option<HttpFilter>,
+    admin: Option<Route>,
+) -> HttpConnectionManager {
     let router = HttpFilter {
         name: "envoy.filters.http.router".into(),
         config_type: Some(http_filter::ConfigType::TypedConfig(proto::any(
@@ -117,18 +155,23 @@ fn manager(filters: Vec<HttpFilter>, rbac: Option<HttpFilter>) -> HttpConnection
                 virtual_hosts: vec![VirtualHost {
                     name: "meshmetrics".into(),
                     domains: vec!["*".into()],
-                    routes: vec![Route {
-                        r#match: Some(RouteMatch {
-                            path_specifier: Some(route_match::PathSpecifier::Prefix("/".into())),
+                    routes: admin
+                        .into_iter()
+                        .chain([Route {
+                            r#match: Some(RouteMatch {
+                                path_specifier: Some(route_match::PathSpecifier::Prefix(
+                                    "/".into(),
+                                )),
+                                ..Default::default()
+                            }),
+                            action: Some(route::Action::DirectResponse(DirectResponseAction {
+                                status: 404,
+                                body: Some(proto::inline("not found\n")),
+                                ..Default::default()
+                            })),
                             ..Default::default()
-                        }),
-                        action: Some(route::Action::DirectResponse(DirectResponseAction {
-                            status: 404,
-                            body: Some(proto::inline("not found\n")),
-                            ..Default::default()
-                        })),
-                        ..Default::default()
-                    }],
+                        }])
+                        .collect(),
                     ..Default::default()
                 }],
                 ..Default::default()

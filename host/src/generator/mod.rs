@@ -34,7 +34,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use crate::effective::Effective;
 use crate::resources::metrics::TlsMode;
 
-pub use filter::filter_config;
+pub use filter::{EnvoyBody, filter_config};
 
 /// Environment variables naming the `providedTLS` certificate and key (as in Kuma).
 pub const CERT_ENV: &str = "KUMA_DATAPLANE_RUNTIME_METRICS_CERT_PATH";
@@ -110,6 +110,8 @@ pub struct Options {
     pub certs: Option<Arc<crate::tls::IssuedCerts>>,
     /// How answers are encoded when the scraper accepts it.
     pub compression: compression::Compression,
+    /// How Envoy's own stats reach the filter.
+    pub envoy_body: filter::EnvoyBody,
 }
 
 impl std::fmt::Debug for Options {
@@ -141,6 +143,7 @@ impl Options {
             validity: None,
             certs: None,
             compression: compression::Compression::default(),
+            envoy_body: filter::EnvoyBody::default(),
         }
     }
 }
@@ -175,7 +178,11 @@ pub fn generate(e: &Effective, o: &Options) -> Result<ProxyResources> {
         .into_iter()
         .chain([wasm])
         .collect();
-    let listener = listener::metrics(e, filters, rbac::http_filter(e), socket, mtls);
+    // Streamed, the scrape itself goes on to Envoy's admin: the listener routes it there.
+    let admin_route = config
+        .stream_envoy
+        .then(|| listener::admin_route(&config.sources[0]));
+    let listener = listener::metrics(e, filters, rbac::http_filter(e), socket, mtls, admin_route);
     let mut clusters = vec![cluster::single(ADMIN_CLUSTER, "127.0.0.1", o.admin_port)];
     clusters.extend(
         e.apps

@@ -142,7 +142,10 @@ fn engine_wasmtime(body: &str, rounds: usize) -> Result<(f64, u64)> {
     let wasm_bytes = std::fs::read(wasm())?;
     let yaml = "type: Mesh\nname: m\nmetrics: {enabledBackend: p, backends: [{name: p, type: prometheus, conf: {skipMTLS: true}}]}\n---\ntype: Dataplane\nmesh: m\nname: d\nnetworking: {address: 127.0.0.1, inbound: [{port: 80}]}\n";
     let e = effective_of(&resources(yaml), "d");
-    let config = filter_config(&e, &Options::new(wasm())).to_json();
+    let mut options = Options::new(wasm());
+    // Under wasmtime there is no router: Envoy's stats are a dispatched call.
+    options.envoy_body = meshmetrics::generator::EnvoyBody::Dispatch;
+    let config = filter_config(&e, &options).to_json();
     let clusters = HashMap::from([(ADMIN_CLUSTER.to_owned(), app.addr.to_string())]);
     let runtime = Runtime::load(
         &wasm_bytes,
