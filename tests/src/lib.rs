@@ -356,6 +356,9 @@ pub struct Scrape {
     pub content_type: String,
     pub body: String,
     pub elapsed: Duration,
+    /// From the request to the first byte of the body (the headers alone do not count: a
+    /// streamed answer sends them before it has anything to say).
+    pub first_byte: Duration,
 }
 
 fn agent() -> ureq::Agent {
@@ -378,6 +381,7 @@ pub fn try_get(url: &str) -> Option<Scrape> {
         content_type: String::new(),
         body,
         elapsed: started.elapsed(),
+        first_byte: started.elapsed(),
     })
 }
 
@@ -411,12 +415,20 @@ pub fn try_request(
         .headers()
         .get("content-encoding")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
-    let raw = resp
-        .body_mut()
-        .with_config()
-        .limit(1 << 30)
-        .read_to_vec()
-        .unwrap_or_default();
+    let mut reader = resp.body_mut().with_config().limit(1 << 30).reader();
+    let mut raw = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut first_byte = None;
+    loop {
+        match std::io::Read::read(&mut reader, &mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                first_byte.get_or_insert_with(|| started.elapsed());
+                raw.extend_from_slice(&chunk[..n]);
+            }
+        }
+    }
+    let elapsed = started.elapsed();
     // A client that asked for gzip decodes it, as Prometheus does.
     let bytes = if gzip {
         let mut plain = Vec::new();
@@ -431,7 +443,8 @@ pub fn try_request(
         status: resp.status().as_u16(),
         content_type,
         body,
-        elapsed: started.elapsed(),
+        elapsed,
+        first_byte: first_byte.unwrap_or(elapsed),
     })
 }
 

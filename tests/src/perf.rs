@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use meshmetrics::bootstrap::{self, Options};
+use meshmetrics::generator::EnvoyBody;
 use serde_json::json;
 
 use crate::{Envoy, effective_of, free_port, resources, wasm};
@@ -59,6 +60,16 @@ pub struct Bench {
 }
 
 pub fn start(clusters: usize, apps: &[SocketAddr], with_filter: bool) -> Bench {
+    start_with(clusters, apps, with_filter, EnvoyBody::default())
+}
+
+/// [`start`], with Envoy's stats reaching the filter as `body` says (streamed or dispatched).
+pub fn start_with(
+    clusters: usize,
+    apps: &[SocketAddr],
+    with_filter: bool,
+    body: EnvoyBody,
+) -> Bench {
     let aggregate: String = apps
         .iter()
         .enumerate()
@@ -77,6 +88,7 @@ pub fn start(clusters: usize, apps: &[SocketAddr], with_filter: bool) -> Bench {
     let mut opts = Options::new(wasm());
     opts.admin_port = free_port();
     opts.timeout_ms = 60_000;
+    opts.envoy_body = body;
     let mut config = bootstrap::bootstrap(&e, &opts).expect("bootstrap").config;
     let list = config["static_resources"]["clusters"]
         .as_array_mut()

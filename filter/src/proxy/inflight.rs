@@ -7,11 +7,13 @@
 //! fresh as its own arrival.
 //!
 //! When Envoy's answer streams through the filter ([`crate::config::FilterConfig::stream_envoy`]),
-//! a scrape with nothing identical in flight streams: it holds one piece, not an output, but its
-//! bytes leave as they are made and cannot be replayed, so nobody can wait for it. An identical
-//! scrape arriving meanwhile starts a buffered flight (Envoy's stats fetched by a dispatched
-//! call, the answer kept whole), and the scrapes after it wait for that one: a burst of N
-//! scrapers costs two of Envoy's renders, not N.
+//! a scrape with nothing identical in flight streams: it holds one piece, not an output. Until it
+//! sends its first byte (its apps are being fetched), identical scrapes wait for it as for any
+//! flight; if any do, it keeps a copy of what it sends and answers them with it. Once it has
+//! sent bytes nobody new can wait for it (they would miss them): an identical scrape then starts
+//! a buffered flight (Envoy's stats fetched by a dispatched call, the answer kept whole), and
+//! the scrapes after it wait for that one. A burst of N scrapers costs one or two of Envoy's
+//! renders, not N.
 //!
 //! At most [`MAX_FLIGHTS`] different scrapes are fetched at once on a VM (each holds an output);
 //! one more kind is answered 503 with `Retry-After`, and logged.
@@ -31,8 +33,8 @@ pub(crate) struct Waiter {
 }
 
 struct Flight {
-    /// Its answer streams: it takes no waiters.
-    streaming: bool,
+    /// It streams and has sent bytes: it takes no more waiters.
+    sending: bool,
     format: Format,
     filter: Option<String>,
     leader: u32,
@@ -67,7 +69,7 @@ pub(crate) fn join(
     FLIGHTS.with(|f| {
         let mut flights = f.borrow_mut();
         let same = |fl: &&mut Flight| fl.format == format && fl.filter.as_deref() == filter;
-        if let Some(flight) = flights.iter_mut().filter(same).find(|fl| !fl.streaming) {
+        if let Some(flight) = flights.iter_mut().filter(same).find(|fl| !fl.sending) {
             flight.waiters.push(Waiter { context, head });
             return Join::Wait;
         }
@@ -76,13 +78,28 @@ pub(crate) fn join(
         }
         let streaming = may_stream && !flights.iter_mut().any(|fl| same(&fl));
         flights.push(Flight {
-            streaming,
+            sending: false,
             format,
             filter: filter.map(str::to_owned),
             leader: context,
             waiters: Vec::new(),
         });
         if streaming { Join::Stream } else { Join::Lead }
+    })
+}
+
+/// A streaming leader sends its first bytes: no one may wait for it from now on. Whether some
+/// already do (then it keeps what it sends, to answer them).
+pub(crate) fn sending(leader: u32) -> bool {
+    FLIGHTS.with(|f| {
+        let mut flights = f.borrow_mut();
+        match flights.iter_mut().find(|fl| fl.leader == leader) {
+            Some(fl) => {
+                fl.sending = true;
+                !fl.waiters.is_empty()
+            }
+            None => false,
+        }
     })
 }
 

@@ -7,8 +7,11 @@
 //! rewritten), only the apps are dispatched, and Envoy's body is rewritten piece by piece as it
 //! passes (`on_http_response_body`): what the engine says is final leaves with each piece, so
 //! neither Envoy nor the VM holds the whole answer. Pieces that come before the apps are all in
-//! wait in the VM (the apps decide where Envoy's families may go); if Envoy's answer ends first,
-//! the response waits (paused) for the apps.
+//! wait in the VM (the apps decide where Envoy's families may go): they are taken out of Envoy's
+//! body, which passes on empty. If Envoy's body ends before the apps are in, its last piece is
+//! held (paused) and, when they are, replaced by the whole answer (the listener's buffer limit
+//! is the scrape's budget, so Envoy takes it). Only that last call is ever paused: after a
+//! paused body call, Envoy shows the next call the buffered body, not its new piece.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -70,12 +73,16 @@ struct Streaming {
     lead: Option<LeadStream>,
     /// Bytes of Envoy's body seen.
     seen: u64,
-    /// Envoy's body ended while apps were awaited: the response is paused until they are in.
+    /// Envoy's body ended while apps were awaited: its last call is paused until they are in.
     ended: bool,
     /// Envoy answered headers only: the scrape is answered as a local reply once the apps are in.
     headers_only: bool,
     /// The scrape was answered (the last bytes left): nothing more to do.
     done: bool,
+    /// It has sent bytes (and so takes no more waiters).
+    sending: bool,
+    /// What it sent, kept for the identical scrapes that waited for it (`None`: none did).
+    replay: Option<Vec<u8>>,
 }
 
 fn header(name: &str) -> Option<String> {
@@ -91,6 +98,24 @@ fn now() -> SystemTime {
 fn respond(status: u32, headers: Vec<(&str, &str)>, body: Option<&[u8]>) {
     if let Err(e) = hostcalls::send_http_response(status, headers, body) {
         log(LogLevel::Error, &format!("cannot answer the scrape: {e:?}"));
+    }
+}
+
+/// The identical scrapes that came while this one was fetched get the same bytes; its flight
+/// ends.
+fn answer_waiters(leader: u32, content_type: &str, body: &[u8]) {
+    let waiters = inflight::land(leader);
+    for w in &waiters {
+        if hostcalls::set_effective_context(w.context).is_ok() {
+            respond(
+                200,
+                vec![("content-type", content_type)],
+                (!w.head).then_some(body),
+            );
+        }
+    }
+    if !waiters.is_empty() {
+        let _ = hostcalls::set_effective_context(leader);
     }
 }
 
@@ -327,20 +352,7 @@ impl Scrape {
                 (!self.head).then_some(body),
             );
         }
-        // The identical scrapes that came while this one was fetched get the same bytes.
-        let waiters = inflight::land(self.id);
-        for w in &waiters {
-            if hostcalls::set_effective_context(w.context).is_ok() {
-                respond(
-                    200,
-                    vec![("content-type", content_type)],
-                    (!w.head).then_some(body),
-                );
-            }
-        }
-        if !waiters.is_empty() {
-            let _ = hostcalls::set_effective_context(self.id);
-        }
+        answer_waiters(self.id, content_type, body);
         pool::give_back(merger);
     }
 
@@ -396,6 +408,7 @@ impl Scrape {
             return;
         }
         if st.ended {
+            // The whole answer replaces the paused last piece (Envoy holds it, empty).
             self.pass_piece(&[], 0, true);
             let _ = hostcalls::resume_http_response();
         } else if st.headers_only {
@@ -403,10 +416,25 @@ impl Scrape {
         }
     }
 
-    /// Envoy's answer had no body: the scrape is answered as a local reply instead.
+    /// Envoy answered with headers only (held until the apps are in): nothing has left yet, so
+    /// the scrape is answered whole, as a local reply (the dispatched way).
     fn answer_locally(&mut self) {
-        if let Some(st) = self.stream.as_mut() {
-            st.done = true;
+        let Some(st) = self.stream.as_mut() else {
+            return;
+        };
+        st.done = true;
+        let early = std::mem::take(&mut st.early);
+        if st.usable
+            && let Some(merger) = self.merger.as_mut()
+        {
+            let started = now();
+            let stats = merger.add_source_at(0, &early, Format::Text, &self.plugin.labels[0]);
+            let o = &mut self.outcomes[0];
+            o.merge = now().duration_since(started).unwrap_or_default();
+            o.duration = started
+                .duration_since(o.started.unwrap_or(started))
+                .unwrap_or_default();
+            self.record(0, &stats);
         }
         self.finish();
     }
@@ -439,8 +467,18 @@ impl Scrape {
             self.record(0, &stats);
         }
         self.outcomes[0].merge += now().duration_since(started).unwrap_or_default();
-        let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, merger.ready());
-        let sent = merger.ready().len();
+        let ready = merger.ready();
+        if !st.sending && (!ready.is_empty() || end) {
+            st.sending = true;
+            if inflight::sending(self.id) {
+                st.replay = Some(Vec::new());
+            }
+        }
+        let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, ready);
+        if let Some(replay) = st.replay.as_mut() {
+            replay.extend_from_slice(ready);
+        }
+        let sent = ready.len();
         merger.consume_ready();
         if !end {
             self.merger = Some(merger);
@@ -448,12 +486,19 @@ impl Scrape {
             return;
         }
         self.conclude(&mut merger);
+        let content_type = merger.format().content_type();
         let tail = merger.finish();
         // At or past the end of what Envoy holds now: appended.
         let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, sent, 0, tail);
         st.done = true;
+        match st.replay.take() {
+            Some(mut replay) => {
+                replay.extend_from_slice(tail);
+                answer_waiters(self.id, content_type, &replay);
+            }
+            None => answer_waiters(self.id, content_type, &[]),
+        }
         self.stream = Some(st);
-        inflight::land(self.id);
         pool::give_back(merger);
     }
 }
@@ -464,9 +509,19 @@ impl Context for Scrape {
     /// the sources still awaited are reported failed, never a waiter left hanging.
     fn on_done(&mut self) -> bool {
         if self.stream.is_some() {
-            // Streamed: its bytes went with the stream; what is left is given back.
+            // Streamed, and its stream ended before its answer did (its scraper left): Envoy's
+            // answer went with it, so those that waited for it are told to come again.
             if let Some(merger) = self.merger.take() {
-                inflight::land(self.id);
+                for w in inflight::land(self.id) {
+                    if hostcalls::set_effective_context(w.context).is_ok() {
+                        respond(
+                            503,
+                            vec![("content-type", "text/plain"), ("retry-after", "1")],
+                            Some(b"the identical scrape this one waited for was cancelled\n"),
+                        );
+                    }
+                }
+                let _ = hostcalls::set_effective_context(self.id);
                 pool::give_back(merger);
             }
         } else if !self.leads {

@@ -69,6 +69,19 @@ pub fn admin_route(admin: &Source) -> Route {
     }
 }
 
+/// The metrics listener's buffer limit when Envoy's answer streams: the scrape's budget and a
+/// MiB for the filter's own families. When the apps answer after Envoy's whole body has passed,
+/// the filter puts the whole answer into the paused last piece, and Envoy resets a stream whose
+/// buffered body passes this limit (its default is 1 MiB). It is also how much a slow scraper's
+/// connection may hold before Envoy stops reading the admin: no more than the dispatched design,
+/// where the whole answer was one local reply.
+pub fn stream_buffer_limit(max_scrape_bytes: u64) -> UInt32Value {
+    let limit = max_scrape_bytes.saturating_add(1 << 20);
+    UInt32Value {
+        value: u32::try_from(limit).unwrap_or(u32::MAX),
+    }
+}
+
 /// The listener, with `filters` (the HTTP filters before the router) on each chain, `tls`
 /// (when not plaintext), and the route to Envoy's admin when its answer streams.
 pub fn metrics(

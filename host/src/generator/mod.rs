@@ -182,7 +182,12 @@ pub fn generate(e: &Effective, o: &Options) -> Result<ProxyResources> {
     let admin_route = config
         .stream_envoy
         .then(|| listener::admin_route(&config.sources[0]));
-    let listener = listener::metrics(e, filters, rbac::http_filter(e), socket, mtls, admin_route);
+    let mut listener =
+        listener::metrics(e, filters, rbac::http_filter(e), socket, mtls, admin_route);
+    if config.stream_envoy {
+        listener.per_connection_buffer_limit_bytes =
+            Some(listener::stream_buffer_limit(config.max_scrape_bytes));
+    }
     let mut clusters = vec![cluster::single(ADMIN_CLUSTER, "127.0.0.1", o.admin_port)];
     clusters.extend(
         e.apps

@@ -3,8 +3,11 @@
 //! writes the figures as JSON. Measurements, never assertions.
 //!
 //! Per cluster count N: (a) Envoy's admin `/stats/prometheus` directly, (b) the metrics listener
-//! with the filter, (c) the filter plus 5 apps of 1 MB each — median and p95 over `--rounds`
-//! scrapes, CPU per scrape of the Envoy process (user+sys from `/proc`). Then the engine alone on
+//! with the filter (Envoy's answer streamed through it), (b′) the same with Envoy's answer
+//! dispatched and answered whole (the design before issue 17), (c) the filter plus 5 apps of
+//! 1 MB each — median and p95 over `--rounds` scrapes, (a) and (b) interleaved on one Envoy
+//! (and (a) and (b′) on another) so the machine's drift falls on both alike; time to the
+//! body's first byte; CPU per scrape of the Envoy process (user+sys from `/proc`). Then the engine alone on
 //! the body (a) returned: native, under wasmtime, and in Envoy's V8 (the filter's own
 //! `meshmetrics_source_merge_seconds`: reading the body into the VM and rewriting it).
 //! At the largest N: RSS of Envoy with and without the filter across `--memory-scrapes` scrapes,
@@ -18,8 +21,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use meshmetrics::bootstrap::{ADMIN_CLUSTER, Options, filter_config};
+use meshmetrics::generator::EnvoyBody;
 use meshmetrics::runtime::{Limits, Outcome, Request, Runtime};
-use meshmetrics_e2e::perf::{cpu_seconds, rss_mb, spread, start};
+use meshmetrics_e2e::perf::{cpu_seconds, rss_mb, spread, start, start_with};
 use meshmetrics_e2e::{AppServer, Reply, effective_of, get, resources, wasm};
 use meshmetrics_filter::exposition::{Format, LabelSet, Merger};
 use serde_json::{Value, json};
@@ -69,8 +73,11 @@ fn args() -> Result<Args> {
 }
 
 /// What `rounds` GETs of `url` measured.
+#[derive(Default)]
 struct Scrapes {
     times: Vec<Duration>,
+    /// To the body's first byte.
+    first_bytes: Vec<Duration>,
     /// The last body.
     body: String,
     /// Envoy's CPU seconds per scrape.
@@ -80,26 +87,34 @@ struct Scrapes {
 }
 
 fn scrapes(url: &str, rounds: usize, pid: u32) -> Scrapes {
-    let _ = get(url, &[("accept", "text/plain")]); // warm: caches, pools, the VM
-    let cpu = cpu_seconds(pid);
-    let mut times = Vec::with_capacity(rounds);
-    let mut merge = Vec::new();
-    let mut body = String::new();
+    interleaved(&[url], rounds, pid).pop().unwrap_or_default()
+}
+
+/// Scrapes `urls` in turn, `rounds` times: each round scrapes every URL once, so the machine's
+/// drift falls on all of them alike. Envoy's CPU is read around each scrape.
+fn interleaved(urls: &[&str], rounds: usize, pid: u32) -> Vec<Scrapes> {
+    for url in urls {
+        let _ = get(url, &[("accept", "text/plain")]); // warm: caches, pools, the VM
+    }
+    let mut out: Vec<Scrapes> = urls.iter().map(|_| Scrapes::default()).collect();
     for _ in 0..rounds {
-        let s = get(url, &[("accept", "text/plain")]);
-        assert_eq!(s.status, 200, "{url}: {}", s.body);
-        times.push(s.elapsed);
-        if let Some(m) = gauge(&s.body, MERGE_ENVOY) {
-            merge.push(Duration::from_secs_f64(m));
+        for (url, o) in urls.iter().zip(&mut out) {
+            let cpu = cpu_seconds(pid);
+            let s = get(url, &[("accept", "text/plain")]);
+            o.cpu += cpu_seconds(pid) - cpu;
+            assert_eq!(s.status, 200, "{url}: {}", s.body);
+            o.times.push(s.elapsed);
+            o.first_bytes.push(s.first_byte);
+            if let Some(m) = gauge(&s.body, MERGE_ENVOY) {
+                o.merge.push(Duration::from_secs_f64(m));
+            }
+            o.body = s.body;
         }
-        body = s.body;
     }
-    Scrapes {
-        times,
-        body,
-        cpu: (cpu_seconds(pid) - cpu) / rounds as f64,
-        merge,
+    for o in &mut out {
+        o.cpu /= rounds as f64;
     }
+    out
 }
 
 const MERGE_ENVOY: &str = "meshmetrics_source_merge_seconds{source=\"envoy\"}";
@@ -203,11 +218,23 @@ fn main() -> Result<()> {
     let mut rows = Vec::new();
     for &n in &args.clusters {
         eprintln!("==> N = {n} clusters");
-        let b = start(n, &[], true);
-        let pid = b.envoy.pid();
-        let sa = scrapes(&b.admin, args.rounds, pid);
-        let sb = scrapes(&b.metrics, args.rounds, pid);
+        let b = start_with(n, &[], true, EnvoyBody::Stream);
+        let mut ab = interleaved(&[&b.admin, &b.metrics], args.rounds, b.envoy.pid());
         drop(b);
+        let (sb, sa) = (ab.pop().unwrap_or_default(), ab.pop().unwrap_or_default());
+        let d = start_with(n, &[], true, EnvoyBody::Dispatch);
+        let mut ad = interleaved(&[&d.admin, &d.metrics], args.rounds, d.envoy.pid());
+        drop(d);
+        let (sd, sad) = (ad.pop().unwrap_or_default(), ad.pop().unwrap_or_default());
+        let (ad_, d_) = (spread(sad.times), spread(sd.times));
+        let dispatch = json!({
+            "admin_direct_ms": {"median": ad_.0, "p95": ad_.1},
+            "filter_ms": {"median": d_.0, "p95": d_.1},
+            "ratio_b_a": d_.0 / ad_.0,
+            "cpu_ms_per_scrape": {"admin": sad.cpu * 1e3, "filter": sd.cpu * 1e3},
+            "first_byte_ms": {"admin": spread(sad.first_bytes).0, "filter": spread(sd.first_bytes).0},
+        });
+        let first_byte = json!({"admin": spread(sa.first_bytes.clone()).0, "filter": spread(sb.first_bytes.clone()).0});
         let c = start(n, &app_addrs, true);
         let sc = scrapes(&c.metrics, args.rounds, c.envoy.pid());
         drop(c);
@@ -245,6 +272,10 @@ fn main() -> Result<()> {
             "ratio_b_a": b.0 / a.0,
             "ratio_c_a": c.0 / a.0,
             "apps_added_ms": c.0 - b.0,
+            "apps_over_slowest_ms": c.0 - b.0.max(slowest_app_ms),
+            "first_byte_ms": first_byte,
+            "cpu_ratio_b_a": b_cpu / a_cpu,
+            "dispatch": dispatch,
             "v8_merge_ms": v8_merge * 1e3,
             "rest_of_b_minus_a_ms": b.0 - a.0 - v8_merge * 1e3,
             "slowest_app_direct_ms": slowest_app_ms,
@@ -266,8 +297,12 @@ fn main() -> Result<()> {
     let n = *args.clusters.iter().max().unwrap_or(&2000);
     eprintln!("==> memory: {} scrapes at N = {n}", args.memory_scrapes);
     let mut memory = json!({"clusters": n, "scrapes": args.memory_scrapes});
-    for (key, with_filter) in [("with_filter", true), ("without_filter", false)] {
-        let b = start(n, &[], with_filter);
+    for (key, with_filter, body) in [
+        ("with_filter", true, EnvoyBody::Stream),
+        ("with_filter_dispatch", true, EnvoyBody::Dispatch),
+        ("without_filter", false, EnvoyBody::Stream),
+    ] {
+        let b = start_with(n, &[], with_filter, body);
         let pid = b.envoy.pid();
         let url = if with_filter { &b.metrics } else { &b.admin };
         let (rss_start, _) = rss_mb(pid);
@@ -386,6 +421,7 @@ fn markdown(r: &Value) -> String {
         r["machine"]["envoy"].as_str().unwrap_or("?")
     ));
     out.push_str("| N clusters | body (a) | (a) admin direct, median / p95 | (b) filter | (c) filter + 5×1 MB apps | (b)/(a) | (c)/(a) | (c)−(b) | CPU/scrape (a) / (b) / (c) |\n|---|---|---|---|---|---|---|---|---|\n");
+    let rows = r["rows"].as_array().cloned().unwrap_or_default();
     for row in r["rows"].as_array().into_iter().flatten() {
         out.push_str(&format!(
             "| {} | {:.1} MB, {} lines | {:.1} / {:.1} ms | {:.1} / {:.1} ms | {:.1} / {:.1} ms | {:.2} | {:.2} | {:.1} ms | {:.1} / {:.1} / {:.1} ms |\n",
@@ -406,6 +442,22 @@ fn markdown(r: &Value) -> String {
             f(&row["cpu_ms_per_scrape"]["filter_5_apps"]),
         ));
     }
+    out.push_str("\nStreamed (b) against dispatched (b′, the design before issue 17), each interleaved with (a) on its own Envoy; first byte: time to the body's first byte; apps: (c) − max((b), the slowest app alone):\n\n| N clusters | (b)/(a) | (b′)/(a′) | CPU (b)/(a) | CPU (b′)/(a′) | first byte (a) / (b) / (b′) | apps over the slowest |\n|---|---|---|---|---|---|---|\n");
+    for row in &rows {
+        let d = &row["dispatch"];
+        out.push_str(&format!(
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} / {:.1} / {:.1} ms | {:.1} ms |\n",
+            row["clusters"],
+            f(&row["ratio_b_a"]),
+            f(&d["ratio_b_a"]),
+            f(&row["cpu_ratio_b_a"]),
+            f(&d["cpu_ms_per_scrape"]["filter"]) / f(&d["cpu_ms_per_scrape"]["admin"]),
+            f(&row["first_byte_ms"]["admin"]),
+            f(&row["first_byte_ms"]["filter"]),
+            f(&d["first_byte_ms"]["filter"]),
+            f(&row["apps_over_slowest_ms"]),
+        ));
+    }
     out.push_str("\n| N clusters | engine native | native, Envoy + 5 apps | wasmtime | V8 (in Envoy) | native / wasmtime | native / V8 | (b)−(a): the filter in V8 + the rest |\n|---|---|---|---|---|---|---|---|\n");
     for row in r["rows"].as_array().into_iter().flatten() {
         let e = &row["engine_mb_s"];
@@ -424,17 +476,28 @@ fn markdown(r: &Value) -> String {
     }
     let m = &r["memory"];
     out.push_str(&format!(
-        "\nMemory at N = {} over {} scrapes: with the filter RSS {:.0} → {:.0} MB (peak {:.0} MB); without {:.0} → {:.0} MB (peak {:.0} MB). Largest output {:.1} MB.\n\n| scrape | RSS with filter | wasm linear memory | RSS without |\n|---|---|---|---|\n",
+        "\nMemory at N = {} over {} scrapes: with the filter (streamed) RSS {:.0} → {:.0} MB (peak {:.0} MB); dispatched {:.0} MB (peak {:.0} MB); without {:.0} → {:.0} MB (peak {:.0} MB). Largest output {:.1} MB. With − without, streamed: {:.0} MB = {:.2} × the largest output (dispatched: {:.2} ×).\n\n| scrape | RSS with filter (streamed) | wasm linear memory | RSS dispatched | RSS without |\n|---|---|---|---|---|\n",
         m["clusters"],
         m["scrapes"],
         f(&m["with_filter"]["rss_mb_before"]),
         f(&m["with_filter"]["rss_mb_after"]),
         f(&m["with_filter"]["peak_rss_mb"]),
+        f(&m["with_filter_dispatch"]["rss_mb_after"]),
+        f(&m["with_filter_dispatch"]["peak_rss_mb"]),
         f(&m["without_filter"]["rss_mb_before"]),
         f(&m["without_filter"]["rss_mb_after"]),
         f(&m["without_filter"]["peak_rss_mb"]),
         f(&m["with_filter"]["largest_output_mb"]),
+        f(&m["with_filter"]["rss_mb_after"]) - f(&m["without_filter"]["rss_mb_after"]),
+        (f(&m["with_filter"]["rss_mb_after"]) - f(&m["without_filter"]["rss_mb_after"]))
+            / f(&m["with_filter"]["largest_output_mb"]),
+        (f(&m["with_filter_dispatch"]["rss_mb_after"]) - f(&m["without_filter"]["rss_mb_after"]))
+            / f(&m["with_filter"]["largest_output_mb"]),
     ));
+    let dispatched = m["with_filter_dispatch"]["samples"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let with = m["with_filter"]["samples"]
         .as_array()
         .cloned()
@@ -443,12 +506,13 @@ fn markdown(r: &Value) -> String {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    for (w, wo) in with.iter().zip(&without) {
+    for ((w, d), wo) in with.iter().zip(&dispatched).zip(&without) {
         out.push_str(&format!(
-            "| {} | {:.0} MB | {:.1} MB | {:.0} MB |\n",
+            "| {} | {:.0} MB | {:.1} MB | {:.0} MB | {:.0} MB |\n",
             w["scrape"],
             f(&w["rss_mb"]),
             f(&w["wasm_memory_mb"]),
+            f(&d["rss_mb"]),
             f(&wo["rss_mb"])
         ));
     }

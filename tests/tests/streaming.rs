@@ -1,0 +1,86 @@
+//! Envoy's answer streams through the filter (issue 17): a real Envoy with many clusters, and
+//! apps slower than Envoy's whole answer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshmetrics_e2e::perf::start;
+use meshmetrics_e2e::{AppServer, Reply, get, promtool_check, self_metric, wasm_memory};
+
+/// The comment lines (`# HELP`, `# TYPE`) of an exposition.
+fn descriptors(body: &str) -> std::collections::BTreeSet<&str> {
+    body.lines().filter(|l| l.starts_with("# ")).collect()
+}
+
+#[test]
+fn a_large_envoy_answer_streams_through_and_the_vm_never_holds_it() {
+    // 1,000 clusters: Envoy renders ~17 MB.
+    let bench = start(1000, &[], true);
+    let direct = get(&bench.admin, &[("accept", "text/plain")]);
+    let scrape = get(&bench.metrics, &[("accept", "text/plain")]);
+    assert_eq!(scrape.status, 200);
+    assert!(direct.body.len() > 10_000_000, "{}", direct.body.len());
+    // Every family of Envoy's own answer is in the scrape, with its header.
+    let ours = descriptors(&scrape.body);
+    let missing: Vec<_> = descriptors(&direct.body)
+        .difference(&ours)
+        .copied()
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "families missing from the scrape: {missing:?}"
+    );
+    assert_eq!(
+        self_metric(&scrape.body, "meshmetrics_source_up", "envoy"),
+        Some(1.0)
+    );
+    // Parses (lint findings, such as Envoy's counters without `_total`, are not errors).
+    promtool_check(&scrape.body);
+    // The VM held pieces of Envoy's answer (a few MB: as Envoy hands them over), never the
+    // answer: dispatched, its memory was larger than the output.
+    let memory = wasm_memory(&scrape.body).expect("the VM's memory is reported");
+    assert!(
+        memory < scrape.body.len() as f64 / 2.0,
+        "wasm memory {memory} bytes for a {}-byte scrape",
+        scrape.body.len()
+    );
+    // The route to the admin is the filter's alone.
+    let outside = get(
+        &bench.metrics.replace("/metrics", "/stats/prometheus"),
+        &[("x-meshmetrics-envoy", "1")],
+    );
+    assert_eq!(outside.status, 404);
+}
+
+#[test]
+fn an_app_slower_than_envoys_whole_answer_still_lands_in_the_scrape() {
+    // Envoy's answer (no extra clusters: ~100 KB) has passed long before the app answers:
+    // the filter holds Envoy's last piece and puts the whole answer there when the app is in.
+    let slow = AppServer::start(
+        ([127, 0, 0, 1], 0).into(),
+        Arc::new(|_: &meshmetrics::sampleapp::Seen| {
+            std::thread::sleep(Duration::from_millis(1500));
+            // Larger than Envoy's default 1 MiB stream buffer.
+            let body: String = (0..40_000)
+                .map(|i| format!("slow_app_items{{i=\"{i}\"}} {i}\n"))
+                .collect();
+            Reply::text(body)
+        }),
+    )
+    .expect("app starts");
+    let bench = start(0, &[slow.addr], true);
+    let scrape = get(&bench.metrics, &[("accept", "text/plain")]);
+    assert_eq!(scrape.status, 200);
+    assert!(scrape.body.contains("slow_app_items{"), "the app's samples");
+    assert!(
+        scrape.body.contains("\nenvoy_server_live"),
+        "Envoy's samples"
+    );
+    assert_eq!(
+        self_metric(&scrape.body, "meshmetrics_source_up", "app-0"),
+        Some(1.0)
+    );
+    // Parses (lint findings, such as Envoy's counters without `_total`, are not errors).
+    promtool_check(&scrape.body);
+}
