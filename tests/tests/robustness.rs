@@ -261,10 +261,7 @@ fn concurrent_scrapes_share_one_fetch() {
         .collect();
     assert!(body.len() > 8_000_000, "{}", body.len());
     let big = app(Reply::text(body));
-    let proxy = envoy_with(&[("big", &big)], |o| {
-        o.timeout_ms = 30_000;
-        o.envoy_body = meshmetrics::generator::EnvoyBody::Stream;
-    });
+    let proxy = envoy_with(&[("big", &big)], |o| o.timeout_ms = 30_000);
     let one = proxy.scrape(&[]);
     assert_eq!(one.status, 200);
     let before = big.requests().len();
