@@ -22,6 +22,7 @@ fn merging_doc_matches_the_engines_own() {
         .trim()
         .replace("\n# Conversions", "\n## Conversions")
         .replace("\n# Samples that", "\n## Samples that")
+        .replace("\n# A streamed lead", "\n## A streamed lead")
         .replace("\n# Limits", "\n## Limits");
     let md = std::fs::read_to_string(workspace_root().join("docs/merging.md"))
         .expect("read docs/merging.md");

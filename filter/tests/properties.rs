@@ -308,7 +308,7 @@ fn streamed(
         m.consume_ready();
     }
     m.end_lead(stream);
-    sent.extend_from_slice(m.finish());
+    m.finish_into(&mut |piece| sent.extend_from_slice(piece));
     (sent, m.stream_refused())
 }
 

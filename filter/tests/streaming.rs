@@ -117,3 +117,21 @@ fn a_family_that_comes_back_after_it_was_sent_is_refused_and_counted() {
     assert_eq!(refused, 1);
     assert_well_formed(&body, Format::Text);
 }
+
+#[test]
+fn the_body_in_pieces_is_the_body() {
+    let app = "# TYPE envoy_b gauge\nenvoy_b 30\n# TYPE app_c counter\napp_c_total 1\n";
+    for out in [Format::Text, Format::OpenMetrics] {
+        let whole = buffered(ENVOY, &[app], out);
+        let none = LabelSet::default();
+        let labels = LabelSet::new([("service", "web")]).unwrap();
+        let mut m = Merger::new();
+        m.begin(out, None);
+        m.add_source_at(1, app.as_bytes(), Format::Text, &labels);
+        m.add_source_at(0, ENVOY.as_bytes(), Format::Text, &none);
+        let mut pieces = Vec::new();
+        m.finish_into(&mut |p| pieces.extend_from_slice(p));
+        assert_eq!(String::from_utf8(pieces).unwrap(), whole);
+        assert!(m.finish().is_empty(), "spent until the next scrape");
+    }
+}

@@ -276,7 +276,13 @@ fn changes_reach_the_proxy_live_without_a_restart() {
             &scraper.last()
         ))
         .is_some(),
-        "the keep-alive scraper still sees the old configuration"
+        "the keep-alive scraper still sees the old configuration: {:?}",
+        scraper
+            .last()
+            .lines()
+            .filter(|l| l.starts_with("meshmetrics_source_") || l.starts_with("envoy_"))
+            .take(12)
+            .collect::<Vec<_>>()
     );
     mesh.filter_regex = None;
     mesh.used_only = true;

@@ -313,8 +313,12 @@ fn concurrent_scrapes_share_one_fetch() {
         fetched <= 20,
         "80 concurrent scrapes fetched the app {fetched} times"
     );
+    // Per kind of scrape at most two fetches are in flight: a streamed one (Envoy's answer
+    // passing through; it holds the apps' output once) and the dispatched one the scrapes that
+    // came meanwhile wait for (the apps' output twice: its side arena and its body). Here the
+    // app is the output, and a third merger may sit grown in the pool: under 6 ×, not 80 ×.
     assert!(
-        memory < 4.0 * one.body.len() as f64,
+        memory < 6.0 * one.body.len() as f64,
         "wasm memory {memory} for a {}-byte output",
         one.body.len()
     );

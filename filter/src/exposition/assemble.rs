@@ -113,6 +113,60 @@ fn group_key(scanner: &mut Scanner, line: &[u8], format: Format, key: &mut Vec<u
 impl Merger {
     /// Builds the body in the main arena from the bound families.
     pub(crate) fn assemble(&mut self) {
+        let base = self.pos() - self.arena.len();
+        let (pieces, first_moved, cursor) = self.plan();
+        let rest = &pieces[first_moved..];
+        let total: usize = rest.iter().map(piece_len).sum();
+        if rest.iter().any(|p| matches!(p, Piece::Main(..))) {
+            // Some of the main arena moves: copy what follows the in-place part aside first.
+            self.scratch.clear();
+            self.scratch.reserve_exact(total);
+            for p in rest {
+                self.scratch.extend_from_slice(slice(
+                    p,
+                    &self.arena,
+                    base,
+                    &self.side,
+                    &self.generated,
+                ));
+            }
+            self.arena.truncate(cursor - base);
+            self.arena.extend_from_slice(&self.scratch);
+            self.scratch.clear();
+            self.moved = total;
+        } else {
+            self.arena.truncate(cursor - base);
+            self.arena.reserve_exact(total + 64);
+            for p in rest {
+                let (main, side, generated) = (&mut self.arena, &self.side, &self.generated);
+                let part = match *p {
+                    Piece::Side(s, e) => &side[s..e],
+                    Piece::Generated(s, e) => &generated[s..e],
+                    Piece::Main(..) => continue,
+                };
+                main.extend_from_slice(part);
+            }
+        }
+        self.pieces = pieces;
+    }
+
+    /// Hands the rest of the body to `emit` piece by piece, never copying it into one buffer:
+    /// what the main arena holds in place, then the other pieces where they are (the apps' bytes
+    /// in the side arena). For a streamed scrape, whose last bytes are appended to Envoy's last
+    /// piece one by one: a second copy of the apps' output is spared.
+    pub(crate) fn emit_pieces(&mut self, emit: &mut dyn FnMut(&[u8])) {
+        let base = self.pos() - self.arena.len();
+        let (pieces, first_moved, cursor) = self.plan();
+        emit(&self.arena[..cursor - base]);
+        for p in &pieces[first_moved..] {
+            emit(slice(p, &self.arena, base, &self.side, &self.generated));
+        }
+        self.pieces = pieces;
+    }
+
+    /// The pieces of the body from the bound families, where the first one not in place in the
+    /// main arena is, and where the in-place part ends.
+    fn plan(&mut self) -> (Vec<Piece>, usize, usize) {
         let format = self.format;
         // Sealed families were sent as the lead streamed (or wait in `ready`): they come first.
         let mut order: Vec<u32> = (0..self.resolver.families.len() as u32)
@@ -158,39 +212,7 @@ impl Merger {
                 }
             }
         }
-        let rest = &pieces[first_moved..];
-        let total: usize = rest.iter().map(piece_len).sum();
-        if rest.iter().any(|p| matches!(p, Piece::Main(..))) {
-            // Some of the main arena moves: copy what follows the in-place part aside first.
-            self.scratch.clear();
-            self.scratch.reserve_exact(total);
-            for p in rest {
-                self.scratch.extend_from_slice(slice(
-                    p,
-                    &self.arena,
-                    base,
-                    &self.side,
-                    &self.generated,
-                ));
-            }
-            self.arena.truncate(cursor - base);
-            self.arena.extend_from_slice(&self.scratch);
-            self.scratch.clear();
-            self.moved = total;
-        } else {
-            self.arena.truncate(cursor - base);
-            self.arena.reserve_exact(total + 64);
-            for p in rest {
-                let (main, side, generated) = (&mut self.arena, &self.side, &self.generated);
-                let part = match *p {
-                    Piece::Side(s, e) => &side[s..e],
-                    Piece::Generated(s, e) => &generated[s..e],
-                    Piece::Main(..) => continue,
-                };
-                main.extend_from_slice(part);
-            }
-        }
-        self.pieces = pieces;
+        (pieces, first_moved, cursor)
     }
 
     /// The pieces of output family `t`: its header, then its members' samples.

@@ -722,6 +722,27 @@ fn family_names(f: &SourceFamily, format: Format, mut each: impl FnMut(&[u8])) {
     }
 }
 
+impl Merger {
+    /// Ends the scrape as [`Merger::finish`] does, but hands the body (the same bytes) to `emit`
+    /// in pieces, where they lie, instead of copying them into one buffer: the apps' output is
+    /// not copied a second time. The merger is spent until the next [`Merger::begin`].
+    pub fn finish_into(&mut self, emit: &mut dyn FnMut(&[u8])) {
+        if self.finished {
+            emit(&self.arena);
+            return;
+        }
+        self.finished = true;
+        self.resolve();
+        self.close_segment();
+        self.emit_pieces(emit);
+        if self.format == Format::OpenMetrics {
+            emit(b"# EOF\n");
+        }
+        // Not a body any more: a later `finish` must not return what is left of it.
+        self.arena.clear();
+    }
+}
+
 /// Iterates a source's families that share a base name.
 pub(crate) struct SameBase<'a> {
     families: &'a [SourceFamily],

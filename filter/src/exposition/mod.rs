@@ -81,6 +81,15 @@
 //! | an app's histogram group without `+Inf`, with buckets out of order or decreasing, `_count` unlike `+Inf`, `_sum` without `_count` (or the reverse) | kept | the group dropped, the rest of the family kept |
 //! | a family under `meshmetrics_` from a source | dropped | dropped |
 //!
+//! # A streamed lead
+//!
+//! `Merger::stream_lead` reads the lead (Envoy) piece by piece *after* the other sources, and
+//! hands out what is final as it is written (`Merger::ready`): a lead family none of whose names
+//! an app family may take is sealed and leaves at once; from the first one an app shares, the
+//! lead is held until the scrape ends. The bytes are the buffered scrape's. A lead family that
+//! comes back after another one started, or would join one already sent, cannot: its samples
+//! are dropped and counted (`Merger::stream_refused`). Envoy writes each family once, contiguous.
+//!
 //! # Limits
 //!
 //! A source stops at a line boundary when its output reaches `max_source_bytes` (64 MiB by

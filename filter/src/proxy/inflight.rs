@@ -1,19 +1,18 @@
 //! Scrapes in flight on this VM, so that identical ones share one fetch.
 //!
-//! A scrape that arrives while an identical one (same output format, same `filter`) is being
-//! fetched waits for it and is answered the same bytes: N scrapers cost one scrape of CPU and
-//! one output of memory, not N. An answer is never reused past the fetch in flight: a scrape
+//! A scrape that arrives while an identical one (same configuration, output format and
+//! `filter`) is being fetched waits for it and is answered the same bytes: N scrapers cost one
+//! scrape of CPU and one output of memory, not N. An answer is never reused past the fetch in flight: a scrape
 //! that arrives after it was answered fetches anew, so every scrape sees values at least as
 //! fresh as its own arrival.
 //!
 //! When Envoy's answer streams through the filter ([`crate::config::FilterConfig::stream_envoy`]),
-//! a scrape with nothing identical in flight streams: it holds one piece, not an output. Until it
-//! sends its first byte (its apps are being fetched), identical scrapes wait for it as for any
-//! flight; if any do, it keeps a copy of what it sends and answers them with it. Once it has
-//! sent bytes nobody new can wait for it (they would miss them): an identical scrape then starts
-//! a buffered flight (Envoy's stats fetched by a dispatched call, the answer kept whole), and
-//! the scrapes after it wait for that one. A burst of N scrapers costs one or two of Envoy's
-//! renders, not N.
+//! a scrape with nothing identical in flight streams: it holds one piece, not an output, and its
+//! bytes leave as they are made, so nobody can wait for it. An identical scrape arriving
+//! meanwhile starts a buffered flight (Envoy's stats fetched by a dispatched call, the answer
+//! kept whole), and the scrapes after it wait for that one: a burst of N scrapers costs two of
+//! Envoy's renders, not N. (Letting scrapes wait for a streamed one until it sends, and replaying
+//! its bytes to them, left some of them hanging in Envoy; not worth its complexity.)
 //!
 //! At most [`MAX_FLIGHTS`] different scrapes are fetched at once on a VM (each holds an output);
 //! one more kind is answered 503 with `Retry-After`, and logged.
@@ -33,8 +32,10 @@ pub(crate) struct Waiter {
 }
 
 struct Flight {
-    /// It streams and has sent bytes: it takes no more waiters.
-    sending: bool,
+    /// The plugin configuration (root context) it was made under.
+    plugin: u32,
+    /// It streams: it takes no waiters.
+    streaming: bool,
     format: Format,
     filter: Option<String>,
     leader: u32,
@@ -60,6 +61,7 @@ pub(crate) enum Join {
 
 /// How a new scrape goes: `may_stream` when this one could stream (a GET, with streaming on).
 pub(crate) fn join(
+    plugin: u32,
     format: Format,
     filter: Option<&str>,
     context: u32,
@@ -68,8 +70,10 @@ pub(crate) fn join(
 ) -> Join {
     FLIGHTS.with(|f| {
         let mut flights = f.borrow_mut();
-        let same = |fl: &&mut Flight| fl.format == format && fl.filter.as_deref() == filter;
-        if let Some(flight) = flights.iter_mut().filter(same).find(|fl| !fl.sending) {
+        let same = |fl: &&mut Flight| {
+            fl.plugin == plugin && fl.format == format && fl.filter.as_deref() == filter
+        };
+        if let Some(flight) = flights.iter_mut().filter(same).find(|fl| !fl.streaming) {
             flight.waiters.push(Waiter { context, head });
             return Join::Wait;
         }
@@ -78,28 +82,14 @@ pub(crate) fn join(
         }
         let streaming = may_stream && !flights.iter_mut().any(|fl| same(&fl));
         flights.push(Flight {
-            sending: false,
+            plugin,
+            streaming,
             format,
             filter: filter.map(str::to_owned),
             leader: context,
             waiters: Vec::new(),
         });
         if streaming { Join::Stream } else { Join::Lead }
-    })
-}
-
-/// A streaming leader sends its first bytes: no one may wait for it from now on. Whether some
-/// already do (then it keeps what it sends, to answer them).
-pub(crate) fn sending(leader: u32) -> bool {
-    FLIGHTS.with(|f| {
-        let mut flights = f.borrow_mut();
-        match flights.iter_mut().find(|fl| fl.leader == leader) {
-            Some(fl) => {
-                fl.sending = true;
-                !fl.waiters.is_empty()
-            }
-            None => false,
-        }
     })
 }
 

@@ -20,6 +20,9 @@ use crate::exposition::LabelSet;
 
 /// The configuration, read once, with each source's labels rendered.
 pub(crate) struct Plugin {
+    /// The root context this configuration came with: a listener replaced by a new
+    /// configuration runs beside the old one on the same VM, and their scrapes must not share.
+    pub id: u32,
     pub config: FilterConfig,
     pub labels: Vec<LabelSet>,
     pub self_labels: LabelSet,
@@ -27,7 +30,9 @@ pub(crate) struct Plugin {
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { plugin: None }) });
+    proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> {
+        Box::new(Root { id, plugin: None })
+    });
 }}
 
 pub(crate) fn log(level: LogLevel, message: &str) {
@@ -36,6 +41,7 @@ pub(crate) fn log(level: LogLevel, message: &str) {
 }
 
 struct Root {
+    id: u32,
     plugin: Option<Rc<Plugin>>,
 }
 
@@ -71,6 +77,7 @@ impl RootContext for Root {
                     ),
                 );
                 self.plugin = Some(Rc::new(Plugin {
+                    id: self.id,
                     config,
                     labels,
                     self_labels,

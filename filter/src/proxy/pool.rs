@@ -1,26 +1,52 @@
 //! Mergers reused across scrapes. A VM serves one worker thread, but several scrapes can be in
 //! flight on it at once; each takes its own merger and gives it back, so buffers keep their
 //! capacity (a wasm VM's memory never shrinks: grow once, reuse forever).
+//!
+//! Streamed and dispatched scrapes keep apart: a streamed one grows only its side arena (the
+//! apps' output; Envoy's answer passes a piece at a time), a dispatched one both. Were they
+//! mixed, a streamed scrape and the dispatched one beside it (an identical scrape during a
+//! stream) would each grow the other's second arena in turn, and the VM would keep four full
+//! outputs where three are used.
 
 use std::cell::RefCell;
 
 use crate::exposition::Merger;
 
+#[derive(Default)]
+struct Pools {
+    streamed: Vec<Merger>,
+    dispatched: Vec<Merger>,
+}
+
 thread_local! {
-    static POOL: RefCell<Vec<Merger>> = const { RefCell::new(Vec::new()) };
+    static POOLS: RefCell<Pools> = RefCell::new(Pools::default());
 }
 
-pub(crate) fn take() -> Merger {
-    POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default()
+pub(crate) fn take(streamed: bool) -> Merger {
+    POOLS
+        .with(|p| {
+            let mut pools = p.borrow_mut();
+            if streamed {
+                pools.streamed.pop()
+            } else {
+                pools.dispatched.pop()
+            }
+        })
+        .unwrap_or_default()
 }
 
-/// Keeps at most one merger per kind of scrape that can be in flight: a burst of different
-/// scrapes does not leave more outputs' worth of memory behind than can be used at once.
-pub(crate) fn give_back(m: Merger) {
-    POOL.with(|p| {
-        let mut pool = p.borrow_mut();
-        if pool.len() < super::inflight::MAX_FLIGHTS {
-            pool.push(m);
+/// Keeps at most one merger per kind of scrape that can be in flight, both pools together: a
+/// burst of different scrapes does not leave more outputs' worth of memory behind than can be
+/// used at once.
+pub(crate) fn give_back(m: Merger, streamed: bool) {
+    POOLS.with(|p| {
+        let mut pools = p.borrow_mut();
+        if pools.streamed.len() + pools.dispatched.len() < super::inflight::MAX_FLIGHTS {
+            if streamed {
+                pools.streamed.push(m);
+            } else {
+                pools.dispatched.push(m);
+            }
         }
     });
 }

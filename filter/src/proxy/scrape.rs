@@ -79,10 +79,6 @@ struct Streaming {
     headers_only: bool,
     /// The scrape was answered (the last bytes left): nothing more to do.
     done: bool,
-    /// It has sent bytes (and so takes no more waiters).
-    sending: bool,
-    /// What it sent, kept for the identical scrapes that waited for it (`None`: none did).
-    replay: Option<Vec<u8>>,
 }
 
 fn header(name: &str) -> Option<String> {
@@ -152,7 +148,14 @@ impl Scrape {
         let accept = header("accept");
         let format = Format::negotiate(accept.as_deref());
         let may_stream = self.plugin.config.stream_envoy && !head;
-        match inflight::join(format, filter_text.as_deref(), self.id, head, may_stream) {
+        match inflight::join(
+            self.plugin.id,
+            format,
+            filter_text.as_deref(),
+            self.id,
+            head,
+            may_stream,
+        ) {
             Join::Lead => self.leads = true,
             Join::Stream => {
                 self.leads = true;
@@ -178,7 +181,7 @@ impl Scrape {
         }
         let user_agent = header("user-agent");
         let scrape_timeout = header("x-prometheus-scrape-timeout-seconds");
-        let mut merger = pool::take();
+        let mut merger = pool::take(self.stream.is_some());
         merger.set_limits(self.plugin.config.limits());
         // Envoy's own renderer needs no validity checks; an app in first place does.
         merger.trust_lead(
@@ -353,7 +356,7 @@ impl Scrape {
             );
         }
         answer_waiters(self.id, content_type, body);
-        pool::give_back(merger);
+        pool::give_back(merger, self.stream.is_some());
     }
 
     /// The sources' outcomes are all known: reports them in the scrape's own families.
@@ -468,16 +471,7 @@ impl Scrape {
         }
         self.outcomes[0].merge += now().duration_since(started).unwrap_or_default();
         let ready = merger.ready();
-        if !st.sending && (!ready.is_empty() || end) {
-            st.sending = true;
-            if inflight::sending(self.id) {
-                st.replay = Some(Vec::new());
-            }
-        }
         let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, ready);
-        if let Some(replay) = st.replay.as_mut() {
-            replay.extend_from_slice(ready);
-        }
         let sent = ready.len();
         merger.consume_ready();
         if !end {
@@ -486,20 +480,20 @@ impl Scrape {
             return;
         }
         self.conclude(&mut merger);
-        let content_type = merger.format().content_type();
-        let tail = merger.finish();
-        // At or past the end of what Envoy holds now: appended.
-        let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, sent, 0, tail);
-        st.done = true;
-        match st.replay.take() {
-            Some(mut replay) => {
-                replay.extend_from_slice(tail);
-                answer_waiters(self.id, content_type, &replay);
+        // The rest, appended piece by piece where it lies (at or past the end of what Envoy
+        // holds now): the apps' output is not copied into one buffer first.
+        let mut at = sent;
+        merger.finish_into(&mut |piece| {
+            if !piece.is_empty() {
+                let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, at, 0, piece);
+                at += piece.len();
             }
-            None => answer_waiters(self.id, content_type, &[]),
-        }
+        });
+        st.done = true;
+        // A streaming flight has no waiters: this ends it.
+        inflight::land(self.id);
         self.stream = Some(st);
-        pool::give_back(merger);
+        pool::give_back(merger, self.stream.is_some());
     }
 }
 
@@ -509,20 +503,11 @@ impl Context for Scrape {
     /// the sources still awaited are reported failed, never a waiter left hanging.
     fn on_done(&mut self) -> bool {
         if self.stream.is_some() {
-            // Streamed, and its stream ended before its answer did (its scraper left): Envoy's
-            // answer went with it, so those that waited for it are told to come again.
+            // Streamed, and its stream ended before its answer did (its scraper left): its
+            // flight (which has no waiters) ends.
             if let Some(merger) = self.merger.take() {
-                for w in inflight::land(self.id) {
-                    if hostcalls::set_effective_context(w.context).is_ok() {
-                        respond(
-                            503,
-                            vec![("content-type", "text/plain"), ("retry-after", "1")],
-                            Some(b"the identical scrape this one waited for was cancelled\n"),
-                        );
-                    }
-                }
-                let _ = hostcalls::set_effective_context(self.id);
-                pool::give_back(merger);
+                inflight::land(self.id);
+                pool::give_back(merger, self.stream.is_some());
             }
         } else if !self.leads {
             inflight::leave(self.id);
