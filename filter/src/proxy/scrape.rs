@@ -45,6 +45,9 @@ struct Outcome {
 /// How much of a response body is copied into the module at a time (see `on_answer`).
 const PIECE: usize = 256 * 1024;
 
+/// Up to how many bytes of small pieces a streamed scrape's end gathers per call into Envoy.
+const TAIL_BATCH: usize = 64 * 1024;
+
 pub(crate) struct Scrape {
     plugin: Rc<Plugin>,
     /// This HTTP context's id: where waiters are answered from, and how they are found.
@@ -480,15 +483,30 @@ impl Scrape {
             return;
         }
         self.conclude(&mut merger);
-        // The rest, appended piece by piece where it lies (at or past the end of what Envoy
-        // holds now): the apps' output is not copied into one buffer first.
+        // The rest, appended where it lies (at or past the end of what Envoy holds now): the
+        // apps' output is not copied into one buffer first. Small pieces (a family's header, a
+        // few samples) are gathered up to TAIL_BATCH, so a thousand families are a few dozen
+        // calls into Envoy, not a thousand.
         let mut at = sent;
+        let mut batch = Vec::with_capacity(TAIL_BATCH);
+        let mut append = |bytes: &[u8]| {
+            let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, at, 0, bytes);
+            at += bytes.len();
+        };
         merger.finish_into(&mut |piece| {
-            if !piece.is_empty() {
-                let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, at, 0, piece);
-                at += piece.len();
+            if batch.len() + piece.len() > TAIL_BATCH && !batch.is_empty() {
+                append(&batch);
+                batch.clear();
+            }
+            if piece.len() >= TAIL_BATCH {
+                append(piece);
+            } else {
+                batch.extend_from_slice(piece);
             }
         });
+        if !batch.is_empty() {
+            append(&batch);
+        }
         st.done = true;
         // A streaming flight has no waiters: this ends it.
         inflight::land(self.id);
