@@ -11,13 +11,16 @@
 //! bytes leave as they are made, so nobody can wait for it. An identical scrape arriving
 //! meanwhile starts a buffered flight (Envoy's stats fetched by a dispatched call, the answer
 //! kept whole), and the scrapes after it wait for that one: a burst of N scrapers costs two of
-//! Envoy's renders, not N. (Letting scrapes wait for a streamed one until it sends, and replaying
+//! Envoy's renders, not N. And for [`CONTENTION`] after that, scrapes are not streamed: under
+//! a burst, one shared fetch beats a stream beside it (two outputs of memory instead of one);
+//! streaming is for the lone scraper, which is how Prometheus scrapes a proxy. (Letting scrapes wait for a streamed one until it sends, and replaying
 //! its bytes to them, left some of them hanging in Envoy; not worth its complexity.)
 //!
 //! At most [`MAX_FLIGHTS`] different scrapes are fetched at once on a VM (each holds an output);
 //! one more kind is answered 503 with `Retry-After`, and logged.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::time::{Duration, SystemTime};
 
 use crate::exposition::Format;
 
@@ -42,8 +45,13 @@ struct Flight {
     waiters: Vec<Waiter>,
 }
 
+/// How long after identical scrapes met on this VM new ones are dispatched rather than streamed.
+pub(crate) const CONTENTION: Duration = Duration::from_secs(10);
+
 thread_local! {
     static FLIGHTS: RefCell<Vec<Flight>> = const { RefCell::new(Vec::new()) };
+    /// Until when scrapes are not streamed (identical ones met).
+    static CONTENDED_UNTIL: Cell<SystemTime> = const { Cell::new(SystemTime::UNIX_EPOCH) };
 }
 
 /// What a new scrape does.
@@ -59,8 +67,10 @@ pub(crate) enum Join {
     Busy,
 }
 
-/// How a new scrape goes: `may_stream` when this one could stream (a GET, with streaming on).
+/// How a new scrape goes: `may_stream` when this one could stream (a GET, with streaming on);
+/// `now`, the host's clock.
 pub(crate) fn join(
+    now: SystemTime,
     plugin: u32,
     format: Format,
     filter: Option<&str>,
@@ -75,12 +85,17 @@ pub(crate) fn join(
         };
         if let Some(flight) = flights.iter_mut().filter(same).find(|fl| !fl.streaming) {
             flight.waiters.push(Waiter { context, head });
+            CONTENDED_UNTIL.with(|c| c.set(now + CONTENTION));
             return Join::Wait;
         }
         if flights.len() >= MAX_FLIGHTS {
             return Join::Busy;
         }
-        let streaming = may_stream && !flights.iter_mut().any(|fl| same(&fl));
+        let met = flights.iter_mut().any(|fl| same(&fl));
+        if met {
+            CONTENDED_UNTIL.with(|c| c.set(now + CONTENTION));
+        }
+        let streaming = may_stream && !met && CONTENDED_UNTIL.with(Cell::get) <= now;
         flights.push(Flight {
             plugin,
             streaming,

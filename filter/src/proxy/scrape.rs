@@ -71,7 +71,8 @@ struct Streaming {
     /// Envoy answered 200 in text: its body is merged. Else it is dropped (reported failed).
     usable: bool,
     /// Pieces that came before the apps were all in.
-    early: Vec<u8>,
+    /// Kept as Envoy handed them over (no copy, no doubling growth).
+    early: Vec<Vec<u8>>,
     /// Envoy's body, once the apps are in.
     lead: Option<LeadStream>,
     /// Bytes of Envoy's body seen.
@@ -152,6 +153,7 @@ impl Scrape {
         let format = Format::negotiate(accept.as_deref());
         let may_stream = self.plugin.config.stream_envoy && !head;
         match inflight::join(
+            now(),
             self.plugin.id,
             format,
             filter_text.as_deref(),
@@ -434,7 +436,12 @@ impl Scrape {
             && let Some(merger) = self.merger.as_mut()
         {
             let started = now();
-            let stats = merger.add_source_at(0, &early, Format::Text, &self.plugin.labels[0]);
+            let size = early.iter().map(Vec::len).sum();
+            let mut reader = merger.source_at(0, Format::Text, &self.plugin.labels[0], size);
+            for piece in &early {
+                reader.feed(piece);
+            }
+            let stats = reader.finish();
             let o = &mut self.outcomes[0];
             o.merge = now().duration_since(started).unwrap_or_default();
             o.duration = started
@@ -452,17 +459,35 @@ impl Scrape {
             return;
         };
         let started = now();
+        // What replaces Envoy's `size` bytes: the first call replaces them, the next append.
+        let mut sent = 0;
+        let mut replaced = false;
+        let mut put = |bytes: &[u8], sent: &mut usize| {
+            if !replaced {
+                let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, bytes);
+                replaced = true;
+            } else if !bytes.is_empty() {
+                // At the end of what Envoy holds now: appended.
+                let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, *sent, 0, bytes);
+            }
+            *sent += bytes.len();
+        };
         if st.usable {
-            let lead = match st.lead.as_mut() {
-                Some(lead) => lead,
-                None => {
-                    let mut lead = merger.stream_lead(Format::Text, &self.plugin.labels[0]);
-                    merger.feed_lead(&mut lead, &st.early);
-                    st.early = Vec::new();
-                    st.lead.insert(lead)
+            if st.lead.is_none() {
+                // The pieces that waited for the apps, one by one: what each makes final leaves
+                // before the next is read, so the arena never holds them all.
+                let mut lead = merger.stream_lead(Format::Text, &self.plugin.labels[0]);
+                for chunk in &st.early {
+                    merger.feed_lead(&mut lead, chunk);
+                    put(merger.ready(), &mut sent);
+                    merger.consume_ready();
                 }
-            };
-            merger.feed_lead(lead, piece);
+                st.early = Vec::new();
+                st.lead = Some(lead);
+            }
+            if let Some(lead) = st.lead.as_mut() {
+                merger.feed_lead(lead, piece);
+            }
         }
         if end && let Some(lead) = st.lead.take() {
             let stats = merger.end_lead(lead);
@@ -473,9 +498,7 @@ impl Scrape {
             self.record(0, &stats);
         }
         self.outcomes[0].merge += now().duration_since(started).unwrap_or_default();
-        let ready = merger.ready();
-        let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, ready);
-        let sent = ready.len();
+        put(merger.ready(), &mut sent);
         merger.consume_ready();
         if !end {
             self.merger = Some(merger);
@@ -685,7 +708,7 @@ impl Scrape {
         if !self.pending.is_empty() {
             // The apps decide where Envoy's families may go: its pieces wait for them.
             if st.usable {
-                st.early.extend_from_slice(&piece);
+                st.early.push(piece);
             }
             let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &[]);
             if end_of_stream {
