@@ -251,12 +251,7 @@ impl Merger {
 
     /// The main arena and the position of its first byte; the side arena (and offset 0).
     pub(crate) fn bytes_of(&self, in_main: bool) -> (&[u8], usize) {
-        match (in_main, self.swapped) {
-            (true, false) => (&self.arena, self.base),
-            (true, true) => (&self.side, self.base),
-            (false, false) => (&self.side, 0),
-            (false, true) => (&self.arena, 0),
-        }
+        arena_of(&self.arena, &self.side, self.swapped, self.base, in_main)
     }
 
     fn main_mut(&mut self) -> &mut Vec<u8> {
@@ -619,13 +614,8 @@ impl Merger {
         let mut want = f.base.to_vec();
         want.extend_from_slice(suffix.bytes());
         let mut n = 0;
-        // Disjoint borrows: the scanner is used while the arena is read.
-        let (bytes, off) = match (in_main, self.swapped) {
-            (true, false) => (&self.arena, self.base),
-            (true, true) => (&self.side, self.base),
-            (false, false) => (&self.side, 0),
-            (false, true) => (&self.arena, 0),
-        };
+        // Field by field: the scanner is used while the arena is read.
+        let (bytes, off) = arena_of(&self.arena, &self.side, self.swapped, self.base, in_main);
         let f = &self.families[sf as usize];
         for &(s, e) in &f.segments {
             let seg = &bytes[s - off..e - off];
@@ -700,6 +690,23 @@ impl Merger {
             }
         }
         &self.arena
+    }
+}
+
+/// The main arena (`in_main`) or the side one, whichever field holds it now, and the position
+/// of its first byte (the main arena may have handed out and dropped its first `base` bytes).
+fn arena_of<'a>(
+    arena: &'a [u8],
+    side: &'a [u8],
+    swapped: bool,
+    base: usize,
+    in_main: bool,
+) -> (&'a [u8], usize) {
+    match (in_main, swapped) {
+        (true, false) => (arena, base),
+        (true, true) => (side, base),
+        (false, false) => (side, 0),
+        (false, true) => (arena, 0),
     }
 }
 
