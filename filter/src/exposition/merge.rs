@@ -264,6 +264,13 @@ impl Merger {
 
     /// Streaming starts: the apps are all read, so the names they may take are known.
     pub(crate) fn start_stream(&mut self) {
+        self.collect_app_names();
+        self.stream = Stream::Live;
+        self.resolver.sealing = true;
+    }
+
+    /// Gathers every name the apps' families may take ([`Merger::app_names`]).
+    pub(crate) fn collect_app_names(&mut self) {
         let format = self.format;
         let mut names = std::mem::take(&mut self.app_names);
         names.clear();
@@ -284,8 +291,11 @@ impl Merger {
             }
         }
         self.app_names = names;
-        self.stream = Stream::Live;
-        self.resolver.sealing = true;
+    }
+
+    /// Whether an app family may take `name` (one of [`Merger::collect_app_names`]).
+    pub(crate) fn app_may_take(&self, name: &[u8]) -> bool {
+        self.app_names.contains(name)
     }
 
     /// Whether an app may join lead family `id` or make it `unknown` (conservatively: an app
@@ -712,19 +722,25 @@ fn arena_of<'a>(
 
 /// Every name family `f` may take in the output: its header name, the names its type claims and
 /// its sample names.
-fn family_names(f: &SourceFamily, format: Format, mut each: impl FnMut(&[u8])) {
-    let mut name = Vec::with_capacity(f.base.len() + 16);
+fn family_names(f: &SourceFamily, format: Format, each: impl FnMut(&[u8])) {
+    names_of(&f.base, f.kind, format, each);
+}
+
+/// Every name a family of `kind` with base name `base` takes in `format`: its header name, the
+/// names its type claims, its sample names.
+pub(crate) fn names_of(base: &[u8], kind: Kind, format: Format, mut each: impl FnMut(&[u8])) {
+    let mut name = Vec::with_capacity(base.len() + 16);
     let mut with = |suffix: &[u8], each: &mut dyn FnMut(&[u8])| {
         name.clear();
-        name.extend_from_slice(&f.base);
+        name.extend_from_slice(base);
         name.extend_from_slice(suffix);
         each(&name);
     };
-    with(f.kind.header_suffix(format), &mut each);
-    for s in f.kind.claimed_suffixes(format) {
+    with(kind.header_suffix(format), &mut each);
+    for s in kind.claimed_suffixes(format) {
         with(s.bytes(), &mut each);
     }
-    for s in f.kind.sample_suffixes(format) {
+    for s in kind.sample_suffixes(format) {
         with(s.bytes(), &mut each);
     }
 }

@@ -10,6 +10,7 @@ use super::escape::write_repaired_label_value;
 use super::kind::{Companion, Suffix, accepts_masked};
 use super::merge::{Header, Merger};
 use super::names::{is_legacy_label_name, is_legacy_metric_name, write_name};
+use super::passing::Passing;
 use super::scan::{Line, Sample};
 use super::validity::{self, Invalid};
 use super::value::write_timestamp;
@@ -246,6 +247,33 @@ impl Merger {
             carry: Vec::new(),
             labels: labels.clone(),
         }
+    }
+
+    /// Takes over a lead that passed untouched until here ([`Merger::pass_lead`]): it is read
+    /// as a streamed lead from what `passing` held back on, and its share counts what passed.
+    pub fn take_over(&mut self, passing: Passing, input: Format, labels: &LabelSet) -> LeadStream {
+        let mut lead = self.stream_lead(input, labels);
+        if !passing.header.is_empty() {
+            // The family passing was in, bound now (its header written and dropped: Envoy's
+            // went already), so that its samples that follow join it.
+            self.feed_lead(&mut lead, &passing.header);
+            let mut pass = Pass {
+                merger: self,
+                labels: &lead.labels,
+                st: std::mem::take(&mut lead.st),
+            };
+            if pass.st.has_pending {
+                pass.resolve(&[]);
+            }
+            lead.st = std::mem::take(&mut pass.st);
+            self.consume_ready();
+        }
+        lead.st.overhead += passing.passed;
+        lead.st.stats.bytes = passing.passed as u64;
+        if !passing.held.is_empty() {
+            self.feed_lead(&mut lead, &passing.held);
+        }
+        lead
     }
 
     /// Merges the next piece of the streamed lead; what became final is then in

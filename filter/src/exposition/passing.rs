@@ -1,0 +1,221 @@
+//! Envoy's families that no app can touch, passed on as Envoy wrote them.
+//!
+//! A streamed lead ([`Merger::stream_lead`]) reads every line of Envoy's answer (34 MB at 2,000
+//! clusters) to find where its families start and to write its samples out again. When the
+//! scrape is answered in Prometheus text, Envoy's samples get no labels, the scrape has no
+//! `filter`, and the lead is Envoy's own renderer ([`Merger::trust_lead`]), the engine would write
+//! such a family byte for byte as Envoy did. Then only the lines that start with `#` need reading:
+//! [`Passing`] finds them with `memchr` and says the piece may leave untouched, so the filter
+//! neither parses Envoy's samples nor copies them out of the VM.
+//!
+//! The first comment line that cannot pass (a family an app may join or make `unknown`, a
+//! `meshmetrics_` family, anything but `# TYPE`) hands the rest of the body to the engine
+//! ([`Merger::take_over`]), which reads it as a streamed lead: it holds from there and merges. So
+//! the bytes are the buffered scrape's. The lead's share of the scrape's output counts what
+//! passed; a piece that would take it past its share goes to the engine, which stops at a line
+//! boundary as it always does.
+//!
+//! Envoy's renderer writes `# TYPE` before each family's samples and never a family twice: the
+//! samples under a passed header are that family's.
+
+use super::LabelSet;
+use super::format::Format;
+use super::kind::Kind;
+use super::merge::{Merger, OWN_PREFIX, names_of};
+use super::scan::Line;
+use super::stats::SourceStats;
+
+/// A comment line longer than this, split across pieces, goes to the engine (which bounds
+/// lines by the source's share) rather than be held here.
+const MAX_HELD: usize = 64 * 1024;
+
+/// The lead passing untouched, piece by piece ([`Merger::pass_lead`]).
+#[derive(Debug, Default)]
+pub struct Passing {
+    /// The start of a comment line whose end is in a later piece: not sent until judged.
+    pub(crate) held: Vec<u8>,
+    /// The last piece ended with a newline (or none came yet): a `#` first starts a line.
+    line_start: bool,
+    /// The `# TYPE` line (with its newline) of the family passing now: the engine taking over
+    /// inside it must know it, as Envoy's samples that follow do not repeat it.
+    pub(crate) header: Vec<u8>,
+    /// Bytes of the body passed on.
+    pub(crate) passed: usize,
+    /// What the lead may write in this scrape.
+    allowance: usize,
+}
+
+/// What leaves for one piece of the lead: `front`, then the piece's first `keep` bytes; then,
+/// with `engine_from`, the engine reads [`Passing`]'s held bytes and the piece from there on
+/// ([`Merger::take_over`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Passed {
+    /// Held bytes of earlier pieces that go first: a comment line now known to pass.
+    pub front: Vec<u8>,
+    /// How many bytes of the piece follow them.
+    pub keep: usize,
+    /// Where the engine takes over the piece.
+    pub engine_from: Option<usize>,
+}
+
+impl Passed {
+    /// The piece of `size` bytes leaves exactly as it came.
+    pub fn unchanged(&self, size: usize) -> bool {
+        self.front.is_empty() && self.keep == size && self.engine_from.is_none()
+    }
+}
+
+impl Merger {
+    /// Whether the lead, with `labels` added to its samples, may pass untouched in this scrape:
+    /// Prometheus text out, no `filter`, no labels, Envoy's own renderer.
+    pub fn may_pass_lead(&self, labels: &LabelSet) -> bool {
+        self.format == Format::Text
+            && self.filter.is_none()
+            && self.trusted_lead
+            && labels.is_empty()
+    }
+
+    /// Starts passing the lead (priority 0) untouched. Call it after every other source was
+    /// added, and only when [`Merger::may_pass_lead`]: which of its families may pass depends
+    /// on every name the apps' families take.
+    pub fn pass_lead(&mut self) -> Passing {
+        self.collect_app_names();
+        self.saw_priority(0);
+        Passing {
+            held: Vec::new(),
+            header: Vec::new(),
+            line_start: true,
+            passed: 0,
+            allowance: self.allowance(0),
+        }
+    }
+
+    /// Whether a lead comment line (`line`, its newline left out) may pass: a `# TYPE` of a
+    /// family none of whose names an app may take, not the filter's own.
+    fn lets_pass(&mut self, line: &[u8]) -> bool {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Line::Type { name, word } = self.scanner.scan(line, Format::Text, b"") else {
+            return false;
+        };
+        let Some((kind, base)) = Kind::declare(name, word, Format::Text) else {
+            return false;
+        };
+        if base.starts_with(OWN_PREFIX) {
+            return false;
+        }
+        let mut shared = false;
+        names_of(base, kind, self.format, |n| shared |= self.app_may_take(n));
+        !shared
+    }
+
+    /// Ends a lead that passed to its end: its share is charged, and it reports what it read.
+    pub fn end_passing(&mut self, passing: Passing) -> SourceStats {
+        *self.written.entry(0).or_default() += passing.passed;
+        SourceStats {
+            bytes: passing.passed as u64,
+            ..SourceStats::default()
+        }
+    }
+}
+
+impl Passing {
+    /// Judges the next piece of the lead.
+    pub fn piece(&mut self, merger: &mut Merger, piece: &[u8]) -> Passed {
+        if self.passed + self.held.len() + piece.len() > self.allowance {
+            // Past the lead's share: the engine stops it at a line boundary, once the line
+            // already begun downstream is ended.
+            let mut out = Passed::default();
+            match (
+                self.line_start || !self.held.is_empty(),
+                memchr::memchr(b'\n', piece),
+            ) {
+                (true, _) => out.engine_from = Some(0),
+                (false, Some(nl)) => {
+                    out.keep = nl + 1;
+                    out.engine_from = Some(nl + 1);
+                }
+                (false, None) => out.keep = piece.len(),
+            }
+            self.passed += out.keep;
+            return out;
+        }
+        let mut out = Passed::default();
+        let mut from = 0;
+        if !self.held.is_empty() {
+            let Some(nl) = memchr::memchr(b'\n', piece) else {
+                self.held.extend_from_slice(piece);
+                if self.held.len() > MAX_HELD {
+                    out.engine_from = Some(piece.len());
+                }
+                return out;
+            };
+            let partial = self.held.len();
+            self.held.extend_from_slice(&piece[..nl]);
+            let passes = merger.lets_pass(&self.held);
+            if passes {
+                self.header.clear();
+                self.header.extend_from_slice(&self.held);
+                self.header.push(b'\n');
+            }
+            self.held.truncate(partial);
+            if !passes {
+                out.engine_from = Some(0);
+                return out;
+            }
+            // The held start goes first; the piece follows whole.
+            out.front = std::mem::take(&mut self.held);
+            from = nl + 1;
+        }
+        out.keep = piece.len();
+        let mut at = from;
+        while let Some(i) = memchr::memchr(b'#', &piece[at..]) {
+            let p = at + i;
+            at = p + 1;
+            let starts_line = match p {
+                0 => self.line_start,
+                _ => piece[p - 1] == b'\n',
+            };
+            if !starts_line {
+                continue;
+            }
+            let Some(len) = memchr::memchr(b'\n', &piece[p..]) else {
+                // Judged when its end comes.
+                self.held.extend_from_slice(&piece[p..]);
+                out.keep = p;
+                break;
+            };
+            if !merger.lets_pass(&piece[p..p + len]) {
+                out.keep = p;
+                out.engine_from = Some(p);
+                break;
+            }
+            self.header.clear();
+            self.header.extend_from_slice(&piece[p..=p + len]);
+            at = p + len + 1;
+        }
+        if let Some(&last) = piece.last() {
+            self.line_start = last == b'\n';
+        }
+        self.passed += out.front.len() + out.keep;
+        out
+    }
+
+    /// The lead's body ended: a held last line is judged, and an unterminated last line ended.
+    pub fn end(&mut self, merger: &mut Merger) -> Passed {
+        let mut out = Passed::default();
+        if self.held.is_empty() {
+            if !self.line_start {
+                out.front = b"\n".to_vec();
+            }
+            return out;
+        }
+        if self.held.last() == Some(&b'\r') || !merger.lets_pass(&self.held) {
+            out.engine_from = Some(0);
+            return out;
+        }
+        out.front = std::mem::take(&mut self.held);
+        out.front.push(b'\n');
+        self.passed += out.front.len();
+        out
+    }
+}
