@@ -84,3 +84,48 @@ fn an_app_slower_than_envoys_whole_answer_still_lands_in_the_scrape() {
     // Parses (lint findings, such as Envoy's counters without `_total`, are not errors).
     promtool_check(&scrape.body);
 }
+
+#[test]
+fn a_family_an_app_shares_with_envoy_is_merged_where_the_others_pass_untouched() {
+    // Envoy's families pass through as Envoy wrote them, but `envoy_server_live` is the app's
+    // too: from there on the engine merges, and the family is written once, both samples in it.
+    let app = AppServer::start(
+        ([127, 0, 0, 1], 0).into(),
+        Arc::new(|_: &meshmetrics::sampleapp::Seen| {
+            Reply::text(
+                "# TYPE envoy_server_live gauge\nenvoy_server_live{from_app=\"yes\"} 1\n\
+                 # TYPE app_items gauge\napp_items 3\n",
+            )
+        }),
+    )
+    .expect("app starts");
+    let bench = start(300, &[app.addr], true);
+    let direct = get(&bench.admin, &[("accept", "text/plain")]);
+    let scrape = get(&bench.metrics, &[("accept", "text/plain")]);
+    assert_eq!(scrape.status, 200);
+    promtool_check(&scrape.body);
+    let ours = descriptors(&scrape.body);
+    let missing: Vec<_> = descriptors(&direct.body)
+        .difference(&ours)
+        .copied()
+        .take(5)
+        .collect();
+    assert!(missing.is_empty(), "Envoy's families missing: {missing:?}");
+    let headers: Vec<usize> = scrape
+        .body
+        .match_indices("# TYPE envoy_server_live gauge\n")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(headers.len(), 1, "one header for the shared family");
+    let family = &scrape.body[headers[0]..];
+    let family = &family[..family[1..].find("\n# ").map_or(family.len(), |e| e + 2)];
+    assert!(
+        family.contains("from_app=\"yes\"") && family.lines().count() >= 3,
+        "Envoy's sample and the app's in one family:\n{family}"
+    );
+    assert!(scrape.body.contains("\napp_items{"), "the app's own family");
+    assert_eq!(
+        self_metric(&scrape.body, "meshmetrics_source_up", "envoy"),
+        Some(1.0)
+    );
+}
