@@ -86,9 +86,9 @@ fn an_app_slower_than_envoys_whole_answer_still_lands_in_the_scrape() {
 }
 
 #[test]
-fn a_family_an_app_shares_with_envoy_is_merged_where_the_others_pass_untouched() {
-    // Envoy's families pass through as Envoy wrote them, but `envoy_server_live` is the app's
-    // too: from there on the engine merges, and the family is written once, both samples in it.
+fn a_family_an_app_shares_with_envoy_is_written_once_with_both_samples() {
+    // `envoy_server_live` is the app's too: from there on Envoy's answer is held and merged, and
+    // the family is written once, both samples in it; the rest of Envoy's families stream.
     let app = AppServer::start(
         ([127, 0, 0, 1], 0).into(),
         Arc::new(|_: &meshmetrics::sampleapp::Seen| {
