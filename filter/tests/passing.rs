@@ -183,6 +183,52 @@ fn past_its_share_the_lead_stops_at_a_line_boundary() {
     assert!(!sent.contains("envoy_b"), "{sent}");
 }
 
+#[test]
+fn a_body_cut_past_the_cap_ends_the_line_already_sent() {
+    // The filter drops Envoy's body from the piece that takes it past `max_body_bytes`: what
+    // passed before ends at its next newline, the rest (a held header included) is dropped.
+    let app: &[u8] = b"# TYPE app_rq_total counter\napp_rq_total 7\n";
+    let body = ENVOY.as_bytes();
+    for at in 1..body.len() {
+        let mut m = Merger::new();
+        m.trust_lead(true);
+        m.begin(Format::Text, None);
+        m.add_source_at(
+            1,
+            app,
+            Format::Text,
+            &LabelSet::new([("service", "web")]).unwrap(),
+        );
+        let mut passing = m.pass_lead();
+        let first = passing.piece(&mut m, &body[..at]);
+        assert!(first.engine_from.is_none(), "no family is shared");
+        let mut sent = first.front.clone();
+        sent.extend_from_slice(&body[..first.keep]);
+        let keep = passing.cut(&body[at..]);
+        sent.extend_from_slice(&body[at..at + keep]);
+        assert_eq!(
+            passing.cut(&body[at + keep..]),
+            0,
+            "nothing passes after the cut"
+        );
+        sent.extend_from_slice(&passing.end(&mut m).front);
+        m.end_passing(passing);
+        m.finish_into(&mut |piece| sent.extend_from_slice(piece));
+        let sent = text(&sent);
+        assert_well_formed(sent, Format::Text);
+        let envoy_part = &sent[..sent.find("# TYPE app_rq_total").unwrap_or(sent.len())];
+        // A sample line begun is ended; a header not yet sent is dropped whole.
+        let line = ENVOY[..at].rfind('\n').map_or(0, |n| n + 1);
+        let end = if at == line || ENVOY[line..].starts_with('#') {
+            line
+        } else {
+            at + ENVOY[at..].find('\n').map_or(ENVOY.len() - at, |n| n + 1)
+        };
+        assert_eq!(envoy_part, &ENVOY[..end], "cut at {at}");
+        assert!(sent.contains("app_rq_total{service=\"web\"} 7\n"), "{sent}");
+    }
+}
+
 /// Families as Envoy's renderer writes them: `# TYPE` first, each name once, no two families
 /// whose sample names clash, canonical sample lines.
 fn envoy_like() -> impl Strategy<Value = Vec<u8>> {

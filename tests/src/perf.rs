@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use meshmetrics::bootstrap::{self, Options};
-use meshmetrics::generator::EnvoyBody;
 use serde_json::json;
 
 use crate::{Envoy, effective_of, free_port, resources, wasm};
@@ -60,15 +59,16 @@ pub struct Bench {
 }
 
 pub fn start(clusters: usize, apps: &[SocketAddr], with_filter: bool) -> Bench {
-    start_with(clusters, apps, with_filter, EnvoyBody::default())
+    start_with(clusters, apps, with_filter, |_| {})
 }
 
-/// [`start`], with Envoy's stats reaching the filter as `body` says (streamed or dispatched).
+/// [`start`], with the filter's options tuned (e.g. Envoy's stats streamed or dispatched,
+/// `opts.envoy_body`).
 pub fn start_with(
     clusters: usize,
     apps: &[SocketAddr],
     with_filter: bool,
-    body: EnvoyBody,
+    tune: impl FnOnce(&mut Options),
 ) -> Bench {
     let aggregate: String = apps
         .iter()
@@ -88,7 +88,7 @@ pub fn start_with(
     let mut opts = Options::new(wasm());
     opts.admin_port = free_port();
     opts.timeout_ms = 60_000;
-    opts.envoy_body = body;
+    tune(&mut opts);
     let mut config = bootstrap::bootstrap(&e, &opts).expect("bootstrap").config;
     let list = config["static_resources"]["clusters"]
         .as_array_mut()

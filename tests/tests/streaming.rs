@@ -4,12 +4,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshmetrics_e2e::perf::start;
+use meshmetrics_e2e::perf::{start, start_with};
 use meshmetrics_e2e::{AppServer, Reply, get, promtool_check, self_metric, wasm_memory};
 
 /// The comment lines (`# HELP`, `# TYPE`) of an exposition.
 fn descriptors(body: &str) -> std::collections::BTreeSet<&str> {
     body.lines().filter(|l| l.starts_with("# ")).collect()
+}
+
+/// A sample line without its value (a comment line as it is).
+fn series(line: &str) -> &str {
+    match line.starts_with('#') {
+        true => line,
+        false => line.rsplit_once(' ').map_or(line, |(key, _)| key),
+    }
 }
 
 /// Envoy's families (their `# HELP` / `# TYPE` lines) that are missing from `scrape`, at most 5.
@@ -127,5 +135,52 @@ fn a_family_an_app_shares_with_envoy_is_written_once_with_both_samples() {
     assert_eq!(
         self_metric(&scrape.body, "meshmetrics_source_up", "envoy"),
         Some(1.0)
+    );
+}
+
+#[test]
+fn an_envoy_answer_past_the_cap_is_cut_at_a_line_and_reported() {
+    // 300 clusters: Envoy renders ~5 MB, over a 1 MiB cap. Its families pass untouched until
+    // the piece that crosses the cap; the line begun is ended, the rest dropped, and the apps
+    // still follow.
+    let app = AppServer::start(
+        ([127, 0, 0, 1], 0).into(),
+        Arc::new(|_: &meshmetrics::sampleapp::Seen| {
+            Reply::text("# TYPE app_items gauge\napp_items 3\n")
+        }),
+    )
+    .expect("app starts");
+    let bench = start_with(300, &[app.addr], true, |o| o.max_body_bytes = 1 << 20);
+    let scrape = get(&bench.metrics, &[("accept", "text/plain")]);
+    // After the scrape: the stats the scrape itself created are in it.
+    let direct = get(&bench.admin, &[("accept", "text/plain")]);
+    assert_eq!(scrape.status, 200);
+    assert!(direct.body.len() > 2 << 20, "{}", direct.body.len());
+    promtool_check(&scrape.body);
+    let envoy_part = &scrape.body[..scrape.body.find("# TYPE app_items").expect("the app")];
+    // What passed is Envoy's, whole lines (its values may have moved since).
+    let theirs: std::collections::HashSet<&str> = direct.body.lines().map(series).collect();
+    let foreign: Vec<&str> = envoy_part
+        .lines()
+        .map(series)
+        .filter(|l| !theirs.contains(l))
+        .take(3)
+        .collect();
+    assert!(foreign.is_empty(), "not Envoy's lines: {foreign:?}");
+    assert!(
+        envoy_part.len() <= (1 << 20) + 4096 && envoy_part.contains("# TYPE envoy_"),
+        "{} bytes of Envoy's answer",
+        envoy_part.len()
+    );
+    assert!(scrape.body.contains("\napp_items{"), "the app's family");
+    assert_eq!(
+        self_metric(&scrape.body, "meshmetrics_source_up", "envoy"),
+        Some(0.0)
+    );
+    assert!(
+        scrape
+            .body
+            .contains("meshmetrics_source_error{source=\"envoy\",reason=\"body_too_large\"} 1\n"),
+        "the cut is reported"
     );
 }

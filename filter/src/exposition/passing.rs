@@ -43,6 +43,9 @@ pub struct Passing {
     pub(crate) passed: usize,
     /// What the lead may write in this scrape.
     allowance: usize,
+    /// Envoy's body was cut ([`Passing::cut`]) and the line begun downstream is ended: nothing
+    /// more passes.
+    cut: bool,
 }
 
 /// What leaves for one piece of the lead: `front`, then the piece's first `keep` bytes; then,
@@ -87,6 +90,7 @@ impl Merger {
             line_start: true,
             passed: 0,
             allowance: self.allowance(0),
+            cut: false,
         }
     }
 
@@ -198,6 +202,29 @@ impl Passing {
         }
         self.passed += out.front.len() + out.keep;
         out
+    }
+
+    /// Envoy's body is dropped from here on (it grew past the filter's cap on bodies): how many
+    /// bytes of `piece` still pass to end the line already begun downstream. A held comment
+    /// line was never sent and is dropped with the rest.
+    pub fn cut(&mut self, piece: &[u8]) -> usize {
+        let at_line_start = self.line_start || !self.held.is_empty();
+        self.held.clear();
+        if self.cut || at_line_start {
+            self.cut = true;
+            self.line_start = true;
+            return 0;
+        }
+        let keep = match memchr::memchr(b'\n', piece) {
+            Some(nl) => {
+                self.cut = true;
+                self.line_start = true;
+                nl + 1
+            }
+            None => piece.len(),
+        };
+        self.passed += keep;
+        keep
     }
 
     /// The lead's body ended: a held last line is judged, and an unterminated last line ended.

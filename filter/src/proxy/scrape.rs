@@ -24,7 +24,9 @@ use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 use super::inflight::{self, Join};
 use super::{Plugin, counters, log, pool};
 use crate::config::{STREAM_HEADER, SourceKind};
-use crate::exposition::{FamilyFilter, Format, LeadStream, Merger, SourceReport, SourceStats};
+use crate::exposition::{
+    FamilyFilter, Format, LabelSet, LeadStream, Merger, Passing, SourceReport, SourceStats,
+};
 use crate::plan::{self, Failure, Route};
 
 /// How one source fared, filled in as its answer arrives.
@@ -73,7 +75,11 @@ struct Streaming {
     /// Pieces that came before the apps were all in.
     /// Kept as Envoy handed them over (no copy, no doubling growth).
     early: Vec<Vec<u8>>,
-    /// Envoy's body, once the apps are in.
+    /// Envoy's body passing untouched, once the apps are in (text out, no labels on Envoy's
+    /// samples, no `filter`): only its `# TYPE` lines are read.
+    passing: Option<Passing>,
+    /// Envoy's body merged by the engine, once the apps are in (or from the first family an
+    /// app shares, when it was passing).
     lead: Option<LeadStream>,
     /// Bytes of Envoy's body seen.
     seen: u64,
@@ -453,58 +459,70 @@ impl Scrape {
     }
 
     /// Merges Envoy's next piece (`end`: its last) and puts what became final in place of the
-    /// `size` bytes Envoy holds, then, at the end, the rest of the scrape.
+    /// `size` bytes Envoy holds, then, at the end, the rest of the scrape. A piece that passes
+    /// untouched is left where it is: not copied into the VM's output nor back into Envoy.
     fn pass_piece(&mut self, piece: &[u8], size: usize, end: bool) {
         let (Some(mut merger), Some(mut st)) = (self.merger.take(), self.stream.take()) else {
             return;
         };
         let started = now();
-        // What replaces Envoy's `size` bytes: the first call replaces them, the next append.
-        let mut sent = 0;
-        let mut replaced = false;
-        let mut put = |bytes: &[u8], sent: &mut usize| {
-            if !replaced {
-                let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, bytes);
-                replaced = true;
-            } else if !bytes.is_empty() {
-                // At the end of what Envoy holds now: appended.
-                let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, *sent, 0, bytes);
-            }
-            *sent += bytes.len();
-        };
+        let labels = &self.plugin.labels[0];
+        let mut out = Body::new(size);
         if st.usable {
-            if st.lead.is_none() {
+            if st.lead.is_none() && st.passing.is_none() {
+                if merger.may_pass_lead(labels) {
+                    st.passing = Some(merger.pass_lead());
+                } else {
+                    st.lead = Some(merger.stream_lead(Format::Text, labels));
+                }
                 // The pieces that waited for the apps, one by one: what each makes final leaves
                 // before the next is read, so the arena never holds them all.
-                let mut lead = merger.stream_lead(Format::Text, &self.plugin.labels[0]);
-                for chunk in &st.early {
-                    merger.feed_lead(&mut lead, chunk);
-                    put(merger.ready(), &mut sent);
-                    merger.consume_ready();
+                for chunk in std::mem::take(&mut st.early) {
+                    step(&mut merger, &mut st, labels, &chunk, &mut out, false);
                 }
-                st.early = Vec::new();
-                st.lead = Some(lead);
             }
-            if let Some(lead) = st.lead.as_mut() {
-                merger.feed_lead(lead, piece);
+            step(&mut merger, &mut st, labels, piece, &mut out, true);
+        } else if let Some(passing) = st.passing.as_mut() {
+            // Past the cap: what passed ends at a line boundary, the rest is dropped.
+            let keep = passing.cut(piece);
+            if keep == size && piece.len() == size {
+                out.keep();
+            } else {
+                out.put(&piece[..keep]);
             }
         }
-        if end && let Some(lead) = st.lead.take() {
-            let stats = merger.end_lead(lead);
-            let o = &mut self.outcomes[0];
-            o.duration = now()
-                .duration_since(o.started.unwrap_or(started))
-                .unwrap_or_default();
-            self.record(0, &stats);
+        if end {
+            if let Some(passing) = st.passing.as_mut() {
+                let last = passing.end(&mut merger);
+                out.put(&last.front);
+                if last.engine_from.is_some() {
+                    let passing = std::mem::take(passing);
+                    st.passing = None;
+                    st.lead = Some(merger.take_over(passing, Format::Text, labels));
+                }
+            }
+            let stats = match (st.lead.take(), st.passing.take()) {
+                (Some(lead), _) => Some(merger.end_lead(lead)),
+                (None, Some(passing)) => Some(merger.end_passing(passing)),
+                (None, None) => None,
+            };
+            if let Some(stats) = stats {
+                let o = &mut self.outcomes[0];
+                o.duration = now()
+                    .duration_since(o.started.unwrap_or(started))
+                    .unwrap_or_default();
+                self.record(0, &stats);
+            }
         }
-        self.outcomes[0].merge += now().duration_since(started).unwrap_or_default();
-        put(merger.ready(), &mut sent);
+        out.put(merger.ready());
         merger.consume_ready();
+        self.outcomes[0].merge += now().duration_since(started).unwrap_or_default();
         if !end {
             self.merger = Some(merger);
             self.stream = Some(st);
             return;
         }
+        let sent = out.sent;
         self.conclude(&mut merger);
         // The rest, appended where it lies (at or past the end of what Envoy holds now): the
         // apps' output is not copied into one buffer first. Small pieces (a family's header, a
@@ -536,6 +554,75 @@ impl Scrape {
         self.stream = Some(st);
         pool::give_back(merger, self.stream.is_some());
     }
+}
+
+/// Envoy's piece of `size` bytes as it is replaced: the first bytes put replace it, the next are
+/// appended; a piece kept untouched stays as it is.
+struct Body {
+    size: usize,
+    sent: usize,
+    replaced: bool,
+}
+
+impl Body {
+    fn new(size: usize) -> Body {
+        Body {
+            size,
+            sent: 0,
+            replaced: false,
+        }
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        if !self.replaced {
+            let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, self.size, bytes);
+            self.replaced = true;
+        } else if !bytes.is_empty() {
+            // At the end of what Envoy holds now: appended.
+            let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, self.sent, 0, bytes);
+        }
+        self.sent += bytes.len();
+    }
+
+    /// Envoy's piece leaves as it is (nothing was put before it).
+    fn keep(&mut self) {
+        self.replaced = true;
+        self.sent = self.size;
+    }
+}
+
+/// One piece of Envoy's body once the apps are in: passed untouched where it may, else merged;
+/// what is final goes into `out`. Only the `current` piece (the one Envoy holds, not one that
+/// waited for the apps) can be left where it is.
+fn step(
+    merger: &mut Merger,
+    st: &mut Streaming,
+    labels: &LabelSet,
+    chunk: &[u8],
+    out: &mut Body,
+    current: bool,
+) {
+    if let Some(passing) = st.passing.as_mut() {
+        let p = passing.piece(merger, chunk);
+        if current && !out.replaced && p.unchanged(chunk.len()) {
+            out.keep();
+            return;
+        }
+        out.put(&p.front);
+        out.put(&chunk[..p.keep]);
+        let Some(from) = p.engine_from else {
+            return;
+        };
+        let passing = std::mem::take(passing);
+        st.passing = None;
+        let mut lead = merger.take_over(passing, Format::Text, labels);
+        merger.feed_lead(&mut lead, &chunk[from..]);
+        st.lead = Some(lead);
+    } else if let Some(lead) = st.lead.as_mut() {
+        merger.feed_lead(lead, chunk);
+    }
+    out.put(merger.ready());
+    merger.consume_ready();
 }
 
 impl Context for Scrape {

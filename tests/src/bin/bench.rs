@@ -218,11 +218,11 @@ fn main() -> Result<()> {
     let mut rows = Vec::new();
     for &n in &args.clusters {
         eprintln!("==> N = {n} clusters");
-        let b = start_with(n, &[], true, EnvoyBody::Stream);
+        let b = start_with(n, &[], true, |o| o.envoy_body = EnvoyBody::Stream);
         let mut ab = interleaved(&[&b.admin, &b.metrics], args.rounds, b.envoy.pid());
         drop(b);
         let (sb, sa) = (ab.pop().unwrap_or_default(), ab.pop().unwrap_or_default());
-        let d = start_with(n, &[], true, EnvoyBody::Dispatch);
+        let d = start_with(n, &[], true, |o| o.envoy_body = EnvoyBody::Dispatch);
         let mut ad = interleaved(&[&d.admin, &d.metrics], args.rounds, d.envoy.pid());
         drop(d);
         let (sd, sad) = (ad.pop().unwrap_or_default(), ad.pop().unwrap_or_default());
@@ -302,7 +302,7 @@ fn main() -> Result<()> {
         ("with_filter_dispatch", true, EnvoyBody::Dispatch),
         ("without_filter", false, EnvoyBody::Stream),
     ] {
-        let b = start_with(n, &[], with_filter, body);
+        let b = start_with(n, &[], with_filter, |o| o.envoy_body = body);
         let pid = b.envoy.pid();
         let url = if with_filter { &b.metrics } else { &b.admin };
         let (rss_start, _) = rss_mb(pid);
