@@ -91,11 +91,11 @@
 //! are dropped and counted (`Merger::stream_refused`). Envoy writes each family once, contiguous.
 //!
 //! When the scrape is answered in Prometheus text, Envoy's samples get no labels, the scrape has
-//! no `filter` and the lead is Envoy's own renderer, its families no app may take need not be
-//! read: `Merger::pass_lead` looks only at the lines that start with `#`, so a caller may leave
-//! Envoy's pieces where they are (the filter does not yet). The first family an app may take (or a `meshmetrics_` one, or
-//! any comment but `# TYPE`) hands the rest to the engine (`Merger::take_over`), which reads it as
-//! a streamed lead. The bytes are still the buffered scrape's (`passing.rs`).
+//! no `filter` and the lead is Envoy's own renderer, its families no app may take are not even
+//! read: `Merger::pass_lead` looks only at the lines that start with `#`, and the filter leaves
+//! Envoy's pieces where they are. The first family an app may take (or a `meshmetrics_` one,
+//! or any comment but `# TYPE`) hands the rest to the engine (`Merger::take_over`), which reads
+//! it as a streamed lead. The bytes are still the buffered scrape's (`passing.rs`).
 //!
 //! # Limits
 //!
