@@ -68,8 +68,8 @@ fn a_large_envoy_answer_streams_through_and_the_vm_never_holds_it() {
 
 #[test]
 fn an_app_slower_than_envoys_whole_answer_still_lands_in_the_scrape() {
-    // Envoy's answer (no extra clusters: ~100 KB) has passed long before the app answers:
-    // the filter holds Envoy's last piece and puts the whole answer there when the app is in.
+    // Envoy's answer has passed long before the app answers: it waits, paused, in Envoy's
+    // buffer (not in the VM) and is merged where it lies when the app is in.
     let slow = AppServer::start(
         ([127, 0, 0, 1], 0).into(),
         Arc::new(|_: &meshmetrics::sampleapp::Seen| {
@@ -82,20 +82,87 @@ fn an_app_slower_than_envoys_whole_answer_still_lands_in_the_scrape() {
         }),
     )
     .expect("app starts");
-    let bench = start(0, &[slow.addr], true);
-    let scrape = get(&bench.metrics, &[("accept", "text/plain")]);
-    assert_eq!(scrape.status, 200);
-    assert!(scrape.body.contains("slow_app_items{"), "the app's samples");
+    // The VM's memory after one such scrape, with Envoy's answer small (~100 KB) and large
+    // (300 clusters: ~5 MB): the same, as Envoy's answer never sits whole in the VM.
+    let mut memory = Vec::new();
+    for clusters in [0, 300] {
+        let bench = start(clusters, &[slow.addr], true);
+        let direct = get(&bench.admin, &[("accept", "text/plain")]);
+        let scrape = get(&bench.metrics, &[("accept", "text/plain")]);
+        assert_eq!(scrape.status, 200);
+        assert!(scrape.body.contains("slow_app_items{"), "the app's samples");
+        let missing = missing_families(&direct.body, &scrape.body);
+        assert!(missing.is_empty(), "Envoy's families missing: {missing:?}");
+        assert_eq!(
+            self_metric(&scrape.body, "meshmetrics_source_up", "app-0"),
+            Some(1.0)
+        );
+        // Parses (lint findings, such as Envoy's counters without `_total`, are not errors).
+        promtool_check(&scrape.body);
+        let vm = wasm_memory(&scrape.body).expect("the VM's memory is reported");
+        memory.push((direct.body.len(), vm));
+    }
+    let [(small, small_vm), (large, large_vm)] = memory[..] else {
+        unreachable!("two runs")
+    };
+    assert!(large > small + 4_000_000, "{small} / {large} bytes");
     assert!(
-        scrape.body.contains("\nenvoy_server_live"),
-        "Envoy's samples"
+        large_vm < small_vm + 1_000_000.0,
+        "wasm memory {small_vm} bytes when Envoy's {small}-byte answer waited, {large_vm} for {large} bytes"
     );
-    assert_eq!(
-        self_metric(&scrape.body, "meshmetrics_source_up", "app-0"),
-        Some(1.0)
-    );
-    // Parses (lint findings, such as Envoy's counters without `_total`, are not errors).
-    promtool_check(&scrape.body);
+}
+
+#[test]
+fn apps_that_answer_while_envoys_answer_streams_are_merged_wherever_they_land() {
+    // 1,000 clusters: Envoy's ~17 MB arrive over some tens of ms. The app answers after a
+    // different delay each scrape, so its answer lands before, during and after Envoy's body:
+    // what waited in Envoy and what comes after are merged alike.
+    let scrapes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let app = AppServer::start(
+        ([127, 0, 0, 1], 0).into(),
+        Arc::new({
+            let scrapes = scrapes.clone();
+            move |_: &meshmetrics::sampleapp::Seen| {
+                let n = scrapes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(n * 40));
+                Reply::text("# TYPE envoy_server_live gauge\nenvoy_server_live{from_app=\"yes\"} 1\n# TYPE app_items gauge\napp_items 3\n")
+            }
+        }),
+    )
+    .expect("app starts");
+    let bench = start(1000, &[app.addr], true);
+    for _ in 0..8 {
+        let direct = get(&bench.admin, &[("accept", "text/plain")]);
+        let scrape = get(&bench.metrics, &[("accept", "text/plain")]);
+        assert_eq!(scrape.status, 200);
+        promtool_check(&scrape.body);
+        let missing = missing_families(&direct.body, &scrape.body);
+        assert!(missing.is_empty(), "Envoy's families missing: {missing:?}");
+        assert_eq!(
+            scrape
+                .body
+                .matches("# TYPE envoy_server_live gauge\n")
+                .count(),
+            1,
+            "the shared family once"
+        );
+        let live: Vec<&str> = scrape
+            .body
+            .lines()
+            .filter(|l| l.starts_with("envoy_server_live"))
+            .collect();
+        assert!(
+            live.len() == 2 && live.iter().any(|l| l.contains("from_app=\"yes\"")),
+            "Envoy's sample and the app's: {live:?}\n{}",
+            scrape
+                .body
+                .lines()
+                .filter(|l| l.starts_with("meshmetrics_source"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        assert!(scrape.body.contains("\napp_items{"), "the app's own family");
+    }
 }
 
 #[test]

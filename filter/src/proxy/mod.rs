@@ -4,6 +4,7 @@
 //! a [`scrape::Scrape`] HTTP context, which dispatches to every source, feeds each answer to the
 //! engine as it arrives, and answers with one local response.
 
+mod body;
 mod counters;
 mod inflight;
 mod pool;

@@ -21,6 +21,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 
+use super::body::{Body, WINDOW};
 use super::inflight::{self, Join};
 use super::{Plugin, counters, log, pool};
 use crate::config::{STREAM_HEADER, SourceKind};
@@ -72,9 +73,10 @@ pub(crate) struct Scrape {
 struct Streaming {
     /// Envoy answered 200 in text: its body is merged. Else it is dropped (reported failed).
     usable: bool,
-    /// Pieces that came before the apps were all in.
-    /// Kept as Envoy handed them over (no copy, no doubling growth).
-    early: Vec<Vec<u8>>,
+    /// Bytes of Envoy's body it holds for this scrape, paused, while the apps are awaited: they
+    /// wait in Envoy's buffer (freed after the scrape), not in the VM's memory, which never
+    /// shrinks. A paused call's size counts them.
+    waiting: usize,
     /// Envoy's body passing untouched, once the apps are in (text out, no labels on Envoy's
     /// samples, no `filter`): only its `# TYPE` lines are read.
     passing: Option<Passing>,
@@ -422,8 +424,9 @@ impl Scrape {
             return;
         }
         if st.ended {
-            // The whole answer replaces the paused last piece (Envoy holds it, empty).
-            self.pass_piece(&[], 0, true);
+            // Envoy's whole answer waited, paused: it is merged where it lies.
+            let waiting = st.waiting;
+            self.pass_piece(waiting, true);
             let _ = hostcalls::resume_http_response();
         } else if st.headers_only {
             self.answer_locally();
@@ -437,17 +440,14 @@ impl Scrape {
             return;
         };
         st.done = true;
-        let early = std::mem::take(&mut st.early);
         if st.usable
             && let Some(merger) = self.merger.as_mut()
         {
             let started = now();
-            let size = early.iter().map(Vec::len).sum();
-            let mut reader = merger.source_at(0, Format::Text, &self.plugin.labels[0], size);
-            for piece in &early {
-                reader.feed(piece);
-            }
-            let stats = reader.finish();
+            // Headers only: Envoy's body is empty.
+            let stats = merger
+                .source_at(0, Format::Text, &self.plugin.labels[0], 0)
+                .finish();
             let o = &mut self.outcomes[0];
             o.merge = now().duration_since(started).unwrap_or_default();
             o.duration = started
@@ -458,38 +458,34 @@ impl Scrape {
         self.finish();
     }
 
-    /// Merges Envoy's next piece (`end`: its last) and puts what became final in place of the
-    /// `size` bytes Envoy holds, then, at the end, the rest of the scrape. A piece that passes
-    /// untouched is left where it is: not copied into the VM's output nor back into Envoy.
-    fn pass_piece(&mut self, piece: &[u8], size: usize, end: bool) {
+    /// Merges the `size` bytes of Envoy's body in hand (`end`: its last), read a window at a
+    /// time, and puts what became final in their place, then, at the end, the rest of the
+    /// scrape. Bytes that pass untouched are left where they are ([`Body`]).
+    fn pass_piece(&mut self, size: usize, end: bool) {
         let (Some(mut merger), Some(mut st)) = (self.merger.take(), self.stream.take()) else {
             return;
         };
         let started = now();
         let labels = &self.plugin.labels[0];
         let mut out = Body::new(size);
-        if st.usable {
-            if st.lead.is_none() && st.passing.is_none() {
-                if merger.may_pass_lead(labels) {
-                    st.passing = Some(merger.pass_lead());
-                } else {
-                    st.lead = Some(merger.stream_lead(Format::Text, labels));
-                }
-                // The pieces that waited for the apps, one by one: what each makes final leaves
-                // before the next is read, so the arena never holds them all.
-                for chunk in std::mem::take(&mut st.early) {
-                    step(&mut merger, &mut st, labels, &chunk, &mut out, false);
-                }
-            }
-            step(&mut merger, &mut st, labels, piece, &mut out, true);
-        } else if let Some(passing) = st.passing.as_mut() {
-            // Past the cap: what passed ends at a line boundary, the rest is dropped.
-            let keep = passing.cut(piece);
-            if keep == size && piece.len() == size {
-                out.keep();
+        if st.usable && st.lead.is_none() && st.passing.is_none() {
+            if merger.may_pass_lead(labels) {
+                st.passing = Some(merger.pass_lead());
             } else {
-                out.put(&piece[..keep]);
+                st.lead = Some(merger.stream_lead(Format::Text, labels));
             }
+        }
+        let mut at = 0;
+        while at < size {
+            let len = WINDOW.min(size - at);
+            let Some(window) = Body::window(at, len) else {
+                // Envoy holds less than it said: the rest is not ours to judge.
+                out.consume(size - at);
+                break;
+            };
+            at += len;
+            // What each window makes final leaves before the next is read.
+            step(&mut merger, &mut st, labels, &window, &mut out);
         }
         if end {
             if let Some(passing) = st.passing.as_mut() {
@@ -518,36 +514,29 @@ impl Scrape {
         merger.consume_ready();
         self.outcomes[0].merge += now().duration_since(started).unwrap_or_default();
         if !end {
+            out.finish();
             self.merger = Some(merger);
             self.stream = Some(st);
             return;
         }
-        let sent = out.sent;
         self.conclude(&mut merger);
-        // The rest, appended where it lies (at or past the end of what Envoy holds now): the
-        // apps' output is not copied into one buffer first. Small pieces (a family's header, a
-        // few samples) are gathered up to TAIL_BATCH, so a thousand families are a few dozen
-        // calls into Envoy, not a thousand.
-        let mut at = sent;
+        // The rest, appended: the apps' output is not copied into one buffer first. Small pieces
+        // (a family's header, a few samples) are gathered up to TAIL_BATCH, so a thousand
+        // families are a few dozen calls into Envoy, not a thousand.
         let mut batch = Vec::with_capacity(TAIL_BATCH);
-        let mut append = |bytes: &[u8]| {
-            let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, at, 0, bytes);
-            at += bytes.len();
-        };
         merger.finish_into(&mut |piece| {
             if batch.len() + piece.len() > TAIL_BATCH && !batch.is_empty() {
-                append(&batch);
+                out.put(&batch);
                 batch.clear();
             }
             if piece.len() >= TAIL_BATCH {
-                append(piece);
+                out.put(piece);
             } else {
                 batch.extend_from_slice(piece);
             }
         });
-        if !batch.is_empty() {
-            append(&batch);
-        }
+        out.put(&batch);
+        out.finish();
         st.done = true;
         // A streaming flight has no waiters: this ends it.
         inflight::land(self.id);
@@ -556,70 +545,31 @@ impl Scrape {
     }
 }
 
-/// Envoy's piece of `size` bytes as it is replaced: the first bytes put replace it, the next are
-/// appended; a piece kept untouched stays as it is.
-struct Body {
-    size: usize,
-    sent: usize,
-    replaced: bool,
-}
-
-impl Body {
-    fn new(size: usize) -> Body {
-        Body {
-            size,
-            sent: 0,
-            replaced: false,
-        }
-    }
-
-    fn put(&mut self, bytes: &[u8]) {
-        if !self.replaced {
-            let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, self.size, bytes);
-            self.replaced = true;
-        } else if !bytes.is_empty() {
-            // At the end of what Envoy holds now: appended.
-            let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, self.sent, 0, bytes);
-        }
-        self.sent += bytes.len();
-    }
-
-    /// Envoy's piece leaves as it is (nothing was put before it).
-    fn keep(&mut self) {
-        self.replaced = true;
-        self.sent = self.size;
-    }
-}
-
-/// One piece of Envoy's body once the apps are in: passed untouched where it may, else merged;
-/// what is final goes into `out`. Only the `current` piece (the one Envoy holds, not one that
-/// waited for the apps) can be left where it is.
-fn step(
-    merger: &mut Merger,
-    st: &mut Streaming,
-    labels: &LabelSet,
-    chunk: &[u8],
-    out: &mut Body,
-    current: bool,
-) {
-    if let Some(passing) = st.passing.as_mut() {
-        let p = passing.piece(merger, chunk);
-        if current && !out.replaced && p.unchanged(chunk.len()) {
-            out.keep();
-            return;
-        }
+/// One window of Envoy's body once the apps are in: passed untouched where it may, else merged
+/// (or, past the cap, dropped from the end of the line begun); what is final goes into `out`.
+fn step(merger: &mut Merger, st: &mut Streaming, labels: &LabelSet, window: &[u8], out: &mut Body) {
+    if !st.usable {
+        let keep = st.passing.as_mut().map_or(0, |p| p.cut(window));
+        out.keep(keep);
+        out.consume(window.len() - keep);
+    } else if let Some(passing) = st.passing.as_mut() {
+        let p = passing.piece(merger, window);
         out.put(&p.front);
-        out.put(&chunk[..p.keep]);
-        let Some(from) = p.engine_from else {
-            return;
-        };
-        let passing = std::mem::take(passing);
-        st.passing = None;
-        let mut lead = merger.take_over(passing, Format::Text, labels);
-        merger.feed_lead(&mut lead, &chunk[from..]);
-        st.lead = Some(lead);
-    } else if let Some(lead) = st.lead.as_mut() {
-        merger.feed_lead(lead, chunk);
+        out.keep(p.keep);
+        // The rest is held by `passing` or read by the engine from `engine_from` on.
+        out.consume(window.len() - p.keep);
+        if let Some(from) = p.engine_from {
+            let passing = std::mem::take(passing);
+            st.passing = None;
+            let mut lead = merger.take_over(passing, Format::Text, labels);
+            merger.feed_lead(&mut lead, &window[from..]);
+            st.lead = Some(lead);
+        }
+    } else {
+        out.consume(window.len());
+        if let Some(lead) = st.lead.as_mut() {
+            merger.feed_lead(lead, window);
+        }
     }
     out.put(merger.ready());
     merger.consume_ready();
@@ -772,39 +722,37 @@ impl Scrape {
         if st.done {
             return Action::Continue;
         }
-        let piece = match size {
-            0 => Vec::new(),
-            _ => hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
-                .ok()
-                .flatten()
-                .unwrap_or_default(),
-        };
+        // After a paused call, `size` counts what Envoy held for this scrape too.
+        st.seen += size.saturating_sub(st.waiting) as u64;
         let cap = self.plugin.config.max_body_bytes;
-        st.seen += piece.len() as u64;
-        let too_large = st.usable && st.seen > cap;
-        if too_large {
+        if st.usable && st.seen > cap {
             // What was merged stays (valid lines are valid); the rest is dropped, and reported.
             st.usable = false;
-            st.early = Vec::new();
-            let size = usize::try_from(st.seen).unwrap_or(usize::MAX);
-            self.fail(0, &Failure::TooLarge { size, cap });
+            let seen = usize::try_from(st.seen).unwrap_or(usize::MAX);
+            self.fail(0, &Failure::TooLarge { size: seen, cap });
         }
         let Some(st) = self.stream.as_mut() else {
             return Action::Continue;
         };
         if !self.pending.is_empty() {
-            // The apps decide where Envoy's families may go: its pieces wait for them.
+            st.ended = end_of_stream;
             if st.usable {
-                st.early.push(piece);
-            }
-            let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &[]);
-            if end_of_stream {
-                st.ended = true;
+                // The apps decide where Envoy's families may go: its body waits for them, paused,
+                // in Envoy's buffer (the listener's buffer limit is the scrape's budget).
+                st.waiting = size;
                 return Action::Pause;
             }
-            return Action::Continue;
+            // Dropped (and reported): nothing waits.
+            let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &[]);
+            st.waiting = 0;
+            return if end_of_stream {
+                Action::Pause
+            } else {
+                Action::Continue
+            };
         }
-        self.pass_piece(&piece, size, end_of_stream);
+        st.waiting = 0;
+        self.pass_piece(size, end_of_stream);
         Action::Continue
     }
 }
