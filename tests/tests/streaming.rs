@@ -30,6 +30,19 @@ fn missing_families<'a>(direct: &'a str, scrape: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// Envoy's own answer, then a scrape through the filter: a 200 that promtool parses, with every
+/// family Envoy's own answer had (stats the scrape itself creates come after `direct`).
+fn scrape_beside_admin(bench: &meshmetrics_e2e::perf::Bench) -> (String, String) {
+    let direct = get(&bench.admin, &[("accept", "text/plain")]);
+    let scrape = get(&bench.metrics, &[("accept", "text/plain")]);
+    assert_eq!(scrape.status, 200);
+    // Parses (lint findings, such as Envoy's counters without `_total`, are not errors).
+    promtool_check(&scrape.body);
+    let missing = missing_families(&direct.body, &scrape.body);
+    assert!(missing.is_empty(), "Envoy's families missing: {missing:?}");
+    (direct.body, scrape.body)
+}
+
 #[test]
 fn a_large_envoy_answer_streams_through_and_the_vm_never_holds_it() {
     // 1,000 clusters: Envoy renders ~17 MB.
@@ -87,20 +100,14 @@ fn an_app_slower_than_envoys_whole_answer_still_lands_in_the_scrape() {
     let mut memory = Vec::new();
     for clusters in [0, 300] {
         let bench = start(clusters, &[slow.addr], true);
-        let direct = get(&bench.admin, &[("accept", "text/plain")]);
-        let scrape = get(&bench.metrics, &[("accept", "text/plain")]);
-        assert_eq!(scrape.status, 200);
-        assert!(scrape.body.contains("slow_app_items{"), "the app's samples");
-        let missing = missing_families(&direct.body, &scrape.body);
-        assert!(missing.is_empty(), "Envoy's families missing: {missing:?}");
+        let (direct, body) = scrape_beside_admin(&bench);
+        assert!(body.contains("slow_app_items{"), "the app's samples");
         assert_eq!(
-            self_metric(&scrape.body, "meshmetrics_source_up", "app-0"),
+            self_metric(&body, "meshmetrics_source_up", "app-0"),
             Some(1.0)
         );
-        // Parses (lint findings, such as Envoy's counters without `_total`, are not errors).
-        promtool_check(&scrape.body);
-        let vm = wasm_memory(&scrape.body).expect("the VM's memory is reported");
-        memory.push((direct.body.len(), vm));
+        let vm = wasm_memory(&body).expect("the VM's memory is reported");
+        memory.push((direct.len(), vm));
     }
     let [(small, small_vm), (large, large_vm)] = memory[..] else {
         unreachable!("two runs")
@@ -132,36 +139,25 @@ fn apps_that_answer_while_envoys_answer_streams_are_merged_wherever_they_land() 
     .expect("app starts");
     let bench = start(1000, &[app.addr], true);
     for _ in 0..8 {
-        let direct = get(&bench.admin, &[("accept", "text/plain")]);
-        let scrape = get(&bench.metrics, &[("accept", "text/plain")]);
-        assert_eq!(scrape.status, 200);
-        promtool_check(&scrape.body);
-        let missing = missing_families(&direct.body, &scrape.body);
-        assert!(missing.is_empty(), "Envoy's families missing: {missing:?}");
+        let (_, body) = scrape_beside_admin(&bench);
         assert_eq!(
-            scrape
-                .body
-                .matches("# TYPE envoy_server_live gauge\n")
-                .count(),
+            body.matches("# TYPE envoy_server_live gauge\n").count(),
             1,
             "the shared family once"
         );
-        let live: Vec<&str> = scrape
-            .body
+        let live: Vec<&str> = body
             .lines()
             .filter(|l| l.starts_with("envoy_server_live"))
             .collect();
         assert!(
             live.len() == 2 && live.iter().any(|l| l.contains("from_app=\"yes\"")),
             "Envoy's sample and the app's: {live:?}\n{}",
-            scrape
-                .body
-                .lines()
+            body.lines()
                 .filter(|l| l.starts_with("meshmetrics_source"))
                 .collect::<Vec<_>>()
                 .join("\n")
         );
-        assert!(scrape.body.contains("\napp_items{"), "the app's own family");
+        assert!(body.contains("\napp_items{"), "the app's own family");
     }
 }
 
@@ -180,27 +176,21 @@ fn a_family_an_app_shares_with_envoy_is_written_once_with_both_samples() {
     )
     .expect("app starts");
     let bench = start(300, &[app.addr], true);
-    let direct = get(&bench.admin, &[("accept", "text/plain")]);
-    let scrape = get(&bench.metrics, &[("accept", "text/plain")]);
-    assert_eq!(scrape.status, 200);
-    promtool_check(&scrape.body);
-    let missing = missing_families(&direct.body, &scrape.body);
-    assert!(missing.is_empty(), "Envoy's families missing: {missing:?}");
-    let headers: Vec<usize> = scrape
-        .body
+    let (_, body) = scrape_beside_admin(&bench);
+    let headers: Vec<usize> = body
         .match_indices("# TYPE envoy_server_live gauge\n")
         .map(|(i, _)| i)
         .collect();
     assert_eq!(headers.len(), 1, "one header for the shared family");
-    let family = &scrape.body[headers[0]..];
+    let family = &body[headers[0]..];
     let family = &family[..family[1..].find("\n# ").map_or(family.len(), |e| e + 2)];
     assert!(
         family.contains("from_app=\"yes\"") && family.lines().count() >= 3,
         "Envoy's sample and the app's in one family:\n{family}"
     );
-    assert!(scrape.body.contains("\napp_items{"), "the app's own family");
+    assert!(body.contains("\napp_items{"), "the app's own family");
     assert_eq!(
-        self_metric(&scrape.body, "meshmetrics_source_up", "envoy"),
+        self_metric(&body, "meshmetrics_source_up", "envoy"),
         Some(1.0)
     );
 }
