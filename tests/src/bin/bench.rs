@@ -5,8 +5,8 @@
 //! Per cluster count N: (a) Envoy's admin `/stats/prometheus` directly, (b) the metrics listener
 //! with the filter (Envoy's answer streamed through it), (b′) the same with Envoy's answer
 //! dispatched and answered whole (the design before issue 17), (c) the filter plus 5 apps of
-//! 1 MB each — median and p95 over `--rounds` scrapes, (a) and (b) interleaved on one Envoy
-//! (and (a) and (b′) on another) so the machine's drift falls on both alike; time to the
+//! 1 MB each — median and p95 over `--rounds` scrapes, (a), (b) and (c) interleaved (the apps'
+//! Envoy beside the first; (a) and (b′) on another) so the machine's drift falls on all alike; time to the
 //! body's first byte; CPU per scrape of the Envoy process (user+sys from `/proc`). Then the engine alone on
 //! the body (a) returned: native, under wasmtime, and in Envoy's V8 (the filter's own
 //! `meshmetrics_source_merge_seconds`: reading the body into the VM and rewriting it).
@@ -87,18 +87,19 @@ struct Scrapes {
 }
 
 fn scrapes(url: &str, rounds: usize, pid: u32) -> Scrapes {
-    interleaved(&[url], rounds, pid).pop().unwrap_or_default()
+    interleaved(&[(url, pid)], rounds).pop().unwrap_or_default()
 }
 
 /// Scrapes `urls` in turn, `rounds` times: each round scrapes every URL once, so the machine's
-/// drift falls on all of them alike. Envoy's CPU is read around each scrape.
-fn interleaved(urls: &[&str], rounds: usize, pid: u32) -> Vec<Scrapes> {
-    for url in urls {
+/// drift falls on all of them alike. The CPU of the Envoy (`pid`) serving each is read around
+/// each of its scrapes.
+fn interleaved(urls: &[(&str, u32)], rounds: usize) -> Vec<Scrapes> {
+    for (url, _) in urls {
         let _ = get(url, &[("accept", "text/plain")]); // warm: caches, pools, the VM
     }
     let mut out: Vec<Scrapes> = urls.iter().map(|_| Scrapes::default()).collect();
     for _ in 0..rounds {
-        for (url, o) in urls.iter().zip(&mut out) {
+        for (&(url, pid), o) in urls.iter().zip(&mut out) {
             let cpu = cpu_seconds(pid);
             let s = get(url, &[("accept", "text/plain")]);
             o.cpu += cpu_seconds(pid) - cpu;
@@ -218,12 +219,26 @@ fn main() -> Result<()> {
     let mut rows = Vec::new();
     for &n in &args.clusters {
         eprintln!("==> N = {n} clusters");
+        // (c) is interleaved with (a) and (b) on an Envoy of its own (the same N, plus the five
+        // apps): its difference to (b) is a few ms, far below the machine's drift between runs.
         let b = start_with(n, &[], true, |o| o.envoy_body = EnvoyBody::Stream);
-        let mut ab = interleaved(&[&b.admin, &b.metrics], args.rounds, b.envoy.pid());
-        drop(b);
-        let (sb, sa) = (ab.pop().unwrap_or_default(), ab.pop().unwrap_or_default());
+        let c = start(n, &app_addrs, true);
+        let mut abc = interleaved(
+            &[
+                (&b.admin, b.envoy.pid()),
+                (&b.metrics, b.envoy.pid()),
+                (&c.metrics, c.envoy.pid()),
+            ],
+            args.rounds,
+        );
+        drop((b, c));
+        let sc = abc.pop().unwrap_or_default();
+        let (sb, sa) = (abc.pop().unwrap_or_default(), abc.pop().unwrap_or_default());
         let d = start_with(n, &[], true, |o| o.envoy_body = EnvoyBody::Dispatch);
-        let mut ad = interleaved(&[&d.admin, &d.metrics], args.rounds, d.envoy.pid());
+        let mut ad = interleaved(
+            &[(&d.admin, d.envoy.pid()), (&d.metrics, d.envoy.pid())],
+            args.rounds,
+        );
         drop(d);
         let (sd, sad) = (ad.pop().unwrap_or_default(), ad.pop().unwrap_or_default());
         let (ad_, d_) = (spread(sad.times), spread(sd.times));
@@ -235,9 +250,6 @@ fn main() -> Result<()> {
             "first_byte_ms": {"admin": spread(sad.first_bytes).0, "filter": spread(sd.first_bytes).0},
         });
         let first_byte = json!({"admin": spread(sa.first_bytes.clone()).0, "filter": spread(sb.first_bytes.clone()).0});
-        let c = start(n, &app_addrs, true);
-        let sc = scrapes(&c.metrics, args.rounds, c.envoy.pid());
-        drop(c);
         let (a, b, c) = (spread(sa.times), spread(sb.times), spread(sc.times));
         let (a_body, b_body, c_body) = (sa.body, sb.body, sc.body);
         let (a_cpu, b_cpu, c_cpu) = (sa.cpu, sb.cpu, sc.cpu);
