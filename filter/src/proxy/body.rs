@@ -11,7 +11,9 @@
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::BufferType;
 
-/// The most of Envoy's body the VM reads at once.
+/// The most of a body the VM reads at once: Envoy's as it passes, and a dispatched call's answer.
+/// Whatever is read at once is a peak of the VM's memory, which never shrinks; 64 KiB costs a
+/// few hundred hostcalls for a 34 MB body (~1 µs each).
 pub(crate) const WINDOW: usize = 64 * 1024;
 
 /// The `size` bytes of Envoy's body in hand, as they are kept, consumed and replaced in order.

@@ -45,9 +45,6 @@ struct Outcome {
     samples: u64,
 }
 
-/// How much of a response body is copied into the module at a time (see `on_answer`).
-const PIECE: usize = 256 * 1024;
-
 /// Up to how many bytes of small pieces a streamed scrape's end gathers per call into Envoy.
 const TAIL_BATCH: usize = 64 * 1024;
 
@@ -305,7 +302,7 @@ impl Scrape {
         let Some(merger) = self.merger.as_mut() else {
             return;
         };
-        // The body is read in pieces of PIECE bytes and merged as it comes: the module holds the
+        // The body is read a WINDOW at a time and merged as it comes: the module holds the
         // output and one piece, never a second copy of a 34 MB Envoy scrape, and each piece is
         // still in the CPU cache when the engine reads it.
         let merge_started = now();
@@ -314,7 +311,7 @@ impl Scrape {
         let mut reader = merger.source_at(priority, format, &self.plugin.labels[i], body_size);
         let mut at = 0;
         while at < body_size {
-            let want = PIECE.min(body_size - at);
+            let want = WINDOW.min(body_size - at);
             match hostcalls::get_buffer(BufferType::HttpCallResponseBody, at, want) {
                 Ok(Some(piece)) if !piece.is_empty() => {
                     reader.feed(&piece);
