@@ -190,6 +190,33 @@ fn engine_wasmtime(body: &str, rounds: usize) -> Result<(f64, u64)> {
     Ok((spread(times).0 / 1e3, instance.memory_size() as u64))
 }
 
+/// What moving (c)'s extra bytes alone costs: a body the size of (c)'s against one the size of
+/// (b)'s, each read by the same client from a plain server on loopback (no Envoy, no filter),
+/// interleaved; median ms. No filter can make (c) − (b) smaller than this.
+fn transfer_floor(b_body: &str, c_body: &str, rounds: usize) -> Result<f64> {
+    let serve = |body: &str| {
+        let body = body.to_owned();
+        AppServer::start(
+            ([127, 0, 0, 1], 0).into(),
+            Arc::new(move |_: &meshmetrics::sampleapp::Seen| Reply::text(body.clone())),
+        )
+    };
+    let (b, c) = (serve(b_body)?, serve(c_body)?);
+    let (b_url, c_url) = (
+        format!("http://{}/metrics", b.addr),
+        format!("http://{}/metrics", c.addr),
+    );
+    let mut both = interleaved(
+        &[(&b_url, std::process::id()), (&c_url, std::process::id())],
+        rounds,
+    );
+    let (c, b) = (
+        both.pop().unwrap_or_default(),
+        both.pop().unwrap_or_default(),
+    );
+    Ok(spread(c.times).0 - spread(b.times).0)
+}
+
 fn mb(bytes: usize) -> f64 {
     bytes as f64 / 1e6
 }
@@ -252,6 +279,7 @@ fn main() -> Result<()> {
         let first_byte = json!({"admin": spread(sa.first_bytes.clone()).0, "filter": spread(sb.first_bytes.clone()).0});
         let (a, b, c) = (spread(sa.times), spread(sb.times), spread(sc.times));
         let (a_body, b_body, c_body) = (sa.body, sb.body, sc.body);
+        let floor = transfer_floor(&b_body, &c_body, args.rounds)?;
         let (a_cpu, b_cpu, c_cpu) = (sa.cpu, sb.cpu, sc.cpu);
         // The filter's own time in V8 for Envoy's body; the rest of (b) − (a) is Envoy's: the
         // second HTTP hop (admin -> the filter's call) and the answer copied out of the VM.
@@ -285,6 +313,7 @@ fn main() -> Result<()> {
             "ratio_c_a": c.0 / a.0,
             "apps_added_ms": c.0 - b.0,
             "apps_over_slowest_ms": c.0 - b.0.max(slowest_app_ms),
+            "apps_transfer_floor_ms": floor,
             "first_byte_ms": first_byte,
             "cpu_ratio_b_a": b_cpu / a_cpu,
             "dispatch": dispatch,
@@ -454,11 +483,11 @@ fn markdown(r: &Value) -> String {
             f(&row["cpu_ms_per_scrape"]["filter_5_apps"]),
         ));
     }
-    out.push_str("\nStreamed (b) against dispatched (b′, the design before issue 17), each interleaved with (a) on its own Envoy; first byte: time to the body's first byte; apps: (c) − max((b), the slowest app alone):\n\n| N clusters | (b)/(a) | (b′)/(a′) | CPU (b)/(a) | CPU (b′)/(a′) | first byte (a) / (b) / (b′) | apps over the slowest |\n|---|---|---|---|---|---|---|\n");
+    out.push_str("\nStreamed (b) against dispatched (b′, the design before issue 17), each interleaved with (a) on its own Envoy; first byte: time to the body's first byte; apps: (c) − max((b), the slowest app alone), and the floor under it: reading a body the size of (c)'s instead of (b)'s from a plain server, no Envoy:\n\n| N clusters | (b)/(a) | (b′)/(a′) | CPU (b)/(a) | CPU (b′)/(a′) | first byte (a) / (b) / (b′) | apps over the slowest | its floor |\n|---|---|---|---|---|---|---|---|\n");
     for row in &rows {
         let d = &row["dispatch"];
         out.push_str(&format!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} / {:.1} / {:.1} ms | {:.1} ms |\n",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} / {:.1} / {:.1} ms | {:.1} ms | {:.1} ms |\n",
             row["clusters"],
             f(&row["ratio_b_a"]),
             f(&d["ratio_b_a"]),
@@ -468,6 +497,7 @@ fn markdown(r: &Value) -> String {
             f(&row["first_byte_ms"]["filter"]),
             f(&d["first_byte_ms"]["filter"]),
             f(&row["apps_over_slowest_ms"]),
+            f(&row["apps_transfer_floor_ms"]),
         ));
     }
     out.push_str("\n| N clusters | engine native | native, Envoy + 5 apps | wasmtime | V8 (in Envoy) | native / wasmtime | native / V8 | (b)−(a): the filter in V8 + the rest |\n|---|---|---|---|---|---|---|---|\n");
