@@ -77,6 +77,57 @@ fn label_amplification_is_cut_at_the_sources_share_not_fatal() {
     }
 }
 
+#[test]
+fn five_large_apps_hold_the_vm_at_about_their_output() {
+    // Five apps of ~1 MB each, families of their own: ~2 MB each once labelled. Their output
+    // waits in the VM until Envoy's families have passed. Kept in one growing buffer, each app
+    // copied the ones before it and left blocks too small for the next: the VM grew to 2.4x
+    // their output, for good (its memory never shrinks). One chunk per app holds them as
+    // written.
+    let apps: Vec<AppServer> = (0..5)
+        .map(|i| {
+            let body: String = (0..14_000)
+                .map(|n| {
+                    format!(
+                        "app{i}_requests_total{{route=\"/api/v1/items/{}\",code=\"200\"}} {n}\n",
+                        n % 97
+                    )
+                })
+                .collect();
+            app(Reply::text(body))
+        })
+        .collect();
+    let names: Vec<String> = (0..5).map(|i| format!("app-{i}")).collect();
+    let pairs: Vec<(&str, &AppServer)> = names.iter().map(String::as_str).zip(&apps).collect();
+    let proxy = envoy_with(&pairs, |_| {});
+    for round in 0..3 {
+        let s = proxy.scrape(&[]);
+        assert_eq!(s.status, 200, "{}", proxy.log());
+        let apps_output: usize = s
+            .body
+            .lines()
+            .filter(|l| l.starts_with("app"))
+            .map(|l| l.len() + 1)
+            .sum();
+        assert!(
+            apps_output > 9_000_000,
+            "round {round}: {apps_output} bytes"
+        );
+        for name in &names {
+            assert_eq!(
+                self_metric(&s.body, "meshmetrics_source_up", name),
+                Some(1.0),
+                "round {round}: {name}"
+            );
+        }
+        let memory = wasm_memory(&s.body).expect("the VM's memory is reported");
+        assert!(
+            memory < 2.0 * apps_output as f64,
+            "round {round}: wasm memory {memory} bytes for {apps_output} bytes of the apps' output"
+        );
+    }
+}
+
 /// The filter built with `--features fault-injection` (a header that makes the VM trap).
 fn fault_injection_wasm() -> PathBuf {
     let root = workspace_root();

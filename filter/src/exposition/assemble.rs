@@ -16,6 +16,7 @@ use super::merge::{Merger, SourceFamily};
 use super::names::{is_legacy_metric_name, write_name};
 use super::resolve::Member;
 use super::scan::{Line, Scanner};
+use super::side::{Region, SideArena};
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Piece {
@@ -71,15 +72,10 @@ fn member_key(families: &[SourceFamily], m: &Member) -> (u16, u32, u8) {
     )
 }
 
-/// The lines of the ranges (positions; `bytes` starts at position `off`), each without its
-/// newline.
-fn lines<'a>(
-    bytes: &'a [u8],
-    off: usize,
-    ranges: &'a [(usize, usize)],
-) -> impl Iterator<Item = &'a [u8]> {
+/// The lines of the ranges (positions in `region`), each without its newline.
+fn lines<'a>(region: Region<'a>, ranges: &'a [(usize, usize)]) -> impl Iterator<Item = &'a [u8]> {
     ranges.iter().flat_map(move |&(s, e)| {
-        let seg = &bytes[s - off..e - off];
+        let seg = region.get(s, e);
         seg.strip_suffix(b"\n")
             .unwrap_or(seg)
             .split(|&b| b == b'\n')
@@ -140,7 +136,7 @@ impl Merger {
             for p in rest {
                 let (main, side, generated) = (&mut self.arena, &self.side, &self.generated);
                 let part = match *p {
-                    Piece::Side(s, e) => &side[s..e],
+                    Piece::Side(s, e) => side.get(s, e),
                     Piece::Generated(s, e) => &generated[s..e],
                     Piece::Main(..) => continue,
                 };
@@ -257,20 +253,25 @@ impl Merger {
             let whole = m.only.is_none_or(|s| f.seen & !(1 << s as u8) == 0);
             if whole && !f.skip.is_empty() {
                 // Histogram groups left out (see `histogram.rs`): the rest, copied.
-                let (bytes, off) = if f.in_main {
-                    (&self.arena, base)
+                let region = if f.in_main {
+                    Region::Main {
+                        bytes: &self.arena,
+                        base,
+                    }
                 } else {
-                    (&self.side, 0)
+                    Region::Side {
+                        side: &self.side,
+                        active: None,
+                    }
                 };
                 let start = self.generated.len();
                 for &(s, e) in &f.segments {
                     let mut at = s;
                     for &(skip_start, skip_end) in f.skip.iter().filter(|r| r.0 >= s && r.1 <= e) {
-                        self.generated
-                            .extend_from_slice(&bytes[at - off..skip_start - off]);
+                        self.generated.extend_from_slice(region.get(at, skip_start));
                         at = skip_end;
                     }
-                    self.generated.extend_from_slice(&bytes[at - off..e - off]);
+                    self.generated.extend_from_slice(region.get(at, e));
                 }
                 pieces.push(Piece::Generated(start, self.generated.len()));
                 continue;
@@ -290,13 +291,19 @@ impl Merger {
             let suffix = m.only.unwrap_or(Suffix::Bare);
             let mut want = f.base.to_vec();
             want.extend_from_slice(suffix.bytes());
-            let (bytes, off) = if f.in_main {
-                (&self.arena, base)
+            let region = if f.in_main {
+                Region::Main {
+                    bytes: &self.arena,
+                    base,
+                }
             } else {
-                (&self.side, 0)
+                Region::Side {
+                    side: &self.side,
+                    active: None,
+                }
             };
             let start = self.generated.len();
-            for line in lines(bytes, off, &f.segments) {
+            for line in lines(region, &f.segments) {
                 if sample_name(&mut self.scanner, line, format) == want.as_slice() {
                     self.generated.extend_from_slice(line);
                     self.generated.push(b'\n');
@@ -312,15 +319,20 @@ impl Merger {
         let fam = &self.resolver.families[t as usize];
         let (main, side) = (&self.arena, &self.side);
         let base = self.pos() - main.len();
-        let bytes_of = |f: &SourceFamily| if f.in_main { (main, base) } else { (side, 0) };
+        let region_of = |f: &SourceFamily| {
+            if f.in_main {
+                Region::Main { bytes: main, base }
+            } else {
+                Region::Side { side, active: None }
+            }
+        };
         // The created lines, by group, in order.
         let mut created: Vec<(&[u8], bool)> = Vec::new();
         let mut by_group: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
         let mut key = Vec::new();
         for m in fam.members.iter().filter(|m| m.created) {
             let f = &self.families[m.sf as usize];
-            let (bytes, off) = bytes_of(f);
-            for line in lines(bytes, off, &f.segments) {
+            for line in lines(region_of(f), &f.segments) {
                 group_key(&mut self.scanner, line, format, &mut key);
                 by_group.entry(key.clone()).or_default().push(created.len());
                 created.push((line, false));
@@ -340,8 +352,7 @@ impl Merger {
         let mut current: Option<Vec<u8>> = None;
         for m in fam.members.iter().filter(|m| !m.created) {
             let f = &self.families[m.sf as usize];
-            let (bytes, off) = bytes_of(f);
-            for line in lines(bytes, off, &f.segments) {
+            for line in lines(region_of(f), &f.segments) {
                 group_key(&mut self.scanner, line, format, &mut key);
                 if current.as_deref() != Some(key.as_slice()) {
                     if let Some(prev) = current.take() {
@@ -376,12 +387,12 @@ fn slice<'a>(
     p: &Piece,
     main: &'a [u8],
     base: usize,
-    side: &'a [u8],
+    side: &'a SideArena,
     generated: &'a [u8],
 ) -> &'a [u8] {
     match *p {
         Piece::Main(s, e) => &main[s - base..e - base],
-        Piece::Side(s, e) => &side[s..e],
+        Piece::Side(s, e) => side.get(s, e),
         Piece::Generated(s, e) => &generated[s..e],
     }
 }

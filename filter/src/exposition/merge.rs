@@ -16,6 +16,7 @@ use std::collections::{HashMap, HashSet};
 use super::kind::Suffix;
 use super::resolve::{Placement, Resolver};
 use super::scan::Scanner;
+use super::side::{Region, SideArena};
 use super::{FamilyFilter, Format, Kind};
 
 /// Bytes the arena keeps free beyond a source's expected output (see [`Merger::reserve`]).
@@ -118,11 +119,13 @@ pub(crate) struct Header<'a> {
 pub struct Merger {
     pub(crate) format: Format,
     pub(crate) filter: Option<FamilyFilter>,
-    /// The active arena: the main one, or the side one while a non-lead source is read.
+    /// The active arena: the main one, or a side chunk while a non-lead source is read.
     pub(crate) arena: Vec<u8>,
-    /// The other arena.
-    pub(crate) side: Vec<u8>,
-    /// `arena` holds the side arena now.
+    /// The main arena while a side chunk is active.
+    parked: Vec<u8>,
+    /// Where the other sources' output waits for the end ([`SideArena`]).
+    pub(crate) side: SideArena,
+    /// `arena` holds a side chunk now.
     pub(crate) swapped: bool,
     pub(crate) families: Vec<SourceFamily>,
     /// (source, base name) → that source's latest family with this base.
@@ -180,7 +183,8 @@ impl Merger {
             format: Format::Text,
             filter: None,
             arena: Vec::new(),
-            side: Vec::new(),
+            parked: Vec::new(),
+            side: SideArena::default(),
             swapped: false,
             families: Vec::new(),
             index: HashMap::new(),
@@ -243,20 +247,25 @@ impl Merger {
     #[inline]
     pub(crate) fn pos(&self) -> usize {
         if self.swapped {
-            self.arena.len()
+            self.side.end() + self.arena.len()
         } else {
             self.arena.len() + self.base
         }
     }
 
-    /// The main arena and the position of its first byte; the side arena (and offset 0).
-    pub(crate) fn bytes_of(&self, in_main: bool) -> (&[u8], usize) {
-        arena_of(&self.arena, &self.side, self.swapped, self.base, in_main)
+    /// The main arena, and the position of its first byte.
+    fn main(&self) -> (&[u8], usize) {
+        let main = if self.swapped {
+            &self.parked
+        } else {
+            &self.arena
+        };
+        (main, self.base)
     }
 
     fn main_mut(&mut self) -> &mut Vec<u8> {
         if self.swapped {
-            &mut self.side
+            &mut self.parked
         } else {
             &mut self.arena
         }
@@ -332,7 +341,7 @@ impl Merger {
     /// they are written, up to the first one that must wait for the end ([`Stream::Held`]).
     /// Empty unless the lead is streamed.
     pub fn ready(&self) -> &[u8] {
-        let (main, base) = self.bytes_of(true);
+        let (main, base) = self.main();
         match self.stream {
             Stream::Off => &[],
             Stream::Live => main,
@@ -439,16 +448,18 @@ impl Merger {
     pub(crate) fn use_main(&mut self) {
         if self.swapped {
             self.close_segment();
-            std::mem::swap(&mut self.arena, &mut self.side);
+            let chunk = std::mem::replace(&mut self.arena, std::mem::take(&mut self.parked));
+            self.side.close(chunk);
             self.swapped = false;
         }
     }
 
-    /// Makes the side arena the active one.
-    pub(crate) fn use_side(&mut self) {
+    /// Makes a side chunk the active arena, for a source expected to write about `want` bytes.
+    pub(crate) fn use_side(&mut self, want: usize) {
         if !self.swapped {
             self.close_segment();
-            std::mem::swap(&mut self.arena, &mut self.side);
+            let chunk = self.side.open(want);
+            self.parked = std::mem::replace(&mut self.arena, chunk);
             self.swapped = true;
         }
     }
@@ -625,10 +636,17 @@ impl Merger {
         want.extend_from_slice(suffix.bytes());
         let mut n = 0;
         // Field by field: the scanner is used while the arena is read.
-        let (bytes, off) = arena_of(&self.arena, &self.side, self.swapped, self.base, in_main);
+        let region = region_of(
+            &self.arena,
+            &self.parked,
+            &self.side,
+            self.swapped,
+            self.base,
+            in_main,
+        );
         let f = &self.families[sf as usize];
         for &(s, e) in &f.segments {
-            let seg = &bytes[s - off..e - off];
+            let seg = region.get(s, e);
             for line in seg
                 .strip_suffix(b"\n")
                 .unwrap_or(seg)
@@ -703,20 +721,26 @@ impl Merger {
     }
 }
 
-/// The main arena (`in_main`) or the side one, whichever field holds it now, and the position
-/// of its first byte (the main arena may have handed out and dropped its first `base` bytes).
-fn arena_of<'a>(
+/// The main arena's bytes (`in_main`) or the side arena's, by position, wherever each is now:
+/// while a side chunk is written, it is the active arena and the main one is parked.
+fn region_of<'a>(
     arena: &'a [u8],
-    side: &'a [u8],
+    parked: &'a [u8],
+    side: &'a SideArena,
     swapped: bool,
     base: usize,
     in_main: bool,
-) -> (&'a [u8], usize) {
+) -> Region<'a> {
     match (in_main, swapped) {
-        (true, false) => (arena, base),
-        (true, true) => (side, base),
-        (false, false) => (side, 0),
-        (false, true) => (arena, 0),
+        (true, false) => Region::Main { bytes: arena, base },
+        (true, true) => Region::Main {
+            bytes: parked,
+            base,
+        },
+        (false, swapped) => Region::Side {
+            side,
+            active: swapped.then(|| (arena, side.end())),
+        },
     }
 }
 

@@ -121,6 +121,7 @@ mod resolve;
 mod rewrite;
 mod scan;
 mod selfmetrics;
+mod side;
 mod stats;
 mod validity;
 mod value;

@@ -211,7 +211,7 @@ impl Merger {
                 self.reserve(expected.saturating_add(apps).min(self.limits.scrape_bytes));
             }
         } else {
-            self.use_side();
+            self.use_side(expected);
             self.reserve(expected);
         }
         State {
