@@ -19,8 +19,12 @@ use super::scan::Scanner;
 use super::side::{Region, SideArena};
 use super::{FamilyFilter, Format, Kind};
 
-/// Bytes the arena keeps free beyond a source's expected output (see [`Merger::reserve`]).
+/// Bytes the main arena keeps free beyond a source's expected output (see [`Merger::reserve`]).
 const HEADROOM: usize = 64 * 1024;
+
+/// The same for a side chunk: one per app, so a few dozen small apps must not each keep 64 KiB;
+/// a chunk that outgrows its guess copies only its own source's bytes.
+const SIDE_HEADROOM: usize = 4 * 1024;
 
 /// The prefix of the filter's own families: no source may write under it.
 pub(crate) const OWN_PREFIX: &[u8] = b"meshmetrics_";
@@ -439,8 +443,13 @@ impl Merger {
     /// of self-metrics, and a wasm module's memory never shrinks back.
     pub fn reserve(&mut self, additional: usize) {
         if self.arena.capacity() - self.arena.len() < additional {
+            let headroom = if self.swapped {
+                SIDE_HEADROOM
+            } else {
+                HEADROOM
+            };
             self.arena
-                .reserve_exact(additional + additional / 16 + HEADROOM);
+                .reserve_exact(additional + additional / 16 + headroom);
         }
     }
 

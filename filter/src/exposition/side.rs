@@ -123,6 +123,33 @@ impl<'a> Region<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exposition::{Format, LabelSet, Merger};
+
+    #[test]
+    fn many_small_apps_keep_little_room_each() {
+        // Forty apps of ~1 KB: each chunk keeps a few KiB of headroom, not the main arena's
+        // 64 KiB (40 of those would be 2.6 MB for 50 KB of output).
+        let mut merger = Merger::new();
+        merger.begin(Format::Text, None);
+        merger.add_source(b"envoy_up 1\n", Format::Text, &LabelSet::default());
+        for i in 0..40 {
+            let labels = LabelSet::new([("mesh", "default"), ("aggregate", "app")]).expect("valid");
+            let body: String = (0..30)
+                .map(|n| format!("app{i}_items{{n=\"{n}\"}} {n}\n"))
+                .collect();
+            merger.add_source(body.as_bytes(), Format::Text, &labels);
+        }
+        let capacity = merger.side.capacity();
+        let body = merger.finish();
+        assert!(
+            body.windows(10).any(|w| w == b"app39_item"),
+            "every app is written"
+        );
+        assert!(
+            capacity < 40 * 16 * 1024,
+            "{capacity} bytes kept for the apps"
+        );
+    }
 
     #[test]
     fn positions_run_on_across_chunks_and_chunks_are_reused() {
