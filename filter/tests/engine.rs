@@ -50,6 +50,40 @@ fn labels_go_first_and_collisions_become_exported() {
 }
 
 #[test]
+fn what_depends_on_label_names_alone_follows_each_lines_names() {
+    // The scanner remembers, for a list of label names, whether it repeats a name and whether
+    // it collides with the mesh's labels; consecutive lines of the same length but other names
+    // (a quoted name, a repeat, a collision) must each be judged on their own.
+    let input = "# TYPE x gauge\n\
+                 x{a=\"1\",b=\"2\"} 1\n\
+                 x{a=\"1\",a=\"2\"} 2\n\
+                 x{a=\"1\",b=\"3\"} 3\n\
+                 x{service=\"s\",b=\"4\"} 4\n\
+                 x{a=\"1\",b=\"5\"} 5\n\
+                 x{\"service\"=\"q\",b=\"6\"} 6\n\
+                 x{a=\"1\",b=\"7\"} 7\n\
+                 x{\"b\"=\"1\",b=\"x\"} 10\n\
+                 x{b=\"1\",b=\"8\"} 8\n\
+                 x{a=\"1\",b=\"9\"} 9\n";
+    let (out, stats) = merge(Format::Text, None, &[text(input, IDENTITY)]);
+    assert_eq!(
+        out,
+        "# TYPE x gauge\n\
+         x{mesh=\"default\",service=\"web\",a=\"1\",b=\"2\"} 1\n\
+         x{mesh=\"default\",service=\"web\",a=\"1\",b=\"3\"} 3\n\
+         x{mesh=\"default\",service=\"web\",exported_service=\"s\",b=\"4\"} 4\n\
+         x{mesh=\"default\",service=\"web\",a=\"1\",b=\"5\"} 5\n\
+         x{mesh=\"default\",service=\"web\",exported_service=\"q\",b=\"6\"} 6\n\
+         x{mesh=\"default\",service=\"web\",a=\"1\",b=\"7\"} 7\n\
+         x{mesh=\"default\",service=\"web\",a=\"1\",b=\"9\"} 9\n"
+    );
+    assert_eq!(
+        stats[0].malformed_lines, 3,
+        "the three lines repeating a name"
+    );
+}
+
+#[test]
 fn injected_values_are_escaped() {
     let (out, _) = merge(
         Format::Text,

@@ -11,7 +11,7 @@ use super::kind::{Companion, Suffix, accepts_masked};
 use super::merge::{Header, Merger};
 use super::names::{is_legacy_label_name, is_legacy_metric_name, write_name};
 use super::passing::Passing;
-use super::scan::{Line, Sample};
+use super::scan::{Line, NamesKey, Sample};
 use super::validity::{self, Invalid};
 use super::value::write_timestamp;
 use super::{Format, Kind, LabelSet, SourceStats};
@@ -68,6 +68,9 @@ impl Pending {
 struct State {
     /// The source's priority: 0 is the lead.
     source: u16,
+    /// Whether the label names of a key collide with the labels this source adds: the answer
+    /// for the next sample with the same names, which is most samples.
+    collides: Option<(NamesKey, bool)>,
     input: Format,
     stats: SourceStats,
     pending: Pending,
@@ -786,13 +789,20 @@ impl Pass<'_> {
             return;
         }
         self.flush(body);
-        let collides = {
-            let labels = self.labels;
-            self.merger
-                .scanner
-                .labels
-                .iter()
-                .any(|l| labels.contains(l.name.of(line)))
+        let key = self.merger.scanner.names_key();
+        let collides = match (self.st.collides, key) {
+            (Some((cached, answer)), Some(key)) if cached == key => answer,
+            _ => {
+                let labels = self.labels;
+                let answer = self
+                    .merger
+                    .scanner
+                    .labels
+                    .iter()
+                    .any(|l| labels.contains(l.name.of(line)));
+                self.st.collides = key.map(|k| (k, answer));
+                answer
+            }
         };
         if simple && !collides && !s.quoted_name {
             let has_own = !self.merger.scanner.labels.is_empty();

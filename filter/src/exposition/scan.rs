@@ -101,6 +101,17 @@ pub(crate) struct Scanner {
     dup_scratch: Vec<Span>,
     names: NameCache,
     exemplar_names: NameCache,
+    /// Whether the label names of [`NameCache::key`] repeat a name: the answer for the next line
+    /// with the same names, which is most lines.
+    duplicate: Option<(NamesKey, bool)>,
+}
+
+/// Identifies a list of label names: equal keys, equal names in the same order (see
+/// [`Scanner::names_key`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NamesKey {
+    generation: u64,
+    count: usize,
 }
 
 /// The label names of the previous sample, by position. Envoy and most apps repeat the same names
@@ -109,6 +120,11 @@ pub(crate) struct Scanner {
 #[derive(Default)]
 struct NameCache {
     slots: Vec<Vec<u8>>,
+    /// Bumped whenever a slot changes: while it stays the same, every name scanned through the
+    /// slots equals the slot of its position.
+    generation: u64,
+    /// The line being scanned has a quoted label name, which bypasses the slots.
+    quoted: bool,
 }
 
 impl NameCache {
@@ -124,6 +140,7 @@ impl NameCache {
             return prev.len();
         }
         let n = label_name_len(s);
+        self.generation += 1;
         match self.slots.get_mut(slot) {
             Some(prev) => {
                 prev.clear();
@@ -206,7 +223,19 @@ impl Scanner {
         }
     }
 
+    /// The label names of the sample just scanned ([`Scanner::labels`]): two samples with equal
+    /// keys have the same names in the same order, so whatever depends on the names alone may be
+    /// reused. `None` for a line with a quoted label name. Valid until the next line is scanned.
+    #[inline]
+    pub(crate) fn names_key(&self) -> Option<NamesKey> {
+        (!self.names.quoted).then_some(NamesKey {
+            generation: self.names.generation,
+            count: self.labels.len(),
+        })
+    }
+
     fn sample(&mut self, line: &[u8], format: Format, known_prefix: &[u8]) -> Option<Sample> {
+        self.names.quoted = false;
         self.labels.clear();
         self.exemplar_labels.clear();
         let mut canonical = true;
@@ -267,8 +296,19 @@ impl Scanner {
         if self.labels.iter().any(|l| l.repair) {
             canonical = false;
         }
-        if self.labels.len() > 1 && has_duplicate(line, &self.labels, &mut self.dup_scratch) {
-            return None;
+        if self.labels.len() > 1 {
+            let key = self.names_key();
+            let duplicate = match (self.duplicate, key) {
+                (Some((cached, answer)), Some(key)) if cached == key => answer,
+                _ => {
+                    let answer = has_duplicate(line, &self.labels, &mut self.dup_scratch);
+                    self.duplicate = key.map(|k| (k, answer));
+                    answer
+                }
+            };
+            if duplicate {
+                return None;
+            }
         }
 
         // ` value [timestamp] [# exemplar]`
@@ -418,6 +458,8 @@ fn label_set(
                 }
                 let legacy = super::names::is_legacy_label_name(name.of(line));
                 *canonical &= !legacy;
+                // Not in the slots: this line's names have no key.
+                names.quoted = true;
                 i = after;
                 i = label_value(line, i, name, out, canonical)?;
                 if let Some(l) = out.last_mut() {
