@@ -82,6 +82,16 @@ fn lines<'a>(region: Region<'a>, ranges: &'a [(usize, usize)]) -> impl Iterator<
     })
 }
 
+/// Where family `f`'s ranges are, once every source was read: the main arena (its first byte
+/// at position `base`) or the side arena.
+fn region_of<'a>(f: &SourceFamily, main: &'a [u8], base: usize, side: &'a SideArena) -> Region<'a> {
+    if f.in_main {
+        Region::Main { bytes: main, base }
+    } else {
+        Region::Side { side, active: None }
+    }
+}
+
 /// The sample name of an output line.
 fn sample_name<'a>(scanner: &mut Scanner, line: &'a [u8], format: Format) -> &'a [u8] {
     match scanner.scan(line, format, b"") {
@@ -253,17 +263,7 @@ impl Merger {
             let whole = m.only.is_none_or(|s| f.seen & !(1 << s as u8) == 0);
             if whole && !f.skip.is_empty() {
                 // Histogram groups left out (see `histogram.rs`): the rest, copied.
-                let region = if f.in_main {
-                    Region::Main {
-                        bytes: &self.arena,
-                        base,
-                    }
-                } else {
-                    Region::Side {
-                        side: &self.side,
-                        active: None,
-                    }
-                };
+                let region = region_of(f, &self.arena, base, &self.side);
                 let start = self.generated.len();
                 for &(s, e) in &f.segments {
                     let mut at = s;
@@ -291,17 +291,7 @@ impl Merger {
             let suffix = m.only.unwrap_or(Suffix::Bare);
             let mut want = f.base.to_vec();
             want.extend_from_slice(suffix.bytes());
-            let region = if f.in_main {
-                Region::Main {
-                    bytes: &self.arena,
-                    base,
-                }
-            } else {
-                Region::Side {
-                    side: &self.side,
-                    active: None,
-                }
-            };
+            let region = region_of(f, &self.arena, base, &self.side);
             let start = self.generated.len();
             for line in lines(region, &f.segments) {
                 if sample_name(&mut self.scanner, line, format) == want.as_slice() {
@@ -319,20 +309,14 @@ impl Merger {
         let fam = &self.resolver.families[t as usize];
         let (main, side) = (&self.arena, &self.side);
         let base = self.pos() - main.len();
-        let region_of = |f: &SourceFamily| {
-            if f.in_main {
-                Region::Main { bytes: main, base }
-            } else {
-                Region::Side { side, active: None }
-            }
-        };
+
         // The created lines, by group, in order.
         let mut created: Vec<(&[u8], bool)> = Vec::new();
         let mut by_group: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
         let mut key = Vec::new();
         for m in fam.members.iter().filter(|m| m.created) {
             let f = &self.families[m.sf as usize];
-            for line in lines(region_of(f), &f.segments) {
+            for line in lines(region_of(f, main, base, side), &f.segments) {
                 group_key(&mut self.scanner, line, format, &mut key);
                 by_group.entry(key.clone()).or_default().push(created.len());
                 created.push((line, false));
@@ -352,7 +336,7 @@ impl Merger {
         let mut current: Option<Vec<u8>> = None;
         for m in fam.members.iter().filter(|m| !m.created) {
             let f = &self.families[m.sf as usize];
-            for line in lines(region_of(f), &f.segments) {
+            for line in lines(region_of(f, main, base, side), &f.segments) {
                 group_key(&mut self.scanner, line, format, &mut key);
                 if current.as_deref() != Some(key.as_slice()) {
                     if let Some(prev) = current.take() {
