@@ -356,8 +356,10 @@ pub struct Scrape {
     pub content_type: String,
     pub body: String,
     pub elapsed: Duration,
+    /// From the request to the status line and headers, read.
+    pub headers: Duration,
     /// From the request to the first byte of the body (the headers alone do not count: a
-    /// streamed answer sends them before it has anything to say).
+    /// streamed answer may send them before it has anything to say).
     pub first_byte: Duration,
 }
 
@@ -375,12 +377,14 @@ fn agent() -> ureq::Agent {
 pub fn try_get(url: &str) -> Option<Scrape> {
     let started = Instant::now();
     let mut resp = agent().get(url).call().ok()?;
+    let headers = started.elapsed();
     let body = resp.body_mut().read_to_string().unwrap_or_default();
     Some(Scrape {
         status: resp.status().as_u16(),
         content_type: String::new(),
         body,
         elapsed: started.elapsed(),
+        headers,
         first_byte: started.elapsed(),
     })
 }
@@ -405,6 +409,7 @@ pub fn try_request(
         builder = builder.header(*k, *v);
     }
     let mut resp = agent().run(builder.body(()).expect("request builds"))?;
+    let headers_at = started.elapsed();
     let content_type = resp
         .headers()
         .get("content-type")
@@ -444,6 +449,7 @@ pub fn try_request(
         content_type,
         body,
         elapsed,
+        headers: headers_at,
         first_byte: first_byte.unwrap_or(elapsed),
     })
 }

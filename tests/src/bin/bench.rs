@@ -5,9 +5,10 @@
 //! Per cluster count N: (a) Envoy's admin `/stats/prometheus` directly, (b) the metrics listener
 //! with the filter (Envoy's answer streamed through it), (b′) the same with Envoy's answer
 //! dispatched and answered whole (the design before issue 17), (c) the filter plus 5 apps of
-//! 1 MB each — median and p95 over `--rounds` scrapes, (a), (b) and (c) interleaved (the apps'
-//! Envoy beside the first; (a) and (b′) on another) so the machine's drift falls on all alike; time to the
-//! body's first byte; CPU per scrape of the Envoy process (user+sys from `/proc`). Then the engine alone on
+//! 1 MB each, (c₀) the same Envoy with its apps answering empty bodies — median and p95 over
+//! `--rounds` scrapes, (a), (b), (c₀) and (c) interleaved (the apps' Envoy beside the first;
+//! (a′) and (b′) on another) so the machine's drift falls on all alike; time to the headers and
+//! to the body's first byte; CPU per scrape of the Envoy process (user+sys from `/proc`). Then the engine alone on
 //! the body (a) returned: native, under wasmtime, and in Envoy's V8 (the filter's own
 //! `meshmetrics_source_merge_seconds`: reading the body into the VM and rewriting it).
 //! At the largest N: RSS of Envoy with and without the filter across `--memory-scrapes` scrapes,
@@ -17,6 +18,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -76,6 +78,8 @@ fn args() -> Result<Args> {
 #[derive(Default)]
 struct Scrapes {
     times: Vec<Duration>,
+    /// To the status line and headers.
+    headers: Vec<Duration>,
     /// To the body's first byte.
     first_bytes: Vec<Duration>,
     /// The last body.
@@ -87,24 +91,35 @@ struct Scrapes {
 }
 
 fn scrapes(url: &str, rounds: usize, pid: u32) -> Scrapes {
-    interleaved(&[(url, pid)], rounds).pop().unwrap_or_default()
+    interleaved(&[(url, pid, true)], rounds)
+        .pop()
+        .unwrap_or_default()
 }
+
+/// Whether the five apps answer their 1 MB (else an empty body): (c) and (c₀) are the same Envoy
+/// scraped in turn, so their difference is the apps' bodies alone. Two Envoy processes with the
+/// same configuration differ by more than that: their first bytes were ±20–35 ms apart at
+/// N ≥ 1,000 between runs.
+static APPS_ANSWER: AtomicBool = AtomicBool::new(true);
 
 /// Scrapes `urls` in turn, `rounds` times: each round scrapes every URL once, so the machine's
 /// drift falls on all of them alike. The CPU of the Envoy (`pid`) serving each is read around
-/// each of its scrapes.
-fn interleaved(urls: &[(&str, u32)], rounds: usize) -> Vec<Scrapes> {
-    for (url, _) in urls {
+/// each of its scrapes; the third field says whether the apps answer ([`APPS_ANSWER`]).
+fn interleaved(urls: &[(&str, u32, bool)], rounds: usize) -> Vec<Scrapes> {
+    for &(url, _, apps) in urls {
+        APPS_ANSWER.store(apps, Ordering::SeqCst);
         let _ = get(url, &[("accept", "text/plain")]); // warm: caches, pools, the VM
     }
     let mut out: Vec<Scrapes> = urls.iter().map(|_| Scrapes::default()).collect();
     for _ in 0..rounds {
-        for (&(url, pid), o) in urls.iter().zip(&mut out) {
+        for (&(url, pid, apps), o) in urls.iter().zip(&mut out) {
+            APPS_ANSWER.store(apps, Ordering::SeqCst);
             let cpu = cpu_seconds(pid);
             let s = get(url, &[("accept", "text/plain")]);
             o.cpu += cpu_seconds(pid) - cpu;
             assert_eq!(s.status, 200, "{url}: {}", s.body);
             o.times.push(s.elapsed);
+            o.headers.push(s.headers);
             o.first_bytes.push(s.first_byte);
             if let Some(m) = gauge(&s.body, MERGE_ENVOY) {
                 o.merge.push(Duration::from_secs_f64(m));
@@ -112,6 +127,7 @@ fn interleaved(urls: &[(&str, u32)], rounds: usize) -> Vec<Scrapes> {
             o.body = s.body;
         }
     }
+    APPS_ANSWER.store(true, Ordering::SeqCst);
     for o in &mut out {
         o.cpu /= rounds as f64;
     }
@@ -207,7 +223,10 @@ fn transfer_floor(b_body: &str, c_body: &str, rounds: usize) -> Result<f64> {
         format!("http://{}/metrics", c.addr),
     );
     let mut both = interleaved(
-        &[(&b_url, std::process::id()), (&c_url, std::process::id())],
+        &[
+            (&b_url, std::process::id(), true),
+            (&c_url, std::process::id(), true),
+        ],
         rounds,
     );
     let (c, b) = (
@@ -230,7 +249,13 @@ fn main() -> Result<()> {
                 .replace("app_http_", &format!("app{i}_http_"));
             AppServer::start(
                 ([127, 0, 0, 1], 0).into(),
-                Arc::new(move |_: &meshmetrics::sampleapp::Seen| Reply::text(body.clone())),
+                Arc::new(move |_: &meshmetrics::sampleapp::Seen| {
+                    if APPS_ANSWER.load(Ordering::SeqCst) {
+                        Reply::text(body.clone())
+                    } else {
+                        Reply::text(Vec::new())
+                    }
+                }),
             )
         })
         .collect::<std::io::Result<_>>()?;
@@ -246,24 +271,31 @@ fn main() -> Result<()> {
     let mut rows = Vec::new();
     for &n in &args.clusters {
         eprintln!("==> N = {n} clusters");
-        // (c) is interleaved with (a) and (b) on an Envoy of its own (the same N, plus the five
-        // apps): its difference to (b) is a few ms, far below the machine's drift between runs.
+        // (c) runs on an Envoy of its own (the same N, plus the five apps), interleaved with (a)
+        // and (b), and with (c₀): the same Envoy, its apps answering empty bodies. The apps'
+        // cost is (c) − (c₀), a few ms, far below the machine's drift between runs and between
+        // two Envoy processes.
         let b = start_with(n, &[], true, |o| o.envoy_body = EnvoyBody::Stream);
         let c = start(n, &app_addrs, true);
         let mut abc = interleaved(
             &[
-                (&b.admin, b.envoy.pid()),
-                (&b.metrics, b.envoy.pid()),
-                (&c.metrics, c.envoy.pid()),
+                (&b.admin, b.envoy.pid(), true),
+                (&b.metrics, b.envoy.pid(), true),
+                (&c.metrics, c.envoy.pid(), false),
+                (&c.metrics, c.envoy.pid(), true),
             ],
             args.rounds,
         );
         drop((b, c));
         let sc = abc.pop().unwrap_or_default();
+        let sc0 = abc.pop().unwrap_or_default();
         let (sb, sa) = (abc.pop().unwrap_or_default(), abc.pop().unwrap_or_default());
         let d = start_with(n, &[], true, |o| o.envoy_body = EnvoyBody::Dispatch);
         let mut ad = interleaved(
-            &[(&d.admin, d.envoy.pid()), (&d.metrics, d.envoy.pid())],
+            &[
+                (&d.admin, d.envoy.pid(), true),
+                (&d.metrics, d.envoy.pid(), true),
+            ],
             args.rounds,
         );
         drop(d);
@@ -278,8 +310,23 @@ fn main() -> Result<()> {
         });
         let first_byte = json!({"admin": spread(sa.first_bytes.clone()).0, "filter": spread(sb.first_bytes.clone()).0});
         let (a, b, c) = (spread(sa.times), spread(sb.times), spread(sc.times));
+        let c0 = spread(sc0.times);
+        // Where (c) − (c₀) goes: before anything of the scrape can leave (Envoy's admin sends
+        // its headers only once it has rendered), and after, while the apps' bytes cross.
+        let (c0_first, c_first) = (
+            spread(sc0.first_bytes.clone()).0,
+            spread(sc.first_bytes.clone()).0,
+        );
+        let apps_split = json!({
+            "admin_headers": spread(sa.headers.clone()).0,
+            "admin_first_byte": spread(sa.first_bytes.clone()).0,
+            "c0_first_byte": c0_first,
+            "c_first_byte": c_first,
+            "before_first_byte": c_first - c0_first,
+            "after_first_byte": (c.0 - c_first) - (c0.0 - c0_first),
+        });
         let (a_body, b_body, c_body) = (sa.body, sb.body, sc.body);
-        let floor = transfer_floor(&b_body, &c_body, args.rounds)?;
+        let floor = transfer_floor(&sc0.body, &c_body, args.rounds)?;
         let (a_cpu, b_cpu, c_cpu) = (sa.cpu, sb.cpu, sc.cpu);
         // The filter's own time in V8 for Envoy's body; the rest of (b) − (a) is Envoy's: the
         // second HTTP hop (admin -> the filter's call) and the answer copied out of the VM.
@@ -309,11 +356,12 @@ fn main() -> Result<()> {
             "admin_direct_ms": {"median": a.0, "p95": a.1},
             "filter_ms": {"median": b.0, "p95": b.1},
             "filter_5_apps_ms": {"median": c.0, "p95": c.1},
+            "filter_5_empty_apps_ms": {"median": c0.0, "p95": c0.1},
             "ratio_b_a": b.0 / a.0,
             "ratio_c_a": c.0 / a.0,
-            "apps_added_ms": c.0 - b.0,
-            "apps_over_slowest_ms": c.0 - b.0.max(slowest_app_ms),
+            "apps_over_slowest_ms": c.0 - c0.0.max(slowest_app_ms),
             "apps_transfer_floor_ms": floor,
+            "apps_split_ms": apps_split,
             "first_byte_ms": first_byte,
             "cpu_ratio_b_a": b_cpu / a_cpu,
             "dispatch": dispatch,
@@ -461,11 +509,11 @@ fn markdown(r: &Value) -> String {
         r["machine"]["cores"],
         r["machine"]["envoy"].as_str().unwrap_or("?")
     ));
-    out.push_str("| N clusters | body (a) | (a) admin direct, median / p95 | (b) filter | (c) filter + 5×1 MB apps | (b)/(a) | (c)/(a) | (c)−(b) | CPU/scrape (a) / (b) / (c) |\n|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("| N clusters | body (a) | (a) admin direct, median / p95 | (b) filter | (c₀) filter + 5 empty apps | (c) filter + 5×1 MB apps | (b)/(a) | (c)/(a) | (c)−(c₀) | CPU/scrape (a) / (b) / (c) |\n|---|---|---|---|---|---|---|---|---|---|\n");
     let rows = r["rows"].as_array().cloned().unwrap_or_default();
     for row in r["rows"].as_array().into_iter().flatten() {
         out.push_str(&format!(
-            "| {} | {:.1} MB, {} lines | {:.1} / {:.1} ms | {:.1} / {:.1} ms | {:.1} / {:.1} ms | {:.2} | {:.2} | {:.1} ms | {:.1} / {:.1} / {:.1} ms |\n",
+            "| {} | {:.1} MB, {} lines | {:.1} / {:.1} ms | {:.1} / {:.1} ms | {:.1} / {:.1} ms | {:.1} / {:.1} ms | {:.2} | {:.2} | {:.1} ms | {:.1} / {:.1} / {:.1} ms |\n",
             row["clusters"],
             f(&row["admin_body"]["bytes"]) / 1e6,
             row["admin_body"]["lines"],
@@ -473,17 +521,19 @@ fn markdown(r: &Value) -> String {
             f(&row["admin_direct_ms"]["p95"]),
             f(&row["filter_ms"]["median"]),
             f(&row["filter_ms"]["p95"]),
+            f(&row["filter_5_empty_apps_ms"]["median"]),
+            f(&row["filter_5_empty_apps_ms"]["p95"]),
             f(&row["filter_5_apps_ms"]["median"]),
             f(&row["filter_5_apps_ms"]["p95"]),
             f(&row["ratio_b_a"]),
             f(&row["ratio_c_a"]),
-            f(&row["apps_added_ms"]),
+            f(&row["filter_5_apps_ms"]["median"]) - f(&row["filter_5_empty_apps_ms"]["median"]),
             f(&row["cpu_ms_per_scrape"]["admin"]),
             f(&row["cpu_ms_per_scrape"]["filter"]),
             f(&row["cpu_ms_per_scrape"]["filter_5_apps"]),
         ));
     }
-    out.push_str("\nStreamed (b) against dispatched (b′, the design before issue 17), each interleaved with (a) on its own Envoy; first byte: time to the body's first byte; apps: (c) − max((b), the slowest app alone), and the floor under it: reading a body the size of (c)'s instead of (b)'s from a plain server, no Envoy:\n\n| N clusters | (b)/(a) | (b′)/(a′) | CPU (b)/(a) | CPU (b′)/(a′) | first byte (a) / (b) / (b′) | apps over the slowest | its floor |\n|---|---|---|---|---|---|---|---|\n");
+    out.push_str("\nStreamed (b) against dispatched (b′, the design before issue 17), each interleaved with (a) on its own Envoy; first byte: time to the body's first byte; apps: (c) − max((c₀), the slowest app alone), and the floor under it: reading a body the size of (c)'s instead of (c₀)'s from a plain server, no Envoy:\n\n| N clusters | (b)/(a) | (b′)/(a′) | CPU (b)/(a) | CPU (b′)/(a′) | first byte (a) / (b) / (b′) | apps over the slowest | its floor |\n|---|---|---|---|---|---|---|---|\n");
     for row in &rows {
         let d = &row["dispatch"];
         out.push_str(&format!(
@@ -497,6 +547,21 @@ fn markdown(r: &Value) -> String {
             f(&row["first_byte_ms"]["filter"]),
             f(&d["first_byte_ms"]["filter"]),
             f(&row["apps_over_slowest_ms"]),
+            f(&row["apps_transfer_floor_ms"]),
+        ));
+    }
+    out.push_str("\nWhere (c) − (c₀) goes (medians): nothing of a scrape can leave before Envoy's admin has rendered, as the admin sends its headers only then; the apps' merges share the machine's cores with that render (before the first byte), and their labelled bytes cross after it (after the first byte: (c)'s time from its first byte to its last, minus (c₀)'s):\n\n| N clusters | (a) headers / first byte | first byte (c₀) / (c) | before the first byte | after the first byte | its floor |\n|---|---|---|---|---|---|\n");
+    for row in &rows {
+        let s = &row["apps_split_ms"];
+        out.push_str(&format!(
+            "| {} | {:.1} / {:.1} ms | {:.1} / {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms |\n",
+            row["clusters"],
+            f(&s["admin_headers"]),
+            f(&s["admin_first_byte"]),
+            f(&s["c0_first_byte"]),
+            f(&s["c_first_byte"]),
+            f(&s["before_first_byte"]),
+            f(&s["after_first_byte"]),
             f(&row["apps_transfer_floor_ms"]),
         ));
     }
