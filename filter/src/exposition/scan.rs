@@ -128,6 +128,21 @@ struct NameCache {
 }
 
 impl NameCache {
+    /// When the line at `i` is the name remembered for position `slot` followed by `="`, the
+    /// name's span (its `="` follows at `end`).
+    #[inline(always)]
+    fn matching(&self, slot: usize, line: &[u8], i: usize) -> Option<Span> {
+        let prev = self.slots.get(slot)?;
+        let end = i + prev.len();
+        if prev.is_empty()
+            || line.get(end..end + 2) != Some(b"=\"")
+            || !super::bytes::eq(&line[i..end], prev)
+        {
+            return None;
+        }
+        Some(Span { start: i, end })
+    }
+
     /// The length of the legacy label name at the start of `s` (0 if there is none), remembered
     /// for position `slot`.
     #[inline]
@@ -443,6 +458,42 @@ fn label_set(
 ) -> Option<usize> {
     let mut after_comma = false;
     loop {
+        // The common case first: `name="value"` with the name of the previous line's label at this
+        // position, followed by `,` or `}`. The `=` right after the remembered name ends it, so no
+        // byte of the name is classified again.
+        if let Some(name) = names.matching(out.len(), line, i) {
+            let (value, after, repair) = quoted(line, name.end + 1)?;
+            out.push(LabelSpan {
+                name,
+                value,
+                repair,
+                utf8: false,
+            });
+            match line.get(after) {
+                Some(b',') => {
+                    i = after + 1;
+                    after_comma = true;
+                    continue;
+                }
+                Some(b'}') => return Some(after + 1),
+                _ => {
+                    // Blanks or worse after the value: the general path below reads on from here.
+                    i = after;
+                    let j = skip_blanks(line, i);
+                    *canonical &= j == i;
+                    i = j;
+                    match line.get(i)? {
+                        b',' => {
+                            i += 1;
+                            after_comma = true;
+                            continue;
+                        }
+                        b'}' => return Some(i + 1),
+                        _ => return None,
+                    }
+                }
+            }
+        }
         let j = skip_blanks(line, i);
         *canonical &= j == i;
         i = j;
@@ -689,6 +740,67 @@ mod tests {
             r#"{"", a="b"} 1"#,
         ] {
             assert!(sample(line).is_none(), "{line}");
+        }
+    }
+
+    /// What a scan says of a line, to compare two scanners.
+    fn said(s: &mut Scanner, line: &[u8]) -> String {
+        let what = format!("{:?}", s.scan(line, Format::OpenMetrics, b""));
+        let labels: Vec<_> = s
+            .labels
+            .iter()
+            .chain(&s.exemplar_labels)
+            .map(|l| (l.name, l.value, l.repair, l.utf8))
+            .collect();
+        format!("{what} {labels:?} {}", s.names_key().is_some())
+    }
+
+    #[test]
+    fn remembered_names_give_the_answer_of_a_fresh_scanner() {
+        // Label sets cut from the pieces the general path tells apart, each scanned after lines
+        // whose names the scanner then remembers (the fast path) and by a fresh scanner.
+        let names = ["a", "ab", "b", "\"a\"", "_"];
+        let eqs = ["=", " =", "= "];
+        let values = ["\"x\"", "\"\"", "\"x\\\"y\"", "\"\\t\"", "\"x", "y"];
+        let ends = [",", "}", " ,", " }", ",}", "", "x"];
+        let mut sets = Vec::new();
+        for n in names {
+            for e in eqs {
+                for v in values {
+                    for end in ends {
+                        sets.push(format!("{n}{e}{v}{end}"));
+                    }
+                }
+            }
+        }
+        let lines: Vec<String> = sets
+            .iter()
+            .flat_map(|one| {
+                [
+                    format!("m{{{one}"),
+                    format!("m{{a=\"1\",{one} 1"),
+                    format!("m{{{one}b=\"2\"}} 1"),
+                    format!("m{{{one}}} 1 # {{{one}}} 1"),
+                ]
+            })
+            .collect();
+        let primers = [
+            "m{a=\"1\",b=\"2\"} 1",
+            "m{ab=\"1\"} 1",
+            "m{b=\"1\",a=\"2\"} 1 # {a=\"t\"} 1",
+        ];
+        for primer in primers {
+            let mut warm = Scanner::default();
+            for line in &lines {
+                said(&mut warm, primer.as_bytes());
+                let mut fresh = Scanner::default();
+                let want = said(&mut fresh, line.as_bytes());
+                assert_eq!(
+                    said(&mut warm, line.as_bytes()),
+                    want,
+                    "{line} after {primer}"
+                );
+            }
         }
     }
 
