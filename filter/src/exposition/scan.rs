@@ -326,6 +326,32 @@ impl Scanner {
             }
         }
 
+        // The common case first: ` <digits>` ending the line, a canonical value and nothing after.
+        if line.get(head_end) == Some(&b' ') {
+            let start = head_end + 1;
+            let digits = line[start..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            if digits > 0 && start + digits == line.len() {
+                let value = Span {
+                    start,
+                    end: line.len(),
+                };
+                return Some(Sample {
+                    name,
+                    quoted_name,
+                    open,
+                    head_end,
+                    value,
+                    timestamp: None,
+                    exemplar: None,
+                    value_end: value.end,
+                    canonical,
+                });
+            }
+        }
+
         // ` value [timestamp] [# exemplar]`
         let i = skip_blanks(line, head_end);
         if i == head_end {
