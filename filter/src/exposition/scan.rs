@@ -502,57 +502,44 @@ fn label_set(
                     continue;
                 }
                 Some(b'}') => return Some(after + 1),
-                _ => {
-                    // Blanks or worse after the value: the general path below reads on from here.
+                // Blanks or worse after the value: read on below.
+                _ => i = after,
+            }
+        } else {
+            let j = skip_blanks(line, i);
+            *canonical &= j == i;
+            i = j;
+            match line.get(i)? {
+                b'}' => {
+                    *canonical &= !after_comma;
+                    return Some(i + 1);
+                }
+                b'"' => {
+                    let (name, after, repair) = quoted(line, i)?;
+                    if repair || name.is_empty() {
+                        return None;
+                    }
+                    let legacy = super::names::is_legacy_label_name(name.of(line));
+                    *canonical &= !legacy;
+                    // Not in the slots: this line's names have no key.
+                    names.quoted = true;
                     i = after;
-                    let j = skip_blanks(line, i);
-                    *canonical &= j == i;
-                    i = j;
-                    match line.get(i)? {
-                        b',' => {
-                            i += 1;
-                            after_comma = true;
-                            continue;
-                        }
-                        b'}' => return Some(i + 1),
-                        _ => return None,
+                    i = label_value(line, i, name, out, canonical)?;
+                    if let Some(l) = out.last_mut() {
+                        l.utf8 = !legacy;
                     }
                 }
-            }
-        }
-        let j = skip_blanks(line, i);
-        *canonical &= j == i;
-        i = j;
-        match line.get(i)? {
-            b'}' => {
-                *canonical &= !after_comma;
-                return Some(i + 1);
-            }
-            b'"' => {
-                let (name, after, repair) = quoted(line, i)?;
-                if repair || name.is_empty() {
-                    return None;
+                _ => {
+                    let n = names.label_name_len(out.len(), &line[i..]);
+                    if n == 0 {
+                        return None;
+                    }
+                    let name = Span {
+                        start: i,
+                        end: i + n,
+                    };
+                    i = label_value(line, i + n, name, out, canonical)?;
                 }
-                let legacy = super::names::is_legacy_label_name(name.of(line));
-                *canonical &= !legacy;
-                // Not in the slots: this line's names have no key.
-                names.quoted = true;
-                i = after;
-                i = label_value(line, i, name, out, canonical)?;
-                if let Some(l) = out.last_mut() {
-                    l.utf8 = !legacy;
-                }
-            }
-            _ => {
-                let n = names.label_name_len(out.len(), &line[i..]);
-                if n == 0 {
-                    return None;
-                }
-                let name = Span {
-                    start: i,
-                    end: i + n,
-                };
-                i = label_value(line, i + n, name, out, canonical)?;
             }
         }
         let j = skip_blanks(line, i);
