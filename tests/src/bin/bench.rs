@@ -8,7 +8,7 @@
 //! 1 MB each, (c₀) the same Envoy with its apps answering empty bodies — median and p95 over
 //! `--rounds` scrapes, (a), (b), (c₀) and (c) interleaved (the apps' Envoy beside the first;
 //! (a′) and (b′) on another) so the machine's drift falls on all alike; time to the headers and
-//! to the body's first byte; CPU per scrape of the Envoy process (user+sys from `/proc`). Then the engine alone on
+//! to the body's first byte; Envoy's CPU per scrape (median of per-scrape readings of its threads' time, `/proc/<pid>/task/*/schedstat`). Then the engine alone on
 //! the body (a) returned: native, under wasmtime, and in Envoy's V8 (the filter's own
 //! `meshmetrics_source_merge_seconds`: reading the body into the VM and rewriting it).
 //! At the largest N: RSS of Envoy with and without the filter across `--memory-scrapes` scrapes,
@@ -25,7 +25,7 @@ use anyhow::{Context, Result, bail};
 use meshmetrics::bootstrap::{ADMIN_CLUSTER, Options, filter_config};
 use meshmetrics::generator::EnvoyBody;
 use meshmetrics::runtime::{Limits, Outcome, Request, Runtime};
-use meshmetrics_e2e::perf::{cpu_seconds, rss_mb, spread, start, start_with};
+use meshmetrics_e2e::perf::{rss_mb, spread, start, start_with, thread_cpu_seconds};
 use meshmetrics_e2e::{AppServer, Reply, effective_of, get, resources, wasm};
 use meshmetrics_filter::exposition::{Format, LabelSet, Merger};
 use serde_json::{Value, json};
@@ -84,8 +84,8 @@ struct Scrapes {
     first_bytes: Vec<Duration>,
     /// The last body.
     body: String,
-    /// Envoy's CPU seconds per scrape.
-    cpu: f64,
+    /// Envoy's CPU time per scrape ([`thread_cpu_seconds`] around it, [`SETTLE`] included).
+    cpu: Vec<Duration>,
     /// Per scrape, the filter's own time for Envoy's body (`meshmetrics_source_merge_seconds`).
     merge: Vec<Duration>,
 }
@@ -114,9 +114,12 @@ fn interleaved(urls: &[(&str, u32, bool)], rounds: usize) -> Vec<Scrapes> {
     for _ in 0..rounds {
         for (&(url, pid, apps), o) in urls.iter().zip(&mut out) {
             APPS_ANSWER.store(apps, Ordering::SeqCst);
-            let cpu = cpu_seconds(pid);
+            let cpu = thread_cpu_seconds(pid);
             let s = get(url, &[("accept", "text/plain")]);
-            o.cpu += cpu_seconds(pid) - cpu;
+            std::thread::sleep(SETTLE);
+            o.cpu.push(Duration::from_secs_f64(
+                (thread_cpu_seconds(pid) - cpu).max(0.0),
+            ));
             assert_eq!(s.status, 200, "{url}: {}", s.body);
             o.times.push(s.elapsed);
             o.headers.push(s.headers);
@@ -128,10 +131,18 @@ fn interleaved(urls: &[(&str, u32, bool)], rounds: usize) -> Vec<Scrapes> {
         }
     }
     APPS_ANSWER.store(true, Ordering::SeqCst);
-    for o in &mut out {
-        o.cpu /= rounds as f64;
-    }
     out
+}
+
+/// Envoy's work on a scrape does not end with the client's last byte (the stream's teardown,
+/// the filter's context deleted): the CPU reading waits this long after it, so that work is
+/// counted on its own scrape, not on whichever scrape of the same Envoy comes next.
+const SETTLE: Duration = Duration::from_millis(3);
+
+/// Rounds at N clusters: `rounds` at N ≥ 1,000, more below, where a scrape is a few ms and
+/// 20 medians of it moved by ±10 % between runs (`rounds` × 1,000 / N: 200 at N = 100).
+fn rounds_at(rounds: usize, n: usize) -> usize {
+    rounds.max(rounds.saturating_mul(1000) / n.max(1))
 }
 
 const MERGE_ENVOY: &str = "meshmetrics_source_merge_seconds{source=\"envoy\"}";
@@ -270,7 +281,8 @@ fn main() -> Result<()> {
 
     let mut rows = Vec::new();
     for &n in &args.clusters {
-        eprintln!("==> N = {n} clusters");
+        let rounds = rounds_at(args.rounds, n);
+        eprintln!("==> N = {n} clusters, {rounds} rounds");
         // (c) runs on an Envoy of its own (the same N, plus the five apps), interleaved with (a)
         // and (b), and with (c₀): the same Envoy, its apps answering empty bodies. The apps'
         // cost is (c) − (c₀), a few ms, far below the machine's drift between runs and between
@@ -284,7 +296,7 @@ fn main() -> Result<()> {
                 (&c.metrics, c.envoy.pid(), false),
                 (&c.metrics, c.envoy.pid(), true),
             ],
-            args.rounds,
+            rounds,
         );
         drop((b, c));
         let sc = abc.pop().unwrap_or_default();
@@ -296,7 +308,7 @@ fn main() -> Result<()> {
                 (&d.admin, d.envoy.pid(), true),
                 (&d.metrics, d.envoy.pid(), true),
             ],
-            args.rounds,
+            rounds,
         );
         drop(d);
         let (sd, sad) = (ad.pop().unwrap_or_default(), ad.pop().unwrap_or_default());
@@ -305,7 +317,7 @@ fn main() -> Result<()> {
             "admin_direct_ms": {"median": ad_.0, "p95": ad_.1},
             "filter_ms": {"median": d_.0, "p95": d_.1},
             "ratio_b_a": d_.0 / ad_.0,
-            "cpu_ms_per_scrape": {"admin": sad.cpu * 1e3, "filter": sd.cpu * 1e3},
+            "cpu_ms_per_scrape": {"admin": spread(sad.cpu).0, "filter": spread(sd.cpu).0},
             "first_byte_ms": {"admin": spread(sad.first_bytes).0, "filter": spread(sd.first_bytes).0},
         });
         let first_byte = json!({"admin": spread(sa.first_bytes.clone()).0, "filter": spread(sb.first_bytes.clone()).0});
@@ -326,8 +338,9 @@ fn main() -> Result<()> {
             "after_first_byte": (c.0 - c_first) - (c0.0 - c0_first),
         });
         let (a_body, b_body, c_body) = (sa.body, sb.body, sc.body);
-        let floor = transfer_floor(&sc0.body, &c_body, args.rounds)?;
-        let (a_cpu, b_cpu, c_cpu) = (sa.cpu, sb.cpu, sc.cpu);
+        let floor = transfer_floor(&sc0.body, &c_body, rounds)?;
+        // Medians of the per-scrape readings, in ms.
+        let (a_cpu, b_cpu, c_cpu) = (spread(sa.cpu).0, spread(sb.cpu).0, spread(sc.cpu).0);
         // The filter's own time in V8 for Envoy's body; the rest of (b) − (a) is Envoy's: the
         // second HTTP hop (admin -> the filter's call) and the answer copied out of the VM.
         let v8_merge = if sb.merge.is_empty() {
@@ -372,7 +385,7 @@ fn main() -> Result<()> {
             "admin_body": {"bytes": a_body.len(), "lines": a_body.lines().count()},
             "filter_body": {"bytes": b_body.len(), "lines": b_body.lines().count()},
             "filter_5_apps_body": {"bytes": c_body.len(), "lines": c_body.lines().count()},
-            "cpu_ms_per_scrape": {"admin": a_cpu * 1e3, "filter": b_cpu * 1e3, "filter_5_apps": c_cpu * 1e3},
+            "cpu_ms_per_scrape": {"admin": a_cpu, "filter": b_cpu, "filter_5_apps": c_cpu},
             "engine_mb_s": {
                 "native": size / native / 1e6,
                 "native_with_5_apps": all_bytes as f64 / native_all / 1e6,
@@ -464,7 +477,7 @@ fn wire(url: &str, encoding: &str, rounds: usize, pid: u32) -> Result<Value> {
         Ok((it.next().unwrap_or(f64::NAN), it.next().unwrap_or(f64::NAN)))
     };
     once()?;
-    let cpu = cpu_seconds(pid);
+    let cpu = thread_cpu_seconds(pid);
     let mut times = Vec::with_capacity(rounds);
     let mut bytes = 0.0;
     for _ in 0..rounds {
@@ -472,7 +485,7 @@ fn wire(url: &str, encoding: &str, rounds: usize, pid: u32) -> Result<Value> {
         times.push(Duration::from_secs_f64(t));
         bytes = b;
     }
-    let cpu = (cpu_seconds(pid) - cpu) / rounds as f64;
+    let cpu = (thread_cpu_seconds(pid) - cpu) / rounds as f64;
     let (median, p95) = spread(times);
     Ok(
         json!({"ms": {"median": median, "p95": p95}, "bytes": bytes, "cpu_ms_per_scrape": cpu * 1e3}),

@@ -19,6 +19,7 @@ use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::google::protobuf::{Struct, Value as PbValue, value};
 use meshmetrics::xds::{CLUSTER, LISTENER};
+use meshmetrics_e2e::perf::cpu_seconds;
 use serde_json::json;
 use tokio::sync::{Mutex, mpsc};
 
@@ -70,21 +71,6 @@ fn proc_status(pid: u32, key: &str) -> u64 {
                 .ok()
         })
         .unwrap_or(0)
-}
-
-/// user + system CPU seconds of `pid`.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // Fields 14 and 15 of /proc/<pid>/stat (utime, stime), counted after the command's ')'.
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn node(i: usize) -> Node {
