@@ -78,6 +78,9 @@ pub struct Bench {
     pub envoy: Envoy,
     pub admin: String,
     pub metrics: String,
+    /// With [`start_with_hop`]: Envoy's admin reached through a listener like the metrics one
+    /// with the router alone (no filter), the hop a streamed scrape takes.
+    pub hop: Option<String>,
 }
 
 pub fn start(clusters: usize, apps: &[SocketAddr], with_filter: bool) -> Bench {
@@ -91,6 +94,29 @@ pub fn start_with(
     apps: &[SocketAddr],
     with_filter: bool,
     tune: impl FnOnce(&mut Options),
+) -> Bench {
+    launch(clusters, apps, with_filter, tune, false)
+}
+
+/// [`start_with`], and a second listener that is the metrics one without the filter: its route
+/// takes any `GET /stats/prometheus` to Envoy's admin. What a streamed scrape costs over a
+/// direct admin scrape is the router's hop (one more HTTP/1 connection, Envoy's body read and
+/// written again) plus the filter; this listener measures the hop alone. It adds its own
+/// listener stats (~60 lines) to Envoy's render.
+pub fn start_with_hop(
+    clusters: usize,
+    apps: &[SocketAddr],
+    tune: impl FnOnce(&mut Options),
+) -> Bench {
+    launch(clusters, apps, true, tune, true)
+}
+
+fn launch(
+    clusters: usize,
+    apps: &[SocketAddr],
+    with_filter: bool,
+    tune: impl FnOnce(&mut Options),
+    hop: bool,
 ) -> Bench {
     let aggregate: String = apps
         .iter()
@@ -126,11 +152,43 @@ pub fn start_with(
     if !with_filter {
         config["static_resources"]["listeners"] = json!([]);
     }
+    let hop = hop.then(|| {
+        let port = free_port();
+        let listeners = config["static_resources"]["listeners"]
+            .as_array_mut()
+            .expect("listeners");
+        let mut router_only = listeners[0].clone();
+        router_only["name"] = json!("hop");
+        router_only["address"]["socket_address"]["port_value"] = json!(port);
+        keep_router_only(&mut router_only);
+        listeners.push(router_only);
+        format!("http://127.0.0.1:{port}/stats/prometheus")
+    });
     let metrics: SocketAddr = ([127, 0, 0, 1], e.port).into();
     let envoy = Envoy::start_config("bench", &config, opts.admin_port, metrics, with_filter);
     Bench {
         admin: format!("http://127.0.0.1:{}/stats/prometheus", opts.admin_port),
         metrics: format!("http://{metrics}{}", e.path),
         envoy,
+        hop,
+    }
+}
+
+/// In a listener's configuration: every HTTP filter but the router dropped, and every route
+/// taken by any request on its path (the admin route wants the filter's header).
+fn keep_router_only(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::Array(filters)) = m.get_mut("http_filters") {
+                filters.retain(|f| f["name"] == "envoy.filters.http.router");
+            }
+            if let Some(Value::Object(matcher)) = m.get_mut("match") {
+                matcher.remove("headers");
+            }
+            m.values_mut().for_each(keep_router_only);
+        }
+        Value::Array(a) => a.iter_mut().for_each(keep_router_only),
+        _ => {}
     }
 }

@@ -4,11 +4,14 @@
 //!
 //! Per cluster count N: (a) Envoy's admin `/stats/prometheus` directly, (b) the metrics listener
 //! with the filter (Envoy's answer streamed through it), (b′) the same with Envoy's answer
-//! dispatched and answered whole (the design before issue 17), (c) the filter plus 5 apps of
+//! dispatched and answered whole (the design before issue 17), (h) the admin through the same
+//! router hop without the filter (what any streamed design pays), (c) the filter plus 5 apps of
 //! 1 MB each, (c₀) the same Envoy with its apps answering empty bodies — median and p95 over
-//! `--rounds` scrapes, (a), (b), (c₀) and (c) interleaved (the apps' Envoy beside the first;
-//! (a′) and (b′) on another) so the machine's drift falls on all alike; time to the headers and
-//! to the body's first byte; Envoy's CPU per scrape (median of per-scrape readings of its threads' time, `/proc/<pid>/task/*/schedstat`). Then the engine alone on
+//! `--rounds` scrapes (more below N = 1,000), (a), (b), (h), (c₀) and (c) interleaved (the apps'
+//! Envoy beside the first; (a′) and (b′) on another) so the machine's drift falls on all alike;
+//! time to the headers and to the body's first byte; Envoy's CPU per scrape (the median of
+//! per-scrape readings of its threads' time, `/proc/<pid>/task/*/schedstat`). Then the engine
+//! alone on
 //! the body (a) returned: native, under wasmtime, and in Envoy's V8 (the filter's own
 //! `meshmetrics_source_merge_seconds`: reading the body into the VM and rewriting it).
 //! At the largest N: RSS of Envoy with and without the filter across `--memory-scrapes` scrapes,
@@ -25,7 +28,9 @@ use anyhow::{Context, Result, bail};
 use meshmetrics::bootstrap::{ADMIN_CLUSTER, Options, filter_config};
 use meshmetrics::generator::EnvoyBody;
 use meshmetrics::runtime::{Limits, Outcome, Request, Runtime};
-use meshmetrics_e2e::perf::{rss_mb, spread, start, start_with, thread_cpu_seconds};
+use meshmetrics_e2e::perf::{
+    rss_mb, spread, start, start_with, start_with_hop, thread_cpu_seconds,
+};
 use meshmetrics_e2e::{AppServer, Reply, effective_of, get, resources, wasm};
 use meshmetrics_filter::exposition::{Format, LabelSet, Merger};
 use serde_json::{Value, json};
@@ -287,12 +292,15 @@ fn main() -> Result<()> {
         // and (b), and with (c₀): the same Envoy, its apps answering empty bodies. The apps'
         // cost is (c) − (c₀), a few ms, far below the machine's drift between runs and between
         // two Envoy processes.
-        let b = start_with(n, &[], true, |o| o.envoy_body = EnvoyBody::Stream);
+        // (h): the router's hop to the admin alone, on (b)'s Envoy (`start_with_hop`).
+        let b = start_with_hop(n, &[], |o| o.envoy_body = EnvoyBody::Stream);
+        let hop = b.hop.clone().context("the hop listener")?;
         let c = start(n, &app_addrs, true);
         let mut abc = interleaved(
             &[
                 (&b.admin, b.envoy.pid(), true),
                 (&b.metrics, b.envoy.pid(), true),
+                (&hop, b.envoy.pid(), true),
                 (&c.metrics, c.envoy.pid(), false),
                 (&c.metrics, c.envoy.pid(), true),
             ],
@@ -301,6 +309,7 @@ fn main() -> Result<()> {
         drop((b, c));
         let sc = abc.pop().unwrap_or_default();
         let sc0 = abc.pop().unwrap_or_default();
+        let sh = abc.pop().unwrap_or_default();
         let (sb, sa) = (abc.pop().unwrap_or_default(), abc.pop().unwrap_or_default());
         let d = start_with(n, &[], true, |o| o.envoy_body = EnvoyBody::Dispatch);
         let mut ad = interleaved(
@@ -322,6 +331,8 @@ fn main() -> Result<()> {
         });
         let first_byte = json!({"admin": spread(sa.first_bytes.clone()).0, "filter": spread(sb.first_bytes.clone()).0});
         let (a, b, c) = (spread(sa.times), spread(sb.times), spread(sc.times));
+        let h = spread(sh.times);
+        let h_cpu = spread(sh.cpu).0;
         let c0 = spread(sc0.times);
         // Where (c) − (c₀) goes: before anything of the scrape can leave (Envoy's admin sends
         // its headers only once it has rendered), and after, while the apps' bytes cross.
@@ -371,6 +382,9 @@ fn main() -> Result<()> {
             "filter_5_apps_ms": {"median": c.0, "p95": c.1},
             "filter_5_empty_apps_ms": {"median": c0.0, "p95": c0.1},
             "ratio_b_a": b.0 / a.0,
+            "hop_ms": {"median": h.0, "p95": h.1, "cpu": h_cpu},
+            "ratio_h_a": h.0 / a.0,
+            "cpu_ratio_h_a": h_cpu / a_cpu,
             "ratio_c_a": c.0 / a.0,
             "apps_added_ms": c.0 - c0.0,
             "apps_over_slowest_ms": c.0 - c0.0.max(slowest_app_ms),
@@ -547,16 +561,18 @@ fn markdown(r: &Value) -> String {
             f(&row["cpu_ms_per_scrape"]["filter_5_apps"]),
         ));
     }
-    out.push_str("\nStreamed (b) against dispatched (b′, the design before issue 17), each interleaved with (a) on its own Envoy; first byte: time to the body's first byte; apps: (c) − max((c₀), the slowest app alone), and the floor under it: reading a body the size of (c)'s instead of (c₀)'s from a plain server, no Envoy:\n\n| N clusters | (b)/(a) | (b′)/(a′) | CPU (b)/(a) | CPU (b′)/(a′) | first byte (a) / (b) / (b′) | apps over the slowest | its floor |\n|---|---|---|---|---|---|---|---|\n");
+    out.push_str("\nStreamed (b) against dispatched (b′, the design before issue 17), each interleaved with (a) on its own Envoy; (h): (a) through the router's hop that (b) takes, without the filter (a second listener on (b)'s Envoy), the floor of any streamed design; first byte: time to the body's first byte; apps: (c) − max((c₀), the slowest app alone), and the floor under it: reading a body the size of (c)'s instead of (c₀)'s from a plain server, no Envoy:\n\n| N clusters | (b)/(a) | (b′)/(a′) | (h)/(a): the hop alone | CPU (b)/(a) | CPU (b′)/(a′) | CPU (h)/(a) | first byte (a) / (b) / (b′) | apps over the slowest | its floor |\n|---|---|---|---|---|---|---|---|---|---|\n");
     for row in &rows {
         let d = &row["dispatch"];
         out.push_str(&format!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} / {:.1} / {:.1} ms | {:.1} ms | {:.1} ms |\n",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} / {:.1} / {:.1} ms | {:.1} ms | {:.1} ms |\n",
             row["clusters"],
             f(&row["ratio_b_a"]),
             f(&d["ratio_b_a"]),
+            f(&row["ratio_h_a"]),
             f(&row["cpu_ratio_b_a"]),
             f(&d["cpu_ms_per_scrape"]["filter"]) / f(&d["cpu_ms_per_scrape"]["admin"]),
+            f(&row["cpu_ratio_h_a"]),
             f(&row["first_byte_ms"]["admin"]),
             f(&row["first_byte_ms"]["filter"]),
             f(&d["first_byte_ms"]["filter"]),
