@@ -11,8 +11,7 @@
 //! Envoy beside the first; (a′) and (b′) on another) so the machine's drift falls on all alike;
 //! time to the headers and to the body's first byte; Envoy's CPU per scrape (the median of
 //! per-scrape readings of its threads' time, `/proc/<pid>/task/*/schedstat`). Then the engine
-//! alone on
-//! the body (a) returned: native, under wasmtime, and in Envoy's V8 (the filter's own
+//! alone on the body (a) returned: native, under wasmtime, and in Envoy's V8 (the filter's own
 //! `meshmetrics_source_merge_seconds`: reading the body into the VM and rewriting it).
 //! At the largest N: RSS of Envoy with and without the filter across `--memory-scrapes` scrapes,
 //! and the filter's wasm linear memory (`meshmetrics_wasm_memory_bytes`).
