@@ -121,3 +121,45 @@ impl fmt::Display for Invalid {
 }
 
 impl std::error::Error for Invalid {}
+
+/// The longest piece of a stranger's string a log line quotes.
+pub const UNTRUSTED_LOG_CHARS: usize = 128;
+
+/// A string a client sent (a node id, a NACK's message), fit for one log line: control
+/// characters and quotes escaped, at most [`UNTRUSTED_LOG_CHARS`] characters, and how much was
+/// cut. A newline in a node id cannot forge a second log line, nor 4 MiB of metadata fill the log.
+pub fn untrusted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(UNTRUSTED_LOG_CHARS) + 16);
+    for (n, (i, c)) in s.char_indices().enumerate() {
+        if n == UNTRUSTED_LOG_CHARS {
+            out.push_str(&format!("…(+{} bytes)", s.len() - i));
+            return out;
+        }
+        if c.is_control() || c == '"' || c == '\\' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod untrusted_tests {
+    use super::*;
+
+    #[test]
+    fn escapes_and_bounds_a_strangers_string() {
+        assert_eq!(untrusted("default/backend-1"), "default/backend-1");
+        assert_eq!(
+            untrusted("a\nFAKE LINE\r\"x\\"),
+            "a\\nFAKE LINE\\r\\\"x\\\\"
+        );
+        let long = "x".repeat(4 << 20);
+        let u = untrusted(&long);
+        assert!(
+            u.len() < 200 && u.ends_with(&format!("…(+{} bytes)", (4 << 20) - 128)),
+            "{u}"
+        );
+    }
+}

@@ -51,18 +51,57 @@ where
     F: Fn(Request<Incoming>) -> Fut + Send + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
+    tokio::spawn(serve_connection(stream, answer));
+}
+
+/// [`spawn_connection`] over TLS: the handshake has [`HEADER_READ_TIMEOUT`] too, and a client
+/// that fails it (plaintext to the TLS port, an untrusted name) gets nothing.
+pub(crate) fn spawn_tls_connection<F, Fut>(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    answer: F,
+) where
+    F: Fn(Request<Incoming>) -> Fut + Send + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     tokio::spawn(async move {
-        let service = service_fn(move |req| {
-            let answer = answer(req);
-            async move { Ok::<_, Infallible>(answer.await) }
-        });
-        // A client that goes away mid-request is its own business, not the server's.
-        let _ = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service)
-            .await;
+        if let Ok(Ok(tls)) =
+            tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await
+        {
+            serve_connection(tls, answer).await;
+        }
     });
+}
+
+async fn serve_connection<S, F, Fut>(stream: S, answer: F)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    F: Fn(Request<Incoming>) -> Fut + Send + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let answer = answer(req);
+        async move { Ok::<_, Infallible>(answer.await) }
+    });
+    // A client that goes away mid-request is its own business, not the server's.
+    let _ = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+}
+
+/// Whether `req` carries `Authorization: Bearer <token>`. Compared by digest, so the time taken
+/// says nothing about how much of a guess was right.
+pub(crate) fn bearer_ok<B>(req: &Request<B>, token: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let sent = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    Sha256::digest(sent.trim().as_bytes()) == Sha256::digest(token.as_bytes())
 }
 
 /// The request's path and query (`/` when it has none).

@@ -43,9 +43,18 @@ enum Command {
         /// The control plane's xDS address (`host:port`): write the minimal bootstrap.
         #[arg(long, conflicts_with_all = ["files", "wasm"])]
         control_plane: Option<String>,
-        /// The dataplane's mesh (with --control-plane; needed when the name is not unique).
+        /// The dataplane's mesh (with --control-plane; needed when the name is not unique, and
+        /// with a token).
         #[arg(long, requires = "control_plane")]
         mesh: Option<String>,
+        /// The dataplane token (`generate dataplane-token`): Envoy reads it from this file for
+        /// every ADS stream, so a rotated file is picked up without a restart.
+        #[arg(long, requires_all = ["control_plane", "mesh", "ca_cert"])]
+        token_file: Option<PathBuf>,
+        /// The CA that issued the control plane's certificate: Envoy verifies the control
+        /// plane's certificate against it, for the host of --control-plane.
+        #[arg(long, requires = "control_plane")]
+        ca_cert: Option<PathBuf>,
         /// Output file (default: standard output).
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
@@ -149,6 +158,24 @@ enum Command {
         /// (`stream`), or fetched whole by a dispatched call (`dispatch`).
         #[arg(long, default_value = "stream")]
         envoy_body: meshmetrics::generator::EnvoyBody,
+        /// Signing keys of dataplane tokens (`generate signing-key`); watched: every ADS
+        /// stream must present a token of its dataplane.
+        #[arg(long)]
+        keys: Option<PathBuf>,
+        /// Revoked token ids (`jti`), one per line; watched: a revoked proxy's stream is closed.
+        #[arg(long, requires = "keys")]
+        revocations: Option<PathBuf>,
+        /// The control plane's certificate (PEM chain) for ADS and HTTP over TLS.
+        #[arg(long, requires = "xds_key")]
+        xds_cert: Option<PathBuf>,
+        #[arg(long, requires = "xds_cert")]
+        xds_key: Option<PathBuf>,
+        /// Discovery (/sd, MADS) requires `Authorization: Bearer <this file's content>`.
+        #[arg(long)]
+        discovery_token_file: Option<PathBuf>,
+        /// Serve without --keys or TLS: loopback only.
+        #[arg(long)]
+        insecure: bool,
     },
     /// Serve discovery for Prometheus (MADS and http_sd) from resource files, reloaded on change
     /// (the control plane serves the same on its --http; this runs it alone).
@@ -160,6 +187,9 @@ enum Command {
         /// How often the files are checked for changes, in milliseconds.
         #[arg(long, default_value_t = 1000)]
         poll_ms: u64,
+        /// Requests must carry `Authorization: Bearer <this file's content>`.
+        #[arg(long)]
+        discovery_token_file: Option<PathBuf>,
     },
     /// Print a Prometheus scrape configuration that discovers dataplanes through `discovery`.
     PrometheusConfig {
@@ -178,6 +208,18 @@ enum Command {
         tls_cert: Option<String>,
         #[arg(long)]
         tls_key: Option<String>,
+        /// The bearer token file discovery requires (`--discovery-token-file`), as a path
+        /// Prometheus reads.
+        #[arg(long)]
+        discovery_token_file: Option<String>,
+        /// The CA Prometheus trusts for an https --discovery (the control plane's CA).
+        #[arg(long)]
+        discovery_ca: Option<String>,
+    },
+    /// Signing keys and dataplane tokens: who may talk to the control plane.
+    Generate {
+        #[command(subcommand)]
+        command: GenerateCommand,
     },
     /// Serve a sample application's metrics (for the demo).
     DemoApp {
@@ -213,6 +255,33 @@ struct TlsArgs {
     /// Lifetime of the dataplane certificate issued with --mesh-ca (`90d` unless given).
     #[arg(long, value_parser = meshmetrics::tls::parse_validity)]
     validity: Option<std::time::Duration>,
+}
+
+#[derive(Subcommand)]
+enum GenerateCommand {
+    /// Add a new signing key for a mesh in --keys (`<keys>/<mesh>/signing-key-<serial>.pem`);
+    /// new tokens are signed by the newest, every key present verifies.
+    SigningKey {
+        #[arg(long)]
+        mesh: String,
+        #[arg(long)]
+        keys: PathBuf,
+    },
+    /// A token (JWT) proving to the control plane that its bearer is this dataplane.
+    DataplaneToken {
+        #[arg(long)]
+        keys: PathBuf,
+        #[arg(long)]
+        mesh: String,
+        #[arg(long)]
+        dataplane: String,
+        /// How long it is valid (`24h`, `30d`, ...; at most 3650d).
+        #[arg(long, default_value = "8760h", value_parser = meshmetrics::tls::parse_validity)]
+        valid_for: std::time::Duration,
+        /// Output file, readable by its owner only (default: standard output).
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -311,6 +380,23 @@ fn write_output(output: Option<&Path>, config: &serde_json::Value) -> Result<()>
     }
 }
 
+/// A secret shared through a file (a token): its content without surrounding blanks.
+fn read_token_file(path: &Path) -> Result<String> {
+    let t = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let t = t.trim();
+    if t.is_empty() || t.len() > 8192 {
+        bail!("{}: a token is 1 to 8192 characters", path.display());
+    }
+    Ok(t.to_owned())
+}
+
+/// Envoy resolves a bootstrap's file names against its own working directory; ours are the
+/// user's, so they are written absolute.
+fn absolute(p: PathBuf) -> Result<PathBuf> {
+    std::path::absolute(&p).with_context(|| format!("{}: not a usable path", p.display()))
+}
+
 fn print_warnings(d: &Diagnostics) {
     for w in d.warnings() {
         eprintln!("{w}");
@@ -356,6 +442,8 @@ fn run(cli: Cli) -> Result<()> {
             dataplane,
             control_plane: Some(cp),
             mesh,
+            token_file,
+            ca_cert,
             output,
             admin_port,
             max_body_bytes,
@@ -372,6 +460,8 @@ fn run(cli: Cli) -> Result<()> {
                 mesh,
                 admin_port,
                 max_body_bytes,
+                token_file: token_file.map(absolute).transpose()?,
+                ca_cert: ca_cert.map(absolute).transpose()?,
             })?;
             write_output(output.as_deref(), &generated.config)
         }
@@ -391,6 +481,8 @@ fn run(cli: Cli) -> Result<()> {
             tls,
             control_plane: None,
             mesh: _,
+            token_file: _,
+            ca_cert: _,
         } => {
             let res = read_resources(&files)?;
             let (e, diags) = effective(&res, &dataplane)?;
@@ -449,8 +541,20 @@ fn run(cli: Cli) -> Result<()> {
             timeout_ms,
             compression,
             envoy_body,
+            keys,
+            revocations,
+            xds_cert,
+            xds_key,
+            discovery_token_file,
+            insecure,
         } => {
             let provided_tls = cert_pair(metrics_cert, metrics_key)?;
+            let tls = match (xds_cert, xds_key) {
+                (Some(c), Some(k)) => {
+                    Some(meshmetrics::auth::server_tls::ServerIdentity::read(&c, &k)?)
+                }
+                _ => None,
+            };
             let config = meshmetrics::controlplane::Config {
                 files,
                 xds,
@@ -465,7 +569,15 @@ fn run(cli: Cli) -> Result<()> {
                 timeout_ms,
                 compression,
                 envoy_body,
+                auth: keys.map(|keys| meshmetrics::auth::Sources { keys, revocations }),
+                tls,
+                discovery_token: discovery_token_file
+                    .as_deref()
+                    .map(read_token_file)
+                    .transpose()?,
+                insecure,
             };
+            config.check_security()?;
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(meshmetrics::controlplane::run(config, async {
                 let _ = tokio::signal::ctrl_c().await;
@@ -518,12 +630,18 @@ fn run(cli: Cli) -> Result<()> {
             files,
             listen,
             poll_ms,
+            discovery_token_file,
         } => {
+            let token = discovery_token_file
+                .as_deref()
+                .map(read_token_file)
+                .transpose()?
+                .map(std::sync::Arc::<str>::from);
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
                 eprintln!("meshmetrics discovery: serving on http://{listen} (POST /v3/discovery:monitoringassignments, GET /sd)");
-                meshmetrics::discovery::run(files, listener, std::time::Duration::from_millis(poll_ms), std::future::pending()).await
+                meshmetrics::discovery::run(files, listener, std::time::Duration::from_millis(poll_ms), token, std::future::pending()).await
             })
         }
         Command::PrometheusConfig {
@@ -533,8 +651,10 @@ fn run(cli: Cli) -> Result<()> {
             tls_ca,
             tls_cert,
             tls_key,
+            discovery_token_file,
+            discovery_ca,
         } => {
-            use meshmetrics::discovery::prometheus::{TlsFiles, scrape_config};
+            use meshmetrics::discovery::prometheus::{DiscoveryAuth, TlsFiles, scrape_config};
             if tls_cert.is_some() != tls_key.is_some() {
                 bail!("--tls-cert and --tls-key go together");
             }
@@ -543,7 +663,14 @@ fn run(cli: Cli) -> Result<()> {
                 cert: tls_cert,
                 key: tls_key,
             };
-            print!("{}", scrape_config(&discovery, &job, &interval, &tls));
+            let auth = DiscoveryAuth {
+                token_file: discovery_token_file,
+                ca: discovery_ca,
+            };
+            print!(
+                "{}",
+                scrape_config(&discovery, &job, &interval, &tls, &auth)
+            );
             Ok(())
         }
         Command::Ca {
@@ -580,6 +707,35 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!("warning: {w}");
             }
             println!("{}\n{}", cert.display(), key.display());
+            Ok(())
+        }
+        Command::Generate {
+            command: GenerateCommand::SigningKey { mesh, keys },
+        } => {
+            let path = meshmetrics::auth::keys::generate(&keys, &mesh)?;
+            println!("{}", path.display());
+            Ok(())
+        }
+        Command::Generate {
+            command:
+                GenerateCommand::DataplaneToken {
+                    keys,
+                    mesh,
+                    dataplane,
+                    valid_for,
+                    output,
+                },
+        } => {
+            let k = meshmetrics::auth::SigningKeys::load(&keys)?;
+            let token = meshmetrics::auth::token::issue(&k, &mesh, &dataplane, valid_for)?;
+            match output {
+                Some(path) => {
+                    let _ = std::fs::remove_file(&path);
+                    meshmetrics::auth::keys::write_private(&path, token.as_bytes())?;
+                    println!("{}", path.display());
+                }
+                None => println!("{token}"),
+            }
             Ok(())
         }
         Command::DemoApp {

@@ -36,9 +36,15 @@ fn start(dir: &Path) -> Server {
         let rt = tokio::runtime::Runtime::new()?;
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener)?;
-            meshmetrics::discovery::run(paths, listener, Duration::from_millis(100), async move {
-                let _ = stopped.await;
-            })
+            meshmetrics::discovery::run(
+                paths,
+                listener,
+                Duration::from_millis(100),
+                None,
+                async move {
+                    let _ = stopped.await;
+                },
+            )
             .await
         })
     });

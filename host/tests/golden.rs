@@ -60,9 +60,29 @@ fn control_plane_bootstrap() {
         mesh: Some("default".into()),
         admin_port: 9901,
         max_body_bytes: meshmetrics_filter::config::DEFAULT_MAX_BODY_BYTES,
+        token_file: None,
+        ca_cert: None,
     })
     .expect("bootstrap");
     check("control-plane-bootstrap", &b.config);
+}
+
+/// The secured form: ADS over Envoy's Google gRPC client, TLS verified against the CA for the
+/// host dialed, the token read from its file for every stream.
+#[test]
+fn control_plane_bootstrap_with_token_and_tls() {
+    let b = bootstrap::control_plane(&bootstrap::ControlPlane {
+        host: "meshmetrics-cp.mesh.svc".into(),
+        port: 5678,
+        dataplane: "backend-1".into(),
+        mesh: Some("default".into()),
+        admin_port: 9901,
+        max_body_bytes: meshmetrics_filter::config::DEFAULT_MAX_BODY_BYTES,
+        token_file: Some("/var/run/meshmetrics/token".into()),
+        ca_cert: Some("/var/run/meshmetrics/ca.pem".into()),
+    })
+    .expect("bootstrap");
+    check("control-plane-bootstrap-secured", &b.config);
 }
 
 #[test]

@@ -35,11 +35,18 @@ pub struct ControlPlane {
     args: Vec<String>,
     log: PathBuf,
     runs: usize,
+    /// The CA of its certificate, when it serves TLS (`--xds-cert`).
+    pub ca: Option<PathBuf>,
 }
 
 impl ControlPlane {
     /// Starts one on free ports, watching `files`, with `args` added (`--wasm ...`).
     pub fn start(files: &Path, args: &[&str]) -> ControlPlane {
+        ControlPlane::start_with_ca(files, args, None)
+    }
+
+    /// [`start`](Self::start) for one serving TLS with a certificate of `ca`.
+    pub fn start_with_ca(files: &Path, args: &[&str], ca: Option<&Path>) -> ControlPlane {
         let mut cp = ControlPlane {
             child: None,
             files: files.to_owned(),
@@ -48,9 +55,28 @@ impl ControlPlane {
             args: args.iter().map(|s| s.to_string()).collect(),
             log: temp_dir("control-plane").join("cp.log"),
             runs: 0,
+            ca: ca.map(Path::to_owned),
         };
         cp.spawn();
         cp
+    }
+
+    /// GET on its HTTP side (over TLS with curl when it serves TLS): status and body.
+    pub fn fetch(&self, path: &str, headers: &[&str]) -> Option<(u16, String)> {
+        let Some(ca) = &self.ca else {
+            return try_get(&self.url(path)).map(|s| (s.status, s.body));
+        };
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "--max-time", "5", "-w", "\n%{http_code}", "--cacert"])
+            .arg(ca);
+        for h in headers {
+            cmd.args(["-H", h]);
+        }
+        let out = cmd.arg(self.url(path)).output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n')?;
+        let code: u16 = code.trim().parse().ok()?;
+        (code != 0).then(|| (code, body.to_owned()))
     }
 
     fn spawn(&mut self) {
@@ -68,6 +94,11 @@ impl ControlPlane {
             .args(["--http", &format!("127.0.0.1:{}", self.http)])
             .args(["--poll-ms", "100"])
             .args(&self.args)
+            // Tests that are not about trust run the loopback-only mode; tests/trust.rs does not.
+            .args(
+                (!self.args.iter().any(|a| a == "--keys" || a == "--xds-cert"))
+                    .then_some("--insecure"),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -76,7 +107,7 @@ impl ControlPlane {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if try_get(&self.url("/metrics")).is_some_and(|s| s.status == 200) {
+            if self.fetch("/metrics", &[]).is_some_and(|(s, _)| s == 200) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -99,7 +130,15 @@ impl ControlPlane {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.http)
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}{path}", self.http)
+    }
+
+    /// Whether its process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 
     pub fn log(&self) -> String {
@@ -108,8 +147,9 @@ impl ControlPlane {
 
     /// One sample of its `/metrics` (`name{labels}` as written), 0 when absent.
     pub fn metric(&self, series: &str) -> f64 {
-        let body = try_get(&self.url("/metrics"))
-            .map(|s| s.body)
+        let body = self
+            .fetch("/metrics", &[])
+            .map(|(_, b)| b)
             .unwrap_or_default();
         body.lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
@@ -118,10 +158,16 @@ impl ControlPlane {
 
     /// The minimal bootstrap of `dataplane`, as the CLI writes it.
     pub fn bootstrap(&self, dataplane: &str, admin_port: u16) -> Value {
+        self.bootstrap_with(dataplane, admin_port, &[])
+    }
+
+    /// [`bootstrap`](Self::bootstrap) with more of the CLI's flags (`--token-file`, ...).
+    pub fn bootstrap_with(&self, dataplane: &str, admin_port: u16, args: &[&str]) -> Value {
         let out = Command::new(meshmetrics_bin())
             .args(["bootstrap", "--dataplane", dataplane, "--mesh", "default"])
             .args(["--control-plane", &format!("127.0.0.1:{}", self.xds)])
             .args(["--admin-port", &admin_port.to_string()])
+            .args(args)
             .output()
             .expect("run meshmetrics bootstrap");
         assert!(

@@ -270,6 +270,14 @@ impl Envoy {
         metrics: SocketAddr,
         wait_listener: bool,
     ) -> Envoy {
+        let envoy = Envoy::spawn_config(name, config, admin_port, metrics);
+        envoy.wait_ready(wait_listener);
+        envoy
+    }
+
+    /// Starts Envoy with this bootstrap and waits only for its admin to answer (an Envoy its
+    /// control plane refuses never becomes ready).
+    pub fn spawn_config(name: &str, config: &Value, admin_port: u16, metrics: SocketAddr) -> Envoy {
         let dir = temp_dir(name);
         let file = dir.join("bootstrap.yaml");
         std::fs::write(&file, to_yaml_text(config)).expect("write bootstrap");
@@ -292,7 +300,11 @@ impl Envoy {
             admin_port,
             metrics,
         };
-        envoy.wait_ready(wait_listener);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let admin = format!("http://127.0.0.1:{admin_port}/server_info");
+        while Instant::now() < deadline && agent().get(&admin).call().is_err() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         envoy
     }
 

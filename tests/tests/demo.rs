@@ -133,6 +133,8 @@ fn compose_configs_match_the_code() {
         mesh: Some("default".into()),
         admin_port: 9901,
         max_body_bytes: meshmetrics_filter::config::DEFAULT_MAX_BODY_BYTES,
+        token_file: Some("/secrets/backend-1.token".into()),
+        ca_cert: Some("/secrets/cp-ca/ca.pem".into()),
     })
     .expect("control-plane bootstrap");
     let (ok, log) = envoy_validate(&cp.config);
@@ -145,6 +147,11 @@ fn compose_configs_match_the_code() {
         "--control-plane=172.28.0.20:5678",
         "--xds=0.0.0.0:5678",
         "--advertise-http=172.28.0.20:5676",
+        "--token-file=/secrets/backend-1.token",
+        "--ca-cert=/secrets/cp-ca/ca.pem",
+        "--keys=/secrets/keys",
+        "--xds-cert=/secrets/cp.pem",
+        "--discovery-token-file=/secrets/discovery.token",
     ] {
         assert!(compose.contains(flag), "docker-compose.yaml lost {flag}");
     }
@@ -154,9 +161,13 @@ fn compose_configs_match_the_code() {
         .args([
             "prometheus-config",
             "--discovery",
-            "http://172.28.0.20:5676",
+            "https://172.28.0.20:5676",
             "--interval",
             "5s",
+            "--discovery-token-file",
+            "/secrets/discovery.token",
+            "--discovery-ca",
+            "/secrets/cp-ca/ca.pem",
         ])
         .output()
         .expect("run meshmetrics prometheus-config");

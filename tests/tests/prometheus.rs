@@ -57,6 +57,7 @@ fn prometheus_discovers_scrapes_and_stores_coherent_series() {
                 paths,
                 listener,
                 Duration::from_millis(200),
+                None,
                 std::future::pending(),
             )
             .await
@@ -67,6 +68,7 @@ fn prometheus_discovers_scrapes_and_stores_coherent_series() {
         &discovery,
         "meshmetrics",
         "1s",
+        &Default::default(),
         &Default::default(),
     );
     let prom = Prometheus::start(&format!("global:\n  evaluation_interval: 1s\n{config}"));
@@ -131,4 +133,86 @@ fn prometheus_discovers_scrapes_and_stores_coherent_series() {
             == 1
     });
     drop((dp1, dp2, dp3));
+}
+
+/// Prometheus discovers through a secured control plane: https with the control plane's CA and
+/// the bearer token discovery requires, both written by `meshmetrics prometheus-config`. With
+/// the wrong token it discovers nothing.
+#[test]
+fn prometheus_discovers_through_a_control_plane_over_tls_with_a_bearer_token() {
+    use meshmetrics_e2e::controlplane::{ControlPlane, meshmetrics_bin};
+    let dir = temp_dir("sd-secured");
+    let files = dir.join("resources");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(
+        files.join("r.yaml"),
+        "type: Mesh\nname: default\nmetrics:\n  enabledBackend: prom\n  backends:\n  - name: prom\n    type: prometheus\n    conf: {skipMTLS: true}\n---\ntype: Dataplane\nmesh: default\nname: dp-1\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: 18000\n    tags: {kuma.io/service: dp-1-svc}\n",
+    )
+    .unwrap();
+    meshmetrics::auth::keys::generate(&dir.join("keys"), "default").unwrap();
+    let ca = dir.join("ca");
+    meshmetrics::tls::init_ca(&ca, "control-plane").unwrap();
+    let id = meshmetrics::tls::Identity {
+        spiffe: None,
+        dns: vec![],
+        ips: vec!["127.0.0.1".parse().unwrap()],
+    };
+    let (cert, key) =
+        meshmetrics::tls::issue(&ca, &id, &dir.join("cp"), Duration::from_secs(86_400)).unwrap();
+    let token = dir.join("sd.token");
+    std::fs::write(&token, "the-sd-token\n").unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    let cp = ControlPlane::start_with_ca(
+        &files,
+        &[
+            "--wasm",
+            &s(&wasm()),
+            "--keys",
+            &s(&dir.join("keys")),
+            "--xds-cert",
+            &s(&cert),
+            "--xds-key",
+            &s(&key),
+            "--discovery-token-file",
+            &s(&token),
+        ],
+        Some(&ca.join("ca.pem")),
+    );
+    let config = |token_file: &Path| {
+        let out = std::process::Command::new(meshmetrics_bin())
+            .args(["prometheus-config", "--interval", "1s", "--discovery"])
+            .arg(cp.url(""))
+            .arg("--discovery-token-file")
+            .arg(token_file)
+            .arg("--discovery-ca")
+            .arg(ca.join("ca.pem"))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let targets = |p: &Prometheus| {
+        p.api("/api/v1/targets")["activeTargets"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    let wrong = dir.join("wrong.token");
+    std::fs::write(&wrong, "not-it").unwrap();
+    let refused = Prometheus::start(&format!(
+        "global:\n  evaluation_interval: 1s\n{}",
+        config(&wrong)
+    ));
+    let good = Prometheus::start(&format!(
+        "global:\n  evaluation_interval: 1s\n{}",
+        config(&token)
+    ));
+    good.wait_until("discovering dp-1 over TLS with the token", |p| {
+        p.api("/api/v1/targets")["activeTargets"]
+            .as_array()
+            .is_some_and(|t| {
+                t.iter()
+                    .any(|t| t["labels"]["dataplane"] == "dp-1" && t["labels"]["mesh"] == "default")
+            })
+    });
+    assert_eq!(targets(&refused), 0, "discovered with the wrong token");
 }

@@ -9,6 +9,7 @@
 //! large Envoy's stats (26 MB at 2,000 clusters) would reach the filter as a failed call.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use envoy_types::pb::envoy::config::bootstrap::v3::{
@@ -37,6 +38,9 @@ pub const NODE_MESH: &str = "meshmetrics.mesh";
 /// Node metadata key: the port of the proxy's admin endpoint (the filter reads Envoy's stats
 /// there).
 pub const NODE_ADMIN_PORT: &str = "meshmetrics.admin_port";
+/// Node metadata key: the CA file (on the proxy's machine) the control plane's certificate
+/// chains to; the control plane names it in the clusters it pushes to reach itself over TLS.
+pub const NODE_CA_CERT: &str = "meshmetrics.ca_cert";
 
 /// A generated bootstrap, and what the user should know about it.
 #[derive(Clone, Debug)]
@@ -115,7 +119,74 @@ pub struct ControlPlane {
     pub mesh: Option<String>,
     pub admin_port: u16,
     pub max_body_bytes: u64,
+    /// The dataplane token's file, read by Envoy for every ADS stream.
+    pub token_file: Option<PathBuf>,
+    /// The CA the control plane's certificate chains to: ADS (and the module's fetch) over TLS.
+    pub ca_cert: Option<PathBuf>,
 }
+
+/// The ADS service when the control plane is reached over TLS: Envoy's Google gRPC client, whose
+/// channel verifies the control plane's certificate against `ca` for `host` (the name or
+/// address dialed), and whose file-based call credentials read the token file for every stream,
+/// so a replaced token is sent on the next reconnect without restarting Envoy.
+fn google_grpc(c: &ControlPlane, ca: &Path) -> GrpcService {
+    use envoy_types::pb::envoy::config::core::v3::grpc_service::google_grpc::{
+        CallCredentials, ChannelCredentials, SslCredentials, call_credentials,
+        call_credentials::MetadataCredentialsFromPlugin,
+        call_credentials::metadata_credentials_from_plugin, channel_credentials,
+    };
+    use envoy_types::pb::envoy::config::grpc_credential::v3::FileBasedMetadataConfig;
+    let host = if c.host.contains(':') {
+        format!("[{}]", c.host)
+    } else {
+        c.host.clone()
+    };
+    let call_credentials = c
+        .token_file
+        .iter()
+        .map(|token| CallCredentials {
+            credential_specifier: Some(call_credentials::CredentialSpecifier::FromPlugin(
+                MetadataCredentialsFromPlugin {
+                    name: FILE_BASED_METADATA.into(),
+                    config_type: Some(metadata_credentials_from_plugin::ConfigType::TypedConfig(
+                        proto::any(&FileBasedMetadataConfig {
+                            secret_data: Some(proto::file(token.display().to_string())),
+                            header_key: "authorization".into(),
+                            header_prefix: "Bearer ".into(),
+                        }),
+                    )),
+                },
+            )),
+        })
+        .collect();
+    GrpcService {
+        target_specifier: Some(grpc_service::TargetSpecifier::GoogleGrpc(
+            grpc_service::GoogleGrpc {
+                target_uri: format!("{host}:{}", c.port),
+                stat_prefix: CONTROL_PLANE_CLUSTER.into(),
+                channel_credentials: Some(ChannelCredentials {
+                    credential_specifier: Some(
+                        channel_credentials::CredentialSpecifier::SslCredentials(SslCredentials {
+                            root_certs: Some(proto::file(ca.display().to_string())),
+                            ..Default::default()
+                        }),
+                    ),
+                }),
+                credentials_factory_name: if c.token_file.is_some() {
+                    FILE_BASED_METADATA.into()
+                } else {
+                    String::new()
+                },
+                call_credentials,
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    }
+}
+
+/// Envoy's gRPC credentials plugin that reads call metadata from a file.
+const FILE_BASED_METADATA: &str = "envoy.grpc_credentials.file_based_metadata";
 
 /// The minimal bootstrap of a proxy served by the control plane.
 pub fn control_plane(c: &ControlPlane) -> Result<Generated> {
@@ -151,6 +222,24 @@ pub fn control_plane(c: &ControlPlane) -> Result<Generated> {
     if let Some(mesh) = &c.mesh {
         metadata.push((NODE_MESH, string(mesh)));
     }
+    if let Some(ca) = &c.ca_cert {
+        metadata.push((NODE_CA_CERT, string(&ca.display().to_string())));
+    }
+    let (grpc_service, static_clusters) = match &c.ca_cert {
+        Some(ca) => (google_grpc(c, ca), Vec::new()),
+        None => (
+            GrpcService {
+                target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
+                    grpc_service::EnvoyGrpc {
+                        cluster_name: CONTROL_PLANE_CLUSTER.into(),
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            },
+            vec![cp],
+        ),
+    };
     let node_id = match &c.mesh {
         Some(mesh) => format!("{mesh}/{}", c.dataplane),
         None => c.dataplane.clone(),
@@ -167,7 +256,7 @@ pub fn control_plane(c: &ControlPlane) -> Result<Generated> {
         admin: Some(admin(c.admin_port)),
         layered_runtime: Some(runtime(&o)),
         static_resources: Some(bootstrap::StaticResources {
-            clusters: vec![cp],
+            clusters: static_clusters,
             ..Default::default()
         }),
         dynamic_resources: Some(bootstrap::DynamicResources {
@@ -175,15 +264,7 @@ pub fn control_plane(c: &ControlPlane) -> Result<Generated> {
                 api_type: api_config_source::ApiType::Grpc as i32,
                 transport_api_version: envoy_types::pb::envoy::config::core::v3::ApiVersion::V3
                     as i32,
-                grpc_services: vec![GrpcService {
-                    target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
-                        grpc_service::EnvoyGrpc {
-                            cluster_name: CONTROL_PLANE_CLUSTER.into(),
-                            ..Default::default()
-                        },
-                    )),
-                    ..Default::default()
-                }],
+                grpc_services: vec![grpc_service],
                 set_node_on_first_message_only: true,
                 ..Default::default()
             }),

@@ -44,11 +44,23 @@ impl Module {
     }
 }
 
+/// What the HTTP side serves, and how.
+pub struct Serving {
+    pub discovery: tokio::sync::watch::Receiver<Arc<Discovery>>,
+    pub module: Option<Module>,
+    pub stats: Arc<Stats>,
+    /// TLS (`--xds-cert`), or plaintext under `--insecure`.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// The bearer token discovery requires (`--discovery-token-file`).
+    pub discovery_token: Option<String>,
+}
+
 async fn answer(
     req: Request<Incoming>,
     discovery: tokio::sync::watch::Receiver<Arc<Discovery>>,
     module: Option<Module>,
     stats: Arc<Stats>,
+    token: Option<Arc<str>>,
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
     match (req.method(), path.as_str()) {
@@ -61,24 +73,36 @@ async fn answer(
             Some(m) if p == m.path() => respond(StatusCode::OK, "application/wasm", m.bytes),
             _ => respond(StatusCode::NOT_FOUND, "text/plain", "no such module\n"),
         },
-        _ => crate::discovery::answer(req, discovery).await,
+        _ => crate::discovery::answer_authorized(req, discovery, token.as_deref()).await,
     }
 }
 
 /// Serves the HTTP port until the task is aborted.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    discovery: tokio::sync::watch::Receiver<Arc<Discovery>>,
-    module: Option<Module>,
-    stats: Arc<Stats>,
-) {
+pub async fn serve(listener: tokio::net::TcpListener, s: Serving) {
+    let token: Option<Arc<str>> = s.discovery_token.map(Into::into);
+    let acceptor = s.tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let (discovery, module, stats) = (discovery.clone(), module.clone(), stats.clone());
-        crate::http::spawn_connection(stream, move |req| {
-            answer(req, discovery.clone(), module.clone(), stats.clone())
-        });
+        let (discovery, module, stats, token) = (
+            s.discovery.clone(),
+            s.module.clone(),
+            s.stats.clone(),
+            token.clone(),
+        );
+        let answer = move |req| {
+            answer(
+                req,
+                discovery.clone(),
+                module.clone(),
+                stats.clone(),
+                token.clone(),
+            )
+        };
+        match &acceptor {
+            None => crate::http::spawn_connection(stream, answer),
+            Some(acceptor) => crate::http::spawn_tls_connection(acceptor.clone(), stream, answer),
+        }
     }
 }

@@ -23,6 +23,8 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 use envoy_types::pb::google::protobuf::value;
 
+use crate::auth::server_tls::ServerIdentity;
+use crate::auth::{Authority, Refusal};
 use crate::bootstrap::{NODE_ADMIN_PORT, NODE_DATAPLANE, NODE_MESH};
 use crate::effective::Effective;
 use crate::generator::{self, Code, Delivery, Options};
@@ -39,13 +41,57 @@ pub struct World {
     pub resources: Arc<Resources>,
 }
 
+/// The control plane's HTTP side as proxies reach it.
+struct HttpEndpoint {
+    host: String,
+    port: u16,
+    /// Served over TLS: the cluster verifies it against the CA the proxy's bootstrap names.
+    tls: bool,
+}
+
+impl HttpEndpoint {
+    /// The cluster `node` reaches it through.
+    fn cluster(&self, node: &Node) -> Result<Cluster> {
+        let mut c = generator::cluster::single(HTTP_CLUSTER, &self.host, self.port);
+        if self.tls {
+            let ca = node
+                .metadata
+                .as_ref()
+                .and_then(|m| m.fields.get(crate::bootstrap::NODE_CA_CERT))
+                .and_then(|v| match &v.kind {
+                    Some(value::Kind::StringValue(s)) => Some(s.as_str()),
+                    _ => None,
+                })
+                .context(
+                    "the control plane serves its module over TLS, and this proxy's bootstrap \
+                     names no CA for it (meshmetrics bootstrap --ca-cert)",
+                )?;
+            c.transport_socket = Some(generator::tls::upstream(ca, &self.host));
+        }
+        Ok(c)
+    }
+}
+
 /// What every proxy stream shares.
 pub struct State {
     pub world: tokio::sync::watch::Sender<Arc<World>>,
     pub stats: Arc<Stats>,
     options: Options,
-    /// Clusters every proxy gets besides its own: the control plane's HTTP endpoint.
-    extra: Vec<Cluster>,
+    /// Where proxies fetch the filter's module: the control plane's HTTP side, if it serves it.
+    http_endpoint: Option<HttpEndpoint>,
+    /// The signing keys and revocations streams are checked against; `None` only under
+    /// `--insecure` without `--keys`.
+    pub auth: Option<tokio::sync::watch::Sender<Arc<Authority>>>,
+}
+
+/// The mesh and dataplane a node names in its metadata (what `meshmetrics bootstrap
+/// --control-plane` writes), both as strings; what a dataplane token is compared with.
+pub fn node_dataplane(node: &Node) -> Option<(String, String)> {
+    let field = |key: &str| match &node.metadata.as_ref()?.fields.get(key)?.kind {
+        Some(value::Kind::StringValue(s)) => Some(s.clone()),
+        _ => None,
+    };
+    Some((field(NODE_MESH)?, field(NODE_DATAPLANE)?))
 }
 
 /// The name a proxy is looked up by: `<mesh>/<dataplane>` from its node metadata (what
@@ -100,7 +146,22 @@ impl State {
         for w in &r.warnings {
             eprintln!("meshmetrics control-plane: warning: {w}");
         }
-        Ok(Arc::new(Snapshot::new(&r, &self.extra)))
+        let extra = match &self.http_endpoint {
+            Some(h) => vec![h.cluster(node)?],
+            None => Vec::new(),
+        };
+        Ok(Arc::new(Snapshot::new(&r, &extra)))
+    }
+
+    /// Logs and counts a refused or closed stream. `who` is ours to say (a peer address or a
+    /// node's mesh/name), never the token.
+    pub fn refused(&self, who: &str, refusal: Refusal) {
+        self.stats.refused(refusal);
+        eprintln!(
+            "meshmetrics control-plane: refused {}: {refusal} ({})",
+            crate::diag::untrusted(who),
+            refusal.reason()
+        );
     }
 
     /// When `dataplane`'s pushed certificate is due to be re-issued.
@@ -129,10 +190,47 @@ pub struct Config {
     pub timeout_ms: u64,
     pub compression: generator::compression::Compression,
     pub envoy_body: generator::EnvoyBody,
+    /// Dataplane tokens: the signing keys and the revocation list (watched).
+    pub auth: Option<crate::auth::Sources>,
+    /// The control plane's TLS identity for ADS and its HTTP side.
+    pub tls: Option<ServerIdentity>,
+    /// Bearer token discovery requires (`/sd`, MADS).
+    pub discovery_token: Option<String>,
+    /// Serve without tokens or TLS (loopback only).
+    pub insecure: bool,
+}
+
+impl Config {
+    /// Secure by default: without tokens and TLS the control plane serves only on loopback,
+    /// and only when told `--insecure`.
+    pub fn check_security(&self) -> Result<()> {
+        if self.auth.is_some() && self.tls.is_some() {
+            return Ok(());
+        }
+        let missing = match (&self.auth, &self.tls) {
+            (None, None) => "--keys and --xds-cert/--xds-key",
+            (None, _) => "--keys",
+            _ => "--xds-cert/--xds-key",
+        };
+        if !self.insecure {
+            anyhow::bail!(
+                "no {missing}: proxies could not prove who they are, or could not trust this \
+                 control plane. Give them (see README, 'Who may talk to the control plane'), or \
+                 --insecure to serve on loopback only"
+            );
+        }
+        for (flag, addr) in [("--xds", self.xds), ("--http", self.http)] {
+            if !addr.ip().is_loopback() {
+                anyhow::bail!("{flag} {addr}: --insecure serves on loopback only (no {missing})");
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Runs the control plane until `shutdown`.
 pub async fn run(c: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+    c.check_security()?;
     let xds = tokio::net::TcpListener::bind(c.xds)
         .await
         .with_context(|| format!("--xds {}: cannot listen", c.xds))?;
@@ -174,18 +272,19 @@ pub async fn serve(
     options.provided_tls = c.provided_tls.clone();
     options.validity = Some(c.cert_lifetime);
     options.certs = Some(Arc::new(crate::tls::IssuedCerts::default()));
-    let mut extra = Vec::new();
+    let mut http_endpoint = None;
     if let Some(m) = &module {
+        let scheme = if c.tls.is_some() { "https" } else { "http" };
         options.code = Code::Remote {
-            uri: format!("http://{advertise}{}", m.path()),
+            uri: format!("{scheme}://{advertise}{}", m.path()),
             cluster: HTTP_CLUSTER.into(),
             sha256: m.sha256.clone(),
         };
-        extra.push(generator::cluster::single(
-            HTTP_CLUSTER,
-            &advertise.ip().to_string(),
-            advertise.port(),
-        ));
+        http_endpoint = Some(HttpEndpoint {
+            host: advertise.ip().to_string(),
+            port: advertise.port(),
+            tls: c.tls.is_some(),
+        });
     }
     let stats = Arc::new(Stats::default());
     let (resources, assignments) = watch::load(&c.files)?;
@@ -198,19 +297,69 @@ pub async fn serve(
         version: 1,
         assignments,
     }));
+    let authority = match &c.auth {
+        Some(sources) => {
+            let a = sources.load()?;
+            if a.keys.is_empty() {
+                eprintln!(
+                    "meshmetrics control-plane: warning: --keys {} has no signing key: every proxy is refused (meshmetrics generate signing-key)",
+                    sources.keys.display()
+                );
+            }
+            Some(tokio::sync::watch::channel(Arc::new(a)).0)
+        }
+        None => None,
+    };
+    if c.auth.is_none() || c.tls.is_none() {
+        eprintln!(
+            "meshmetrics control-plane: INSECURE: {} (--insecure): serving on loopback only",
+            match (&c.auth, &c.tls) {
+                (None, None) =>
+                    "no dataplane tokens and no TLS: any local client gets any proxy's resources",
+                (None, _) => "no dataplane tokens: any local client gets any proxy's resources",
+                _ => "no TLS: tokens and pushed keys cross loopback in the clear",
+            }
+        );
+    }
     let state = Arc::new(State {
         world,
         stats: stats.clone(),
         options,
-        extra,
+        http_endpoint,
+        auth: authority,
     });
     eprintln!(
-        "meshmetrics control-plane: ADS on {}, HTTP on http://{http_addr} (proxies fetch the filter from http://{advertise})",
-        xds.local_addr()?
+        "meshmetrics control-plane: ADS on {}{}, HTTP on {scheme}://{http_addr} (proxies fetch the filter from {scheme}://{advertise}){}",
+        xds.local_addr()?,
+        if c.tls.is_some() { " (TLS)" } else { "" },
+        if c.auth.is_some() {
+            "; every stream needs its dataplane's token"
+        } else {
+            ""
+        },
+        scheme = if c.tls.is_some() { "https" } else { "http" },
     );
     let watcher = tokio::spawn(watch::watch(c.files.clone(), c.poll, state.clone(), sd_tx));
-    let http_server = tokio::spawn(http::serve(http_listener, sd_rx, module, stats));
-    let grpc = tonic::transport::Server::builder()
+    let auth_watcher = c
+        .auth
+        .clone()
+        .map(|sources| tokio::spawn(watch::watch_authority(sources, c.poll, state.clone())));
+    let http_tls = c.tls.as_ref().map(|t| t.rustls()).transpose()?;
+    let http_server = tokio::spawn(http::serve(
+        http_listener,
+        http::Serving {
+            discovery: sd_rx,
+            module,
+            stats,
+            tls: http_tls,
+            discovery_token: c.discovery_token.clone(),
+        },
+    ));
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(t) = &c.tls {
+        builder = builder.tls_config(t.tonic()).context("--xds-cert")?;
+    }
+    let grpc = builder
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -225,6 +374,9 @@ pub async fn serve(
         )
         .await;
     watcher.abort();
+    if let Some(w) = auth_watcher {
+        w.abort();
+    }
     http_server.abort();
     grpc.context("serving ADS")
 }

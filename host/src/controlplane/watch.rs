@@ -69,3 +69,35 @@ pub async fn watch(
         }
     }
 }
+
+/// Polls the signing keys and the revocation list every `every`; on a change that loads,
+/// publishes the new authority, and every open stream checks its token against it (a revoked
+/// token's stream, or one whose key was deleted, is closed). A change that does not load keeps
+/// the last good one, as the resources do.
+pub async fn watch_authority(sources: crate::auth::Sources, every: Duration, state: Arc<State>) {
+    let Some(tx) = &state.auth else { return };
+    let mut seen = sources.fingerprint();
+    loop {
+        tokio::time::sleep(every).await;
+        let now = sources.fingerprint();
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match sources.load() {
+            Ok(a) => {
+                eprintln!(
+                    "meshmetrics control-plane: signing keys and revocations reloaded ({} revoked)",
+                    a.revoked.len()
+                );
+                tx.send_replace(Arc::new(a));
+            }
+            Err(e) => {
+                state.stats.load_error();
+                eprintln!(
+                    "meshmetrics control-plane: keeping the last signing keys and revocations: {e:#}"
+                );
+            }
+        }
+    }
+}

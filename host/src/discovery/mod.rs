@@ -126,6 +126,29 @@ fn query_param(req: &Request<Incoming>, key: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// Answers one request, if it carries `token` (when one is required): else 401.
+pub async fn answer_authorized(
+    req: Request<Incoming>,
+    rx: watch::Receiver<Arc<Snapshot>>,
+    token: Option<&str>,
+) -> Response<Full<Bytes>> {
+    if let Some(t) = token
+        && !crate::http::bearer_ok(&req, t)
+    {
+        let mut r = respond(
+            StatusCode::UNAUTHORIZED,
+            "text/plain",
+            "discovery needs `Authorization: Bearer <token>` (--discovery-token-file)\n",
+        );
+        r.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            hyper::header::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
+    answer(req, rx).await
+}
+
 /// Answers one request.
 pub async fn answer(
     req: Request<Incoming>,
@@ -224,6 +247,7 @@ pub async fn answer(
 pub async fn serve(
     listener: tokio::net::TcpListener,
     rx: watch::Receiver<Arc<Snapshot>>,
+    token: Option<Arc<str>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     tokio::pin!(shutdown);
@@ -232,8 +256,11 @@ pub async fn serve(
             _ = &mut shutdown => return Ok(()),
             accepted = listener.accept() => accepted?,
         };
-        let rx = rx.clone();
-        crate::http::spawn_connection(stream, move |req| answer(req, rx.clone()));
+        let (rx, token) = (rx.clone(), token.clone());
+        crate::http::spawn_connection(stream, move |req| {
+            let (rx, token) = (rx.clone(), token.clone());
+            async move { answer_authorized(req, rx, token.as_deref()).await }
+        });
     }
 }
 
@@ -242,6 +269,7 @@ pub async fn run(
     paths: Vec<PathBuf>,
     listener: tokio::net::TcpListener,
     poll: Duration,
+    token: Option<Arc<str>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     let assignments = load(&paths)?;
@@ -250,7 +278,7 @@ pub async fn run(
         assignments,
     }));
     let watcher = tokio::spawn(watch_files(paths, poll, tx));
-    let served = serve(listener, rx, shutdown).await;
+    let served = serve(listener, rx, token, shutdown).await;
     watcher.abort();
     served
 }

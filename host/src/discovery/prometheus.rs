@@ -15,8 +15,32 @@ pub struct TlsFiles {
     pub key: Option<String>,
 }
 
-pub fn scrape_config(discovery: &str, job: &str, interval: &str, tls: &TlsFiles) -> String {
+/// How Prometheus authenticates to discovery, and trusts it.
+#[derive(Clone, Debug, Default)]
+pub struct DiscoveryAuth {
+    /// A file holding the bearer token discovery requires.
+    pub token_file: Option<String>,
+    /// The CA of an https discovery endpoint (the control plane's).
+    pub ca: Option<String>,
+}
+
+pub fn scrape_config(
+    discovery: &str,
+    job: &str,
+    interval: &str,
+    tls: &TlsFiles,
+    auth: &DiscoveryAuth,
+) -> String {
     let discovery = discovery.trim_end_matches('/');
+    let mut sd_auth = String::new();
+    if let Some(t) = &auth.token_file {
+        sd_auth.push_str(&format!(
+            "    authorization:\n      type: Bearer\n      credentials_file: {t}\n"
+        ));
+    }
+    if let Some(ca) = &auth.ca {
+        sd_auth.push_str(&format!("    tls_config:\n      ca_file: {ca}\n"));
+    }
     let mut tls_config = String::new();
     for (key, value) in [
         ("ca_file", &tls.ca),
@@ -42,7 +66,7 @@ pub fn scrape_config(discovery: &str, job: &str, interval: &str, tls: &TlsFiles)
   http_sd_configs:
   - url: {discovery}/sd
     refresh_interval: {interval}
-  relabel_configs:
+{sd_auth}  relabel_configs:
   - source_labels: [__meta_kuma_mesh]
     target_label: mesh
   - source_labels: [__meta_kuma_dataplane]

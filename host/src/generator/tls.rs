@@ -235,3 +235,45 @@ fn absolute(p: &Path) -> Result<String> {
         .display()
         .to_string())
 }
+
+/// TLS to a server Envoy must verify: its certificate chains to `ca_file` (a path on the
+/// proxy's machine) and names `host` (an IP SAN for an address, a DNS SAN for a name, which is
+/// also sent as SNI). What the proxy uses to reach the control plane's HTTP side.
+pub fn upstream(ca_file: &str, host: &str) -> TransportSocket {
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
+    let san_type = if host.parse::<std::net::IpAddr>().is_ok() {
+        subject_alt_name_matcher::SanType::IpAddress
+    } else {
+        subject_alt_name_matcher::SanType::Dns
+    };
+    let context = UpstreamTlsContext {
+        sni: if san_type == subject_alt_name_matcher::SanType::Dns {
+            host.to_owned()
+        } else {
+            String::new()
+        },
+        common_tls_context: Some(CommonTlsContext {
+            validation_context_type: Some(
+                common_tls_context::ValidationContextType::ValidationContext(
+                    CertificateValidationContext {
+                        trusted_ca: Some(proto::file(ca_file)),
+                        match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
+                            san_type: san_type as i32,
+                            matcher: Some(proto::exact(host)),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    },
+                ),
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".into(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(proto::any(
+            &context,
+        ))),
+    }
+}

@@ -21,6 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{PUSH_ORDER, Snapshot, short};
+use crate::auth::{Authority, Claims, Refusal};
 use crate::controlplane::State;
 
 /// What one stream last sent of one type.
@@ -52,8 +53,33 @@ impl AggregatedDiscoveryService for Ads {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let auth = match &self.state.auth {
+            None => None,
+            Some(authority) => {
+                let header = request
+                    .metadata()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok());
+                let peer = request
+                    .remote_addr()
+                    .map_or_else(|| "?".to_owned(), |a| a.to_string());
+                let checked = authority.borrow().verify(header);
+                match checked {
+                    Ok(claims) => Some(Auth {
+                        claims,
+                        header: header.unwrap_or_default().to_owned(),
+                        authority: authority.subscribe(),
+                    }),
+                    Err(refusal) => {
+                        self.state
+                            .refused(&format!("a stream from {peer}"), refusal);
+                        return Err(refusal.status());
+                    }
+                }
+            }
+        };
         let (tx, rx) = mpsc::channel(8);
-        let stream = ProxyStream::new(self.state.clone(), tx);
+        let stream = ProxyStream::new(self.state.clone(), tx, auth);
         tokio::spawn(stream.run(request.into_inner()));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -65,6 +91,24 @@ impl AggregatedDiscoveryService for Ads {
         Err(Status::unimplemented(
             "meshmetrics serves state-of-the-world ADS (api_type: GRPC)",
         ))
+    }
+}
+
+/// What a stream's token proved, and how to check it again when the keys or the revocations
+/// change.
+struct Auth {
+    claims: Claims,
+    /// The `authorization` header as sent (kept to check it again; never logged).
+    header: String,
+    authority: tokio::sync::watch::Receiver<Arc<Authority>>,
+}
+
+impl Auth {
+    /// When the token expires, as a deadline for the stream.
+    fn expiry(&self) -> Instant {
+        let left = (self.claims.exp + crate::auth::token::LEEWAY_SECS)
+            .saturating_sub(crate::auth::token::now());
+        Instant::now() + std::time::Duration::from_secs(left)
     }
 }
 
@@ -83,11 +127,18 @@ struct ProxyStream {
     effective: Option<crate::effective::Effective>,
     sent: HashMap<String, Sent>,
     nonce: u64,
+    /// `None` only when the control plane runs `--insecure`.
+    auth: Option<Auth>,
 }
 
 impl ProxyStream {
-    fn new(state: Arc<State>, tx: mpsc::Sender<Result<DiscoveryResponse, Status>>) -> Self {
+    fn new(
+        state: Arc<State>,
+        tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+        auth: Option<Auth>,
+    ) -> Self {
         ProxyStream {
+            auth,
             state,
             tx,
             node: None,
@@ -109,7 +160,20 @@ impl ProxyStream {
                 .dataplane
                 .as_deref()
                 .and_then(|d| self.state.renewal(d));
+            let expiry = self.auth.as_ref().map(Auth::expiry);
             tokio::select! {
+                _ = authority_changed(&mut self.auth) => {
+                    let Some(auth) = &mut self.auth else { break };
+                    let checked = auth.authority.borrow_and_update().verify(Some(&auth.header));
+                    if let Err(refusal) = checked {
+                        self.close(refusal).await;
+                        break;
+                    }
+                }
+                _ = sleep_until(expiry) => {
+                    self.close(Refusal::Expired).await;
+                    break;
+                }
                 msg = inbound.message() => match msg {
                     Ok(Some(req)) => {
                         if self.handle(req, &world).await.is_err() {
@@ -214,9 +278,27 @@ impl ProxyStream {
                 return Err(());
             };
             self.who = crate::controlplane::selector(&node);
+            if let Some(auth) = &self.auth {
+                let named = crate::controlplane::node_dataplane(&node);
+                let c = &auth.claims;
+                if named.as_ref().map(|(m, d)| (m.as_str(), d.as_str()))
+                    != Some((c.mesh.as_str(), c.name.as_str()))
+                {
+                    self.close(Refusal::WrongDataplane).await;
+                    return Err(());
+                }
+                if world.borrow().resources.dataplane(&self.who).is_err() {
+                    self.close(Refusal::UnknownDataplane).await;
+                    return Err(());
+                }
+            }
             eprintln!("meshmetrics control-plane: {} connected", self.who);
             self.node = Some(node);
             self.rebuild(world).await?;
+        } else if req.node.is_some() && req.node != self.node {
+            // Envoy names its node once; a stream that names another is not the one we checked.
+            self.close(Refusal::NodeChanged).await;
+            return Err(());
         }
         let t = req.type_url.clone();
         if let Some(error) = &req.error_detail {
@@ -255,6 +337,17 @@ impl ProxyStream {
         self.respond(&t).await
     }
 
+    /// Ends the stream with `refusal`'s gRPC status; logged and counted, never the token.
+    async fn close(&mut self, refusal: Refusal) {
+        let who = if self.who.is_empty() {
+            "a stream".to_owned()
+        } else {
+            self.who.clone()
+        };
+        self.state.refused(&who, refusal);
+        let _ = self.tx.send(Err(refusal.status())).await;
+    }
+
     /// Sends this proxy's current resources of type `t` (what it asked for).
     async fn respond(&mut self, t: &str) -> Result<(), ()> {
         let Some(snapshot) = &self.snapshot else {
@@ -277,6 +370,18 @@ impl ProxyStream {
         sent.at = Some(Instant::now());
         self.state.stats.pushed(t);
         self.tx.send(Ok(response)).await.map_err(|_| ())
+    }
+}
+
+/// Resolves when the keys or the revocations were reloaded (never without a token).
+async fn authority_changed(auth: &mut Option<Auth>) {
+    match auth {
+        Some(a) => {
+            if a.authority.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -4,6 +4,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::PUSH_ORDER;
+use crate::auth::Refusal;
 
 /// Counters by resource type, in [`PUSH_ORDER`].
 #[derive(Default)]
@@ -30,6 +31,8 @@ pub struct Stats {
     load_errors: AtomicU64,
     generate_errors: AtomicU64,
     generation: AtomicU64,
+    /// Streams refused or closed for their token, by [`Refusal::ALL`]'s order.
+    refusals: [AtomicU64; Refusal::ALL.len()],
 }
 
 impl Stats {
@@ -58,6 +61,14 @@ impl Stats {
     }
     pub fn generate_error(&self) {
         self.generate_errors.fetch_add(1, Relaxed);
+    }
+    pub fn refused(&self, r: Refusal) {
+        if let Some(i) = Refusal::ALL.iter().position(|x| *x == r) {
+            self.refusals[i].fetch_add(1, Relaxed);
+        }
+    }
+    pub fn refusals_total(&self) -> u64 {
+        self.refusals.iter().map(|a| a.load(Relaxed)).sum()
     }
     pub fn set_generation(&self, g: u64) {
         self.generation.store(g, Relaxed);
@@ -145,6 +156,18 @@ impl Stats {
             "Proxies whose resources could not be built (unknown dataplane, a missing CA...).",
             self.generate_errors.load(Relaxed),
         );
+        let _ = writeln!(
+            out,
+            "# HELP meshmetrics_cp_auth_refusals_total ADS streams refused or closed for their dataplane token, by reason.\n# TYPE meshmetrics_cp_auth_refusals_total counter"
+        );
+        for (r, v) in Refusal::ALL.iter().zip(&self.refusals) {
+            let _ = writeln!(
+                out,
+                "meshmetrics_cp_auth_refusals_total{{reason=\"{}\"}} {}",
+                r.reason(),
+                v.load(Relaxed)
+            );
+        }
         out
     }
 }
