@@ -41,6 +41,9 @@ pub enum Allowed {
 pub struct Effective {
     pub mesh: String,
     pub dataplane: String,
+    /// The dataplane's full identity (`mesh/name`, with its namespace on Kubernetes): what
+    /// things kept per dataplane (its issued certificate) are keyed by.
+    pub id: String,
     pub service: String,
     /// The listener's address: the dataplane's, or every interface.
     pub address: String,
@@ -148,7 +151,9 @@ pub fn effective_for(
 
 /// The sources the mesh's TrafficPermissions let reach an endpoint with `tags`; `None` when none
 /// selects it. Only `kuma.io/service` of a source is an identity (certificates name services): a
-/// source selected by other tags alone admits no one, with a warning.
+/// source selected by other tags alone admits no one, with a warning; a source that adds other
+/// tags to its service is an error, since the RBAC could only enforce the service and would
+/// admit every certificate of it, whatever its other tags (failing open).
 fn allowed_sources(
     res: &Resources,
     mesh: &str,
@@ -167,6 +172,22 @@ fn allowed_sources(
                 .iter()
                 .find(|(k, _)| k == "kuma.io/service")
                 .map(|(_, v)| v.as_str());
+            let others: Vec<&str> = source
+                .iter()
+                .filter(|(k, _)| k != "kuma.io/service")
+                .map(|(k, _)| k.as_str())
+                .collect();
+            if service.is_some() && !others.is_empty() {
+                ctx.error(
+                    "metrics",
+                    format!(
+                        "TrafficPermission {}: sources[{i}].match: {} cannot be enforced: a certificate names only its kuma.io/service, so every certificate of that service would be admitted; select by kuma.io/service alone",
+                        p.name,
+                        others.join(", ")
+                    ),
+                );
+                continue;
+            }
             let a = match service {
                 Some("*") => Allowed::AnyInMesh,
                 Some(service) => Allowed::Service(service.to_owned()),
@@ -305,6 +326,7 @@ fn compute(res: &Resources, dp: &Dataplane, diags: &mut Diagnostics) -> Option<E
         allowed,
         mesh: dp.mesh.clone(),
         dataplane: dp.name.clone(),
+        id: dp.id(),
         service: dp.service().unwrap_or(&dp.name).to_owned(),
         address: if dp.apps_on_loopback {
             "0.0.0.0".into()

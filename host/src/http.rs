@@ -46,8 +46,9 @@ pub(crate) async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, Bod
 }
 
 /// Serves HTTP/1 on `stream` in a task of its own, each request answered by `answer`.
-pub(crate) fn spawn_connection<F, Fut>(stream: tokio::net::TcpStream, answer: F)
+pub(crate) fn spawn_connection<S, F, Fut>(stream: S, answer: F)
 where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     F: Fn(Request<Incoming>) -> Fut + Send + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
@@ -56,11 +57,12 @@ where
 
 /// [`spawn_connection`] over TLS: the handshake has [`HEADER_READ_TIMEOUT`] too, and a client
 /// that fails it (plaintext to the TLS port, an untrusted name) gets nothing.
-pub(crate) fn spawn_tls_connection<F, Fut>(
+pub(crate) fn spawn_tls_connection<S, F, Fut>(
     acceptor: tokio_rustls::TlsAcceptor,
-    stream: tokio::net::TcpStream,
+    stream: S,
     answer: F,
 ) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     F: Fn(Request<Incoming>) -> Fut + Send + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {

@@ -1,6 +1,7 @@
 //! meshmetrics host: from Mesh / Dataplane / Pod resources to each proxy's effective metrics
 //! configuration and its Envoy bootstrap; and a small metrics app for demos and tests.
 
+pub mod accept;
 pub mod auth;
 pub mod bootstrap;
 pub mod controlplane;

@@ -176,6 +176,15 @@ enum Command {
         /// Serve without --keys or TLS: loopback only.
         #[arg(long)]
         insecure: bool,
+        /// ADS connections open at once; more wait in the kernel's backlog.
+        #[arg(long, default_value_t = meshmetrics::controlplane::DEFAULT_MAX_CONNECTIONS)]
+        max_connections: usize,
+        /// ADS streams on one connection (Envoy opens one).
+        #[arg(long, default_value_t = meshmetrics::controlplane::DEFAULT_MAX_STREAMS_PER_CONNECTION)]
+        max_streams_per_connection: u32,
+        /// Connections to --http open at once (MADS long polls included).
+        #[arg(long, default_value_t = meshmetrics::controlplane::DEFAULT_MAX_HTTP_CONNECTIONS)]
+        max_http_connections: usize,
     },
     /// Serve discovery for Prometheus (MADS and http_sd) from resource files, reloaded on change
     /// (the control plane serves the same on its --http; this runs it alone).
@@ -547,6 +556,9 @@ fn run(cli: Cli) -> Result<()> {
             xds_key,
             discovery_token_file,
             insecure,
+            max_connections,
+            max_streams_per_connection,
+            max_http_connections,
         } => {
             let provided_tls = cert_pair(metrics_cert, metrics_key)?;
             let tls = match (xds_cert, xds_key) {
@@ -576,6 +588,9 @@ fn run(cli: Cli) -> Result<()> {
                     .map(read_token_file)
                     .transpose()?,
                 insecure,
+                max_connections,
+                max_streams_per_connection,
+                max_http_connections,
             };
             config.check_security()?;
             let rt = tokio::runtime::Runtime::new()?;

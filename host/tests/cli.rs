@@ -369,3 +369,45 @@ type: Dataplane\nmesh: other\nname: web-1\nnetworking: {address: 10.0.0.2, inbou
         "{out}"
     );
 }
+
+/// A TrafficPermission source the generated RBAC could enforce only in part (its service, not
+/// its other tags) is refused, not enforced loosely: failing open would admit every `prom`
+/// certificate whatever its `env`.
+#[test]
+fn a_permission_source_rbac_cannot_enforce_exactly_is_refused() {
+    let file = write(
+        "rbac.yaml",
+        "type: Mesh\nname: default\nmtls: {enabledBackend: ca-1, backends: [{name: ca-1, type: builtin}]}\nmetrics: {enabledBackend: p, backends: [{name: p, type: prometheus, conf: {tls: {mode: activeMTLSBackend}}}]}\n---\ntype: Dataplane\nmesh: default\nname: dp\nnetworking: {address: 127.0.0.1, inbound: [{port: 8080, tags: {kuma.io/service: web}}]}\n---\ntype: TrafficPermission\nmesh: default\nname: prom-prod-only\nsources: [{match: {kuma.io/service: prom, env: prod}}]\ndestinations: [{match: {kuma.io/service: dataplane-metrics}}]\n",
+    );
+    let (ok, _, err) = meshmetrics(&["validate", "-f", &file]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("error: Dataplane dp: metrics: TrafficPermission prom-prod-only: sources[0].match: env cannot be enforced"),
+        "{err}"
+    );
+}
+
+/// Two pods of one name in two namespaces are two dataplanes: anything kept per dataplane (the
+/// certificate the control plane issued) is kept per full identity.
+#[test]
+fn pods_of_one_name_in_two_namespaces_have_two_identities() {
+    let pod = |ns: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: {ns}\n  labels: {{kuma.io/mesh: default}}\nstatus: {{podIP: 10.0.0.1}}\nspec:\n  containers: [{{name: app, ports: [{{containerPort: 8080}}]}}]\n"
+        )
+    };
+    let yaml = format!(
+        "type: Mesh\nname: default\nmetrics: {{enabledBackend: p, backends: [{{name: p, type: prometheus}}]}}\n---\n{}---\n{}",
+        pod("a"),
+        pod("b")
+    );
+    let res = meshmetrics::Resources::read(
+        &meshmetrics::resources::yaml::parse(&yaml, std::path::Path::new("pods.yaml")).unwrap(),
+    );
+    let a = meshmetrics::effective(&res, "web.a");
+    let b = meshmetrics::effective(&res, "web.b");
+    match (a, b) {
+        (Ok((a, _)), Ok((b, _))) => assert_ne!(a.id, b.id),
+        (a, b) => panic!("{:?} / {:?}", a.err().map(|e| e.0), b.err().map(|e| e.0)),
+    }
+}

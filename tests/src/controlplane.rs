@@ -134,6 +134,27 @@ impl ControlPlane {
         format!("{scheme}://127.0.0.1:{}{path}", self.http)
     }
 
+    /// Its process id (for `/proc` readings).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Its resident memory, in KiB.
+    pub fn rss_kb(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("VmRSS:")?
+                    .trim()
+                    .strip_suffix(" kB")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    }
+
     /// Whether its process is still running.
     pub fn alive(&mut self) -> bool {
         self.child

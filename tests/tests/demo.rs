@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use meshmetrics::bootstrap::{self, Options};
 use meshmetrics::resources::yaml::parse;
 use meshmetrics_e2e::controlplane::meshmetrics_bin;
-use meshmetrics_e2e::{effective_of, envoy_validate, wasm, workspace_root};
+use meshmetrics_e2e::{effective_of, envoy_validate, temp_dir, wasm, workspace_root};
 
 fn listening(port: u16) -> bool {
     std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -125,7 +125,11 @@ fn compose_configs_match_the_code() {
     let (ok, log) = envoy_validate(&generated.config);
     assert!(ok, "envoy --mode validate:\n{log}");
     // The bootstrap the compose stack runs: the control plane's, as its `bootstrap` service
-    // writes it.
+    // writes it (Envoy checks the files it names exist: here they stand in a temp directory for
+    // the `secrets` volume).
+    let secrets = temp_dir("compose-secrets");
+    std::fs::write(secrets.join("backend-1.token"), "t").expect("token");
+    meshmetrics::tls::init_ca(&secrets.join("cp-ca"), "control-plane").expect("CA");
     let cp = bootstrap::control_plane(&bootstrap::ControlPlane {
         host: "172.28.0.20".into(),
         port: 5678,
@@ -133,8 +137,8 @@ fn compose_configs_match_the_code() {
         mesh: Some("default".into()),
         admin_port: 9901,
         max_body_bytes: meshmetrics_filter::config::DEFAULT_MAX_BODY_BYTES,
-        token_file: Some("/secrets/backend-1.token".into()),
-        ca_cert: Some("/secrets/cp-ca/ca.pem".into()),
+        token_file: Some(secrets.join("backend-1.token")),
+        ca_cert: Some(secrets.join("cp-ca/ca.pem")),
     })
     .expect("control-plane bootstrap");
     let (ok, log) = envoy_validate(&cp.config);

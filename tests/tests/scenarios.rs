@@ -220,6 +220,23 @@ fn filter_regex_used_only_and_the_scrapers_filter(backend: Backend) {
     let s = get(&filtered.url("/metrics?filter=%28"), &[]);
     assert_eq!(s.status, 400);
     assert!(s.body.contains("does not compile"), "{}", s.body);
+    // A regex whose cost per family name has no useful bound (~77 ms a name under regex-lite's
+    // own limit) is refused before it runs, and the next scrape is served as ever.
+    let s = get(
+        &filtered.url("/metrics?filter=%28%3F%3A%5Ba-z_%5D%3F%29%7B75000%7DX"),
+        &[],
+    );
+    assert_eq!(s.status, 400, "{}", s.body);
+    assert!(
+        s.body.contains("size limit") || s.body.contains("does not compile"),
+        "{}",
+        s.body
+    );
+    let long = "a".repeat(2000);
+    let s = get(&filtered.url(&format!("/metrics?filter={long}")), &[]);
+    assert_eq!(s.status, 400);
+    assert!(s.body.contains("over 1024"), "{}", s.body);
+    assert_eq!(get(&filtered.url("/metrics"), &[]).status, 200);
 }
 
 fn dataplane_overrides_port_path_and_aggregates(backend: Backend) {

@@ -126,7 +126,7 @@ mod stats;
 mod validity;
 mod value;
 
-pub use filter::FamilyFilter;
+pub use filter::{FamilyFilter, FilterError};
 pub use format::Format;
 pub(crate) use kind::Kind;
 pub use labels::{LabelError, LabelSet};

@@ -26,7 +26,8 @@ use super::inflight::{self, Join};
 use super::{Plugin, counters, log, pool};
 use crate::config::{STREAM_HEADER, SourceKind};
 use crate::exposition::{
-    FamilyFilter, Format, LabelSet, LeadStream, Merger, Passing, SourceReport, SourceStats,
+    FamilyFilter, FilterError, Format, LabelSet, LeadStream, Merger, Passing, SourceReport,
+    SourceStats,
 };
 use crate::plan::{self, Failure, Route};
 
@@ -145,7 +146,10 @@ impl Scrape {
             None => None,
             Some(Ok(f)) => Some(f),
             Some(Err(e)) => {
-                let body = format!("filter: the regex does not compile: {e}\n");
+                let body = match e {
+                    FilterError::TooLong(_) => format!("filter: {e}\n"),
+                    FilterError::Regex(_) => format!("filter: the regex does not compile: {e}\n"),
+                };
                 respond(
                     400,
                     vec![("content-type", "text/plain")],

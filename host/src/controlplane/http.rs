@@ -78,13 +78,11 @@ async fn answer(
 }
 
 /// Serves the HTTP port until the task is aborted.
-pub async fn serve(listener: tokio::net::TcpListener, s: Serving) {
+pub async fn serve(mut listener: crate::accept::Acceptor, s: Serving) {
     let token: Option<Arc<str>> = s.discovery_token.map(Into::into);
     let acceptor = s.tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
+        let stream = listener.accept().await;
         let (discovery, module, stats, token) = (
             s.discovery.clone(),
             s.module.clone(),

@@ -198,7 +198,18 @@ pub struct Config {
     pub discovery_token: Option<String>,
     /// Serve without tokens or TLS (loopback only).
     pub insecure: bool,
+    /// Open ADS connections at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// ADS streams on one connection (Envoy opens one).
+    pub max_streams_per_connection: u32,
+    /// Open connections to the HTTP side at once (MADS long polls included).
+    pub max_http_connections: usize,
 }
+
+/// Defaults of the limits above: room for 16,384 proxies, each with its one stream.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 4;
+pub const DEFAULT_MAX_HTTP_CONNECTIONS: usize = 1024;
 
 impl Config {
     /// Secure by default: without tokens and TLS the control plane serves only on loopback,
@@ -231,12 +242,10 @@ impl Config {
 /// Runs the control plane until `shutdown`.
 pub async fn run(c: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
     c.check_security()?;
-    let xds = tokio::net::TcpListener::bind(c.xds)
-        .await
-        .with_context(|| format!("--xds {}: cannot listen", c.xds))?;
-    let http = tokio::net::TcpListener::bind(c.http)
-        .await
-        .with_context(|| format!("--http {}: cannot listen", c.http))?;
+    let xds =
+        crate::accept::bind(c.xds).with_context(|| format!("--xds {}: cannot listen", c.xds))?;
+    let http =
+        crate::accept::bind(c.http).with_context(|| format!("--http {}: cannot listen", c.http))?;
     serve(c, xds, http, shutdown).await
 }
 
@@ -248,6 +257,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     let http_addr = http_listener.local_addr()?;
+    let xds_addr = xds.local_addr()?;
     let advertise = c.advertise_http.unwrap_or_else(|| {
         let ip = if http_addr.ip().is_unspecified() {
             std::net::Ipv4Addr::LOCALHOST.into()
@@ -330,7 +340,7 @@ pub async fn serve(
     });
     eprintln!(
         "meshmetrics control-plane: ADS on {}{}, HTTP on {scheme}://{http_addr} (proxies fetch the filter from {scheme}://{advertise}){}",
-        xds.local_addr()?,
+        xds_addr,
         if c.tls.is_some() { " (TLS)" } else { "" },
         if c.auth.is_some() {
             "; every stream needs its dataplane's token"
@@ -346,7 +356,7 @@ pub async fn serve(
         .map(|sources| tokio::spawn(watch::watch_authority(sources, c.poll, state.clone())));
     let http_tls = c.tls.as_ref().map(|t| t.rustls()).transpose()?;
     let http_server = tokio::spawn(http::serve(
-        http_listener,
+        crate::accept::Acceptor::new(http_listener, c.max_http_connections, "control-plane HTTP"),
         http::Serving {
             discovery: sd_rx,
             module,
@@ -359,7 +369,9 @@ pub async fn serve(
     if let Some(t) = &c.tls {
         builder = builder.tls_config(t.tonic()).context("--xds-cert")?;
     }
+    let incoming = crate::accept::Acceptor::new(xds, c.max_connections, "ADS").into_stream();
     let grpc = builder
+        .max_concurrent_streams(c.max_streams_per_connection)
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -368,10 +380,7 @@ pub async fn serve(
                 // A request is a node and a few names: anything near this is not Envoy.
                 .max_decoding_message_size(4 << 20),
         )
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(xds),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     watcher.abort();
     if let Some(w) = auth_watcher {

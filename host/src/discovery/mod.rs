@@ -22,6 +22,9 @@ use tokio::sync::watch;
 
 use crate::http::BodyError;
 
+/// Connections discovery keeps open at once (long polls included); more wait in the backlog.
+pub const MAX_CONNECTIONS: usize = 1024;
+
 /// The largest MADS request body read (a DiscoveryRequest is a few hundred bytes); larger: 413.
 pub const MAX_REQUEST_BODY: usize = 1 << 20;
 
@@ -251,10 +254,12 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     tokio::pin!(shutdown);
+    // A full fd table pauses accepting; it never ends the server (see crate::accept).
+    let mut listener = crate::accept::Acceptor::new(listener, MAX_CONNECTIONS, "discovery");
     loop {
-        let (stream, _) = tokio::select! {
+        let stream = tokio::select! {
             _ = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => accepted?,
+            accepted = listener.accept() => accepted,
         };
         let (rx, token) = (rx.clone(), token.clone());
         crate::http::spawn_connection(stream, move |req| {

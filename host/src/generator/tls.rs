@@ -129,7 +129,7 @@ fn mesh_mtls(e: &Effective, o: &Options, warnings: &mut Vec<String>) -> Result<T
                 .certs
                 .as_ref()
                 .context("the control plane keeps the issued certificates")?
-                .get(&e.dataplane, ca, &id, validity)
+                .get(&e.id, ca, &id, validity)
                 .with_context(|| format!("issuing the certificate of dataplane {}", e.dataplane))?;
             let secret = Secret {
                 name: secret_name(e),

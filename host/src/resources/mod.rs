@@ -79,9 +79,24 @@ impl Resources {
         match (found.next(), found.next()) {
             (Some(d), None) => Ok(d),
             (None, _) => {
-                let known: Vec<String> = self.dataplanes.iter().map(Dataplane::id).collect();
+                // A few names help a typo; all of them would make every failed lookup (a
+                // stranger's node id) a log line as long as the mesh.
+                const SHOWN: usize = 5;
+                let known: Vec<String> = self
+                    .dataplanes
+                    .iter()
+                    .take(SHOWN)
+                    .map(Dataplane::id)
+                    .collect();
+                let more = self.dataplanes.len().saturating_sub(SHOWN);
+                let more = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
                 Err(format!(
-                    "no Dataplane or Pod {selector:?} among the resources (found: {known:?})"
+                    "no Dataplane or Pod {} among the resources (found: {known:?}{more})",
+                    crate::diag::untrusted(&format!("{selector:?}"))
                 ))
             }
             (Some(_), Some(_)) => {

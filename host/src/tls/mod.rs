@@ -330,6 +330,8 @@ mod tests {
 /// reason pushes the same certificate (and the same SDS version).
 #[derive(Default)]
 pub struct IssuedCerts {
+    /// By the dataplane's full identity (`Effective::id`): two pods of one name in two
+    /// namespaces keep a certificate each.
     by_dataplane: std::sync::Mutex<std::collections::HashMap<String, Kept>>,
 }
 
@@ -338,6 +340,8 @@ struct Kept {
     validity: Duration,
     issued: Issued,
     renew_at: std::time::Instant,
+    /// When the certificate expires: past it, the entry is of no use to anyone and is dropped.
+    expires: std::time::Instant,
 }
 
 impl IssuedCerts {
@@ -349,19 +353,28 @@ impl IssuedCerts {
         id: &Identity,
         validity: Duration,
     ) -> Result<Issued> {
+        let now = std::time::Instant::now();
+        {
+            let map = self
+                .by_dataplane
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(k) = map.get(dataplane)
+                && k.id == *id
+                && k.validity == validity
+                && now < k.renew_at
+            {
+                return Ok(k.issued.clone());
+            }
+        }
+        // Issued outside the lock (it reads the CA and makes a key): other proxies' lookups do
+        // not wait for it.
+        let issued = issue_pem(ca_dir, id, validity)?;
         let mut map = self
             .by_dataplane
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = std::time::Instant::now();
-        if let Some(k) = map.get(dataplane)
-            && k.id == *id
-            && k.validity == validity
-            && now < k.renew_at
-        {
-            return Ok(k.issued.clone());
-        }
-        let issued = issue_pem(ca_dir, id, validity)?;
+        map.retain(|_, k| k.expires > now);
         map.insert(
             dataplane.to_owned(),
             Kept {
@@ -369,6 +382,7 @@ impl IssuedCerts {
                 validity,
                 issued: issued.clone(),
                 renew_at: now + validity * 2 / 3,
+                expires: now + validity,
             },
         );
         Ok(issued)

@@ -24,6 +24,11 @@ use super::{PUSH_ORDER, Snapshot, short};
 use crate::auth::{Authority, Claims, Refusal};
 use crate::controlplane::State;
 
+/// The most resource names one request may list (a proxy asks for a handful).
+pub const MAX_RESOURCE_NAMES: usize = 1024;
+/// The longest resource name a request may list.
+pub const MAX_RESOURCE_NAME_BYTES: usize = 512;
+
 /// What one stream last sent of one type.
 #[derive(Default)]
 struct Sent {
@@ -121,8 +126,10 @@ struct ProxyStream {
     /// Who it is, for logs: `mesh/name` or its node id.
     who: String,
     snapshot: Option<Arc<Snapshot>>,
-    /// The dataplane the snapshot is for (its certificate's renewal wakes this stream).
-    dataplane: Option<String>,
+    /// When the certificate in the pushed snapshot is due to be re-issued; `None` when it
+    /// carries none (no mTLS, or nothing could be built): the timer only ever waits for a
+    /// certificate that exists.
+    renew_at: Option<Instant>,
     /// The effective configuration the snapshot was built from.
     effective: Option<crate::effective::Effective>,
     sent: HashMap<String, Sent>,
@@ -144,7 +151,7 @@ impl ProxyStream {
             node: None,
             who: String::new(),
             snapshot: None,
-            dataplane: None,
+            renew_at: None,
             effective: None,
             sent: HashMap::new(),
             nonce: 0,
@@ -156,10 +163,7 @@ impl ProxyStream {
         stats.connected(1);
         let mut world = self.state.world.subscribe();
         loop {
-            let renew = self
-                .dataplane
-                .as_deref()
-                .and_then(|d| self.state.renewal(d));
+            let renew = self.renew_at;
             let expiry = self.auth.as_ref().map(Auth::expiry);
             tokio::select! {
                 _ = authority_changed(&mut self.auth) => {
@@ -182,7 +186,7 @@ impl ProxyStream {
                     }
                     Ok(None) => break,
                     Err(status) => {
-                        eprintln!("meshmetrics control-plane: {}: stream ended: {}", self.who, status.message());
+                        eprintln!("meshmetrics control-plane: {}: stream ended: {}", crate::diag::untrusted(&self.who), crate::diag::untrusted(status.message()));
                         break;
                     }
                 },
@@ -203,7 +207,10 @@ impl ProxyStream {
         }
         stats.connected(-1);
         if !self.who.is_empty() {
-            eprintln!("meshmetrics control-plane: {} disconnected", self.who);
+            eprintln!(
+                "meshmetrics control-plane: {} disconnected",
+                crate::diag::untrusted(&self.who)
+            );
         }
     }
 
@@ -219,10 +226,7 @@ impl ProxyStream {
         let built = self.state.effective(&current, node).and_then(|e| {
             // Only a proxy whose effective configuration changed is rebuilt (or one whose
             // certificate is due).
-            let due = self
-                .state
-                .renewal(&e.dataplane)
-                .is_some_and(|at| at <= Instant::now());
+            let due = self.renew_at.is_some_and(|at| at <= Instant::now());
             if self.effective.as_ref() == Some(&e) && !due {
                 return Ok(None);
             }
@@ -232,17 +236,24 @@ impl ProxyStream {
         let next = match built {
             Ok(None) => return Ok(()),
             Ok(Some((e, s))) => {
-                self.dataplane = Some(e.dataplane.clone());
+                self.renew_at = (e.tls == crate::resources::metrics::TlsMode::ActiveMtlsBackend)
+                    .then(|| self.state.renewal(&e.id))
+                    .flatten();
                 self.effective = Some(e);
                 s
             }
             Err(why) => {
+                // Nothing to renew while nothing can be built (the dataplane deleted, renamed,
+                // or its mesh's mTLS gone): a timer left behind would fire at once, forever.
+                // The next change of the resources tries again.
+                self.renew_at = None;
                 self.state.stats.generate_error();
                 // Keep what the proxy has: a proxy whose resources cannot be built now keeps
                 // serving the last ones it accepted.
                 eprintln!(
-                    "meshmetrics control-plane: {}: keeping its last resources: {why:#}",
-                    self.who
+                    "meshmetrics control-plane: {}: keeping its last resources: {}",
+                    crate::diag::untrusted(&self.who),
+                    crate::diag::untrusted(&format!("{why:#}"))
                 );
                 return Ok(());
             }
@@ -287,12 +298,17 @@ impl ProxyStream {
                     self.close(Refusal::WrongDataplane).await;
                     return Err(());
                 }
-                if world.borrow().resources.dataplane(&self.who).is_err() {
-                    self.close(Refusal::UnknownDataplane).await;
-                    return Err(());
-                }
             }
-            eprintln!("meshmetrics control-plane: {} connected", self.who);
+            // A node that is no dataplane gets nothing and keeps no stream (Envoy retries with
+            // backoff, and is served once its dataplane is in the resources).
+            if world.borrow().resources.dataplane(&self.who).is_err() {
+                self.close(Refusal::UnknownDataplane).await;
+                return Err(());
+            }
+            eprintln!(
+                "meshmetrics control-plane: {} connected",
+                crate::diag::untrusted(&self.who)
+            );
             self.node = Some(node);
             self.rebuild(world).await?;
         } else if req.node.is_some() && req.node != self.node {
@@ -300,19 +316,42 @@ impl ProxyStream {
             self.close(Refusal::NodeChanged).await;
             return Err(());
         }
+        // Only the types we serve, and a bounded list of names: anything else would be kept
+        // per stream for nothing (what a stranger could grow without end).
+        if !PUSH_ORDER.contains(&req.type_url.as_str()) {
+            self.close_with(Status::invalid_argument(format!(
+                "meshmetrics serves {}; not {}",
+                PUSH_ORDER.map(short).join(", "),
+                crate::diag::untrusted(&req.type_url)
+            )))
+            .await;
+            return Err(());
+        }
+        if req.resource_names.len() > MAX_RESOURCE_NAMES
+            || req
+                .resource_names
+                .iter()
+                .any(|n| n.len() > MAX_RESOURCE_NAME_BYTES)
+        {
+            self.close_with(Status::invalid_argument(format!(
+                "at most {MAX_RESOURCE_NAMES} resource names of at most {MAX_RESOURCE_NAME_BYTES} bytes"
+            )))
+            .await;
+            return Err(());
+        }
         let t = req.type_url.clone();
         if let Some(error) = &req.error_detail {
             self.state.stats.nacked(&t);
             eprintln!(
-                "meshmetrics control-plane: {} rejected {} version {:?} (keeps {:?}): {}",
-                self.who,
+                "meshmetrics control-plane: {} rejected {} version {:?} (keeps {}): {}",
+                crate::diag::untrusted(&self.who),
                 short(&t),
                 self.sent
                     .get(&t)
                     .and_then(|s| s.version.clone())
                     .unwrap_or_default(),
-                req.version_info,
-                error.message
+                crate::diag::untrusted(&req.version_info),
+                crate::diag::untrusted(&error.message)
             );
             if let Some(s) = self.sent.get_mut(&t) {
                 s.names = req.resource_names;
@@ -335,6 +374,16 @@ impl ProxyStream {
             }
         }
         self.respond(&t).await
+    }
+
+    /// Ends the stream with `status` (a request no proxy sends).
+    async fn close_with(&mut self, status: Status) {
+        eprintln!(
+            "meshmetrics control-plane: closed the stream of {}: {}",
+            crate::diag::untrusted(&self.who),
+            status.message()
+        );
+        let _ = self.tx.send(Err(status)).await;
     }
 
     /// Ends the stream with `refusal`'s gRPC status; logged and counted, never the token.

@@ -96,39 +96,78 @@ fn node(i: usize) -> Node {
 struct Fleet {
     listener: Mutex<Vec<(String, Option<Instant>)>>,
     acked_listeners: AtomicUsize,
+    /// Streams that ended and were opened again.
+    reconnects: AtomicUsize,
 }
 
-async fn proxy(i: usize, addr: String, fleet: Arc<Fleet>) -> Result<()> {
-    let mut client = loop {
-        match AggregatedDiscoveryServiceClient::connect(addr.clone()).await {
-            Ok(c) => break c,
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+/// One simulated proxy for good: like Envoy, a stream that fails or ends is opened again after
+/// a pause drawn at random below a ceiling that doubles from 500 ms to 30 s ("full jitter"),
+/// and set back once a stream has carried a response.
+async fn proxy(i: usize, addr: String, fleet: Arc<Fleet>) {
+    const BASE: Duration = Duration::from_millis(500);
+    const MAX: Duration = Duration::from_secs(30);
+    let mut ceiling = BASE;
+    let mut seed = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    loop {
+        let served = session(i, &addr, &fleet).await;
+        fleet.reconnects.fetch_add(1, Ordering::Relaxed);
+        if served {
+            ceiling = BASE;
         }
+        // xorshift: jitter needs no cryptographic randomness, only spread.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let pause = ceiling.mul_f64((seed % 1000) as f64 / 1000.0);
+        tokio::time::sleep(pause).await;
+        ceiling = (ceiling * 2).min(MAX);
+    }
+}
+
+/// One stream, until it ends; whether it carried a response.
+async fn session(i: usize, addr: &str, fleet: &Fleet) -> bool {
+    let Ok(mut client) = AggregatedDiscoveryServiceClient::connect(addr.to_owned()).await else {
+        return false;
     };
     let (tx, rx) = mpsc::channel(8);
-    tx.send(DiscoveryRequest {
-        node: Some(node(i)),
-        type_url: CLUSTER.into(),
-        ..Default::default()
-    })
-    .await?;
-    tx.send(DiscoveryRequest {
-        type_url: LISTENER.into(),
-        ..Default::default()
-    })
-    .await?;
-    let mut inbound = client
-        .stream_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await?
-        .into_inner();
-    while let Some(resp) = inbound.message().await? {
-        tx.send(DiscoveryRequest {
-            type_url: resp.type_url.clone(),
-            version_info: resp.version_info.clone(),
-            response_nonce: resp.nonce.clone(),
+    let first = [
+        DiscoveryRequest {
+            node: Some(node(i)),
+            type_url: CLUSTER.into(),
             ..Default::default()
-        })
-        .await?;
+        },
+        DiscoveryRequest {
+            type_url: LISTENER.into(),
+            ..Default::default()
+        },
+    ];
+    for r in first {
+        if tx.send(r).await.is_err() {
+            return false;
+        }
+    }
+    let Ok(inbound) = client
+        .stream_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+    else {
+        return false;
+    };
+    let mut inbound = inbound.into_inner();
+    let mut served = false;
+    while let Ok(Some(resp)) = inbound.message().await {
+        served = true;
+        if tx
+            .send(DiscoveryRequest {
+                type_url: resp.type_url.clone(),
+                version_info: resp.version_info.clone(),
+                response_nonce: resp.nonce.clone(),
+                ..Default::default()
+            })
+            .await
+            .is_err()
+        {
+            return served;
+        }
         if resp.type_url == LISTENER {
             let mut l = fleet.listener.lock().await;
             if l[i].0.is_empty() {
@@ -137,7 +176,7 @@ async fn proxy(i: usize, addr: String, fleet: Arc<Fleet>) -> Result<()> {
             l[i] = (resp.version_info, Some(Instant::now()));
         }
     }
-    Ok(())
+    served
 }
 
 struct Cp(Child);
@@ -160,41 +199,48 @@ async fn run(n: usize, bin: &Path, wasm: &Path, work: &Path) -> Result<serde_jso
     let _ = std::fs::remove_dir_all(&dir);
     write_resources(&dir, n, "^server\\.")?;
     let (xds, http) = (free_port(), free_port());
-    let child = Command::new(bin)
-        .arg("control-plane")
-        .arg("-f")
-        .arg(&dir)
-        .args([
-            "--xds",
-            &format!("127.0.0.1:{xds}"),
-            "--http",
-            &format!("127.0.0.1:{http}"),
-        ])
-        .arg("--wasm")
-        .arg(wasm)
-        // The simulated proxies carry no tokens: this measures pushes, not authentication.
-        .arg("--insecure")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("start the control plane")?;
-    let cp = Cp(child);
-    let pid = cp.0.id();
-    let started = Instant::now();
-    while ureq::get(&format!("http://127.0.0.1:{http}/metrics"))
-        .call()
-        .is_err()
-    {
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!("the control plane did not start");
+    let spawn = || {
+        Command::new(bin)
+            .arg("control-plane")
+            .arg("-f")
+            .arg(&dir)
+            .args([
+                "--xds",
+                &format!("127.0.0.1:{xds}"),
+                "--http",
+                &format!("127.0.0.1:{http}"),
+            ])
+            .arg("--wasm")
+            .arg(wasm)
+            // The simulated proxies carry no tokens: this measures pushes, not authentication.
+            .arg("--insecure")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start the control plane")
+    };
+    let wait_up = || async {
+        let started = Instant::now();
+        while ureq::get(&format!("http://127.0.0.1:{http}/metrics"))
+            .call()
+            .is_err()
+        {
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("the control plane did not start");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        Ok(())
+    };
+    let mut cp = Cp(spawn()?);
+    let pid = cp.0.id();
+    wait_up().await?;
     let rss_idle = proc_status(pid, "VmRSS:");
     let fleet = Arc::new(Fleet {
         listener: Mutex::new(vec![(String::new(), None); n]),
         acked_listeners: AtomicUsize::new(0),
+        reconnects: AtomicUsize::new(0),
     });
     let addr = format!("http://127.0.0.1:{xds}");
     let connect = Instant::now();
@@ -240,14 +286,40 @@ async fn run(n: usize, bin: &Path, wasm: &Path, work: &Path) -> Result<serde_jso
     let update = last.duration_since(changed_at);
     let cpu = cpu_seconds(pid) - cpu0;
     let rss_after = proc_status(pid, "VmRSS:");
+
+    // A restart: every proxy's stream ends at once, and they all come back (with jittered
+    // backoff, as Envoys do) to a new process on the same port.
+    let reconnects_before = fleet.reconnects.load(Ordering::Relaxed);
+    drop(cp);
+    let restarted_at = Instant::now();
+    cp = Cp(spawn()?);
+    wait_up().await?;
+    let converged = loop {
+        let l = fleet.listener.lock().await;
+        let back = l
+            .iter()
+            .filter(|(_, t)| t.is_some_and(|t| t > restarted_at))
+            .count();
+        if back == n {
+            break restarted_at.elapsed();
+        }
+        drop(l);
+        if restarted_at.elapsed() > Duration::from_secs(300) {
+            bail!("only {back} of {n} proxies came back within 300 s of a restart");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let reconnects = fleet.reconnects.load(Ordering::Relaxed) - reconnects_before;
+    drop(cp);
     let per_proxy_kb = (rss_connected.saturating_sub(rss_idle)) as f64 / n as f64;
     eprintln!(
-        "N = {n}: all connected in {:.2} s; change → last ACK {:.2} s; CPU {cpu:.2} s; RSS idle {} MB, connected {} MB ({per_proxy_kb:.1} KB/proxy), after {} MB",
+        "N = {n}: all connected in {:.2} s; change → last ACK {:.2} s; CPU {cpu:.2} s; RSS idle {} MB, connected {} MB ({per_proxy_kb:.1} KB/proxy), after {} MB; after a restart all back in {:.2} s ({reconnects} reconnections)",
         connected_in.as_secs_f64(),
         update.as_secs_f64(),
         rss_idle / 1024,
         rss_connected / 1024,
-        rss_after / 1024
+        rss_after / 1024,
+        converged.as_secs_f64()
     );
     Ok(json!({
         "proxies": n,
@@ -258,6 +330,8 @@ async fn run(n: usize, bin: &Path, wasm: &Path, work: &Path) -> Result<serde_jso
         "rss_connected_kb": rss_connected,
         "rss_after_change_kb": rss_after,
         "rss_per_proxy_kb": per_proxy_kb,
+        "restart_converged_seconds": converged.as_secs_f64(),
+        "restart_reconnections": reconnects,
     }))
 }
 
@@ -295,12 +369,12 @@ fn main() -> Result<()> {
         results.push(rt.block_on(run(n, &bin, &wasm, &work))?);
     }
     println!(
-        "| proxies | all connected (s) | change → last ACK (s) | CP CPU for the change (s) | CP RSS idle → connected (MB) | per proxy (KB) |"
+        "| proxies | all connected (s) | change → last ACK (s) | CP CPU for the change (s) | CP RSS idle → connected (MB) | per proxy (KB) | restart → all back (s) | reconnections |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &results {
         println!(
-            "| {} | {:.2} | {:.2} | {:.2} | {} → {} | {:.1} |",
+            "| {} | {:.2} | {:.2} | {:.2} | {} → {} | {:.1} | {:.2} | {} |",
             r["proxies"],
             r["connect_seconds"].as_f64().unwrap_or(0.0),
             r["change_to_last_ack_seconds"].as_f64().unwrap_or(0.0),
@@ -308,6 +382,8 @@ fn main() -> Result<()> {
             r["rss_idle_kb"].as_u64().unwrap_or(0) / 1024,
             r["rss_connected_kb"].as_u64().unwrap_or(0) / 1024,
             r["rss_per_proxy_kb"].as_f64().unwrap_or(0.0),
+            r["restart_converged_seconds"].as_f64().unwrap_or(0.0),
+            r["restart_reconnections"],
         );
     }
     if let Some(d) = out.parent() {
