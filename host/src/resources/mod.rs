@@ -95,8 +95,8 @@ impl Resources {
                     String::new()
                 };
                 Err(format!(
-                    "no Dataplane or Pod {} among the resources (found: {known:?}{more})",
-                    crate::diag::untrusted(&format!("{selector:?}"))
+                    "no Dataplane or Pod \"{}\" among the resources (found: {known:?}{more})",
+                    crate::diag::untrusted(selector)
                 ))
             }
             (Some(_), Some(_)) => {
