@@ -252,6 +252,25 @@ mod tests {
         d
     }
 
+    /// Two dataplanes of one name (two namespaces) keep a certificate each: looking one up does
+    /// not evict the other (which would re-issue, CA read and key made, on every rebuild).
+    #[test]
+    fn issued_certificates_are_kept_per_full_identity() {
+        let ca = tmp("issued");
+        init_ca(&ca, "default").unwrap();
+        let certs = IssuedCerts::default();
+        let id = Identity::spiffe("default", "web");
+        let v = Duration::from_secs(3600);
+        let a1 = certs.get("default/web.a", &ca, &id, v).unwrap();
+        let b1 = certs.get("default/web.b", &ca, &id, v).unwrap();
+        let a2 = certs.get("default/web.a", &ca, &id, v).unwrap();
+        let b2 = certs.get("default/web.b", &ca, &id, v).unwrap();
+        assert_eq!(a1.cert_pem, a2.cert_pem);
+        assert_eq!(b1.cert_pem, b2.cert_pem);
+        assert_ne!(a1.cert_pem, b1.cert_pem);
+        assert!(certs.renewal("default/web.a").is_some());
+    }
+
     #[test]
     fn validity_and_expiry_warnings() {
         assert_eq!(
