@@ -375,3 +375,59 @@ fn concurrent_scrapes_share_one_fetch() {
     );
     assert_eq!(proxy.scrape(&[]).status, 200, "the next scrape works");
 }
+
+/// How fresh a shared answer is (the module docs of `filter/src/proxy/inflight.rs`): a scrape
+/// that joins a fetch in flight gets that fetch's values, fetched before it arrived; a scrape
+/// that arrives after the fetch was answered never gets them, it fetches anew.
+#[test]
+fn a_joined_scrape_shares_the_fetch_in_flight_and_a_later_one_fetches_anew() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let calls = Arc::new(AtomicU64::new(0));
+    let c = calls.clone();
+    // Each answer says which fetch it is, and takes 700 ms (the app serves one at a time).
+    let slow = AppServer::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        Arc::new(move |_: &meshmetrics::sampleapp::Seen| {
+            let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+            std::thread::sleep(Duration::from_millis(700));
+            Reply::text(format!("# TYPE app_fetch gauge\napp_fetch {n}\n"))
+        }),
+    )
+    .expect("app");
+    let proxy = envoy_with(&[("slow", &slow)], |o| o.timeout_ms = 10_000);
+    let url = proxy.url(&proxy.path);
+    let fetch_of = |body: &str| -> u64 {
+        samples(body, "app_fetch")
+            .first()
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no app_fetch in:\n{body}"))
+    };
+    let before = calls.load(Ordering::SeqCst);
+    let (a, b, c) = std::thread::scope(|s| {
+        // A streams alone; B, arriving while A is in flight, leads a shared fetch; C joins B's.
+        let a = s.spawn(|| request("GET", &url, &[]));
+        std::thread::sleep(Duration::from_millis(200));
+        let b = s.spawn(|| request("GET", &url, &[]));
+        std::thread::sleep(Duration::from_millis(200));
+        let c_sent = Instant::now();
+        let c = s.spawn(|| request("GET", &url, &[]));
+        let (a, b, c) = (
+            a.join().expect("a"),
+            b.join().expect("b"),
+            c.join().expect("c"),
+        );
+        assert!(c_sent.elapsed() > Duration::from_millis(300));
+        (a, b, c)
+    });
+    for s in [&a, &b, &c] {
+        assert_eq!(s.status, 200, "{}", s.body);
+    }
+    let (fa, fb, fc) = (fetch_of(&a.body), fetch_of(&b.body), fetch_of(&c.body));
+    assert_ne!(fa, fb, "B arrived while A streamed: its own fetch");
+    assert_eq!(fb, fc, "C joined B's fetch in flight, begun before C arrived");
+    assert_eq!(calls.load(Ordering::SeqCst) - before, 2, "two fetches for three scrapes");
+    // After both were answered: a new fetch, never B's bytes again.
+    let d = proxy.scrape(&[]);
+    assert!(fetch_of(&d.body) > fb.max(fa));
+}

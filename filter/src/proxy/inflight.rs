@@ -2,9 +2,11 @@
 //!
 //! A scrape that arrives while an identical one (same configuration, output format and
 //! `filter`) is being fetched waits for it and is answered the same bytes: N scrapers cost one
-//! scrape of CPU and one output of memory, not N. An answer is never reused past the fetch in flight: a scrape
-//! that arrives after it was answered fetches anew, so every scrape sees values at least as
-//! fresh as its own arrival.
+//! scrape of CPU and one output of memory, not N. How fresh: a scrape that joins gets the
+//! values of a fetch that began before it arrived (by at most that fetch's duration, which the
+//! per-source timeout bounds); a scrape that arrives after a fetch was answered never gets its
+//! bytes: it fetches anew. So an answer is never older than the fetch in flight when the scrape
+//! arrived (`tests/tests/robustness.rs`, `a_joined_scrape_shares_the_fetch_in_flight_and_a_later_one_fetches_anew`).
 //!
 //! When Envoy's answer streams through the filter ([`crate::config::FilterConfig::stream_envoy`]),
 //! a scrape with nothing identical in flight streams: it holds one piece, not an output, and its
