@@ -391,8 +391,7 @@ fn write_output(output: Option<&Path>, config: &serde_json::Value) -> Result<()>
 
 /// A secret shared through a file (a token): its content without surrounding blanks.
 fn read_token_file(path: &Path) -> Result<String> {
-    let t = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let t = meshmetrics::auth::read_bounded(path, 8192, "token file")?;
     let t = t.trim();
     if t.is_empty() || t.len() > 8192 {
         bail!("{}: a token is 1 to 8192 characters", path.display());

@@ -51,38 +51,36 @@ fn static_bootstrap_plaintext_with_aggregates() {
     check("static-plaintext", &b.config);
 }
 
-#[test]
-fn control_plane_bootstrap() {
-    let b = bootstrap::control_plane(&bootstrap::ControlPlane {
+/// The control-plane bootstrap of backend-1, with a token file and a CA when given.
+fn control_plane(token_file: Option<&str>, ca_cert: Option<&str>) -> serde_json::Value {
+    bootstrap::control_plane(&bootstrap::ControlPlane {
         host: "meshmetrics-cp.mesh.svc".into(),
         port: 5678,
         dataplane: "backend-1".into(),
         mesh: Some("default".into()),
         admin_port: 9901,
         max_body_bytes: meshmetrics_filter::config::DEFAULT_MAX_BODY_BYTES,
-        token_file: None,
-        ca_cert: None,
+        token_file: token_file.map(Into::into),
+        ca_cert: ca_cert.map(Into::into),
     })
-    .expect("bootstrap");
-    check("control-plane-bootstrap", &b.config);
+    .expect("bootstrap")
+    .config
+}
+
+#[test]
+fn control_plane_bootstrap() {
+    check("control-plane-bootstrap", &control_plane(None, None));
 }
 
 /// The secured form: ADS over Envoy's Google gRPC client, TLS verified against the CA for the
 /// host dialed, the token read from its file for every stream.
 #[test]
 fn control_plane_bootstrap_with_token_and_tls() {
-    let b = bootstrap::control_plane(&bootstrap::ControlPlane {
-        host: "meshmetrics-cp.mesh.svc".into(),
-        port: 5678,
-        dataplane: "backend-1".into(),
-        mesh: Some("default".into()),
-        admin_port: 9901,
-        max_body_bytes: meshmetrics_filter::config::DEFAULT_MAX_BODY_BYTES,
-        token_file: Some("/var/run/meshmetrics/token".into()),
-        ca_cert: Some("/var/run/meshmetrics/ca.pem".into()),
-    })
-    .expect("bootstrap");
-    check("control-plane-bootstrap-secured", &b.config);
+    let b = control_plane(
+        Some("/var/run/meshmetrics/token"),
+        Some("/var/run/meshmetrics/ca.pem"),
+    );
+    check("control-plane-bootstrap-secured", &b);
 }
 
 #[test]

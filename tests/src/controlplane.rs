@@ -139,20 +139,9 @@ impl ControlPlane {
         self.child.as_ref().map_or(0, Child::id)
     }
 
-    /// Its resident memory, in KiB.
-    pub fn rss_kb(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("VmRSS:")?
-                    .trim()
-                    .strip_suffix(" kB")?
-                    .trim()
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or(0)
+    /// Its resident memory, in MB.
+    pub fn rss_mb(&self) -> f64 {
+        crate::perf::rss_mb(self.pid()).0
     }
 
     /// Whether its process is still running.

@@ -101,6 +101,19 @@ async fn open_on(
     Ok(Stream { tx, inbound })
 }
 
+/// A stream opened by the node of `dataplane` (of mesh `default`), asking for clusters.
+async fn open_as(xds: u16, dataplane: &str) -> Result<Stream, tonic::Status> {
+    open(xds, cds_request(dataplane)).await
+}
+
+fn cds_request(dataplane: &str) -> DiscoveryRequest {
+    DiscoveryRequest {
+        node: Some(node(&format!("default/{dataplane}"), dataplane)),
+        type_url: CDS.into(),
+        ..Default::default()
+    }
+}
+
 impl Stream {
     /// The next response, or the status the stream was closed with (`None`: nothing in 5 s).
     async fn next(&mut self) -> Option<Result<DiscoveryResponse, tonic::Status>> {
@@ -136,20 +149,11 @@ fn an_ads_stream_cannot_grow_the_control_plane() {
         let closed = s.next().await.expect("an answer").expect_err("closed");
         assert_eq!(closed.code(), tonic::Code::PermissionDenied, "{closed:?}");
 
-        // An honest stream, then the attack of the issue on it: requests of ~3.5 MiB, each
+        // An honest stream, then the attack of the issue on it: requests of ~0.5 MiB, each
         // with a new type URL. The first closes the stream; nothing is kept.
-        let rss_before = cp.rss_kb();
+        let rss_before = cp.rss_mb();
         for round in 0..20 {
-            let mut s = open(
-                cp.xds,
-                DiscoveryRequest {
-                    node: Some(node("default/dp-0", "dp-0")),
-                    type_url: CDS.into(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .expect("open");
+            let mut s = open_as(cp.xds, "dp-0").await.expect("open");
             assert!(s.next().await.expect("clusters").is_ok());
             // Within the bounds on names (1,024 of 512 bytes): only the type URL is wrong.
             let names: Vec<String> = (0..1000)
@@ -170,10 +174,8 @@ fn an_ads_stream_cannot_grow_the_control_plane() {
         let mut s = open(
             cp.xds,
             DiscoveryRequest {
-                node: Some(node("default/dp-1", "dp-1")),
-                type_url: CDS.into(),
                 resource_names: vec!["x".repeat(4096)],
-                ..Default::default()
+                ..cds_request("dp-1")
             },
         )
         .await
@@ -183,32 +185,21 @@ fn an_ads_stream_cannot_grow_the_control_plane() {
         let mut s = open(
             cp.xds,
             DiscoveryRequest {
-                node: Some(node("default/dp-1", "dp-1")),
-                type_url: CDS.into(),
                 resource_names: (0..5000).map(|i| i.to_string()).collect(),
-                ..Default::default()
+                ..cds_request("dp-1")
             },
         )
         .await
         .expect("open");
         let closed = s.next().await.expect("an answer").expect_err("closed");
         assert_eq!(closed.code(), tonic::Code::InvalidArgument, "{closed:?}");
-        let rss_after = cp.rss_kb();
+        let rss_after = cp.rss_mb();
         assert!(
-            rss_after < rss_before + 80 * 1024,
-            "RSS {rss_before} → {rss_after} KiB after 10 MiB of hostile requests"
+            rss_after < rss_before + 80.0,
+            "RSS {rss_before} → {rss_after} MB after 10 MiB of hostile requests"
         );
         // The honest proxy is still served.
-        let mut s = open(
-            cp.xds,
-            DiscoveryRequest {
-                node: Some(node("default/dp-1", "dp-1")),
-                type_url: CDS.into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("open");
+        let mut s = open_as(cp.xds, "dp-1").await.expect("open");
         assert!(s.next().await.expect("clusters").is_ok());
     });
 }
@@ -236,15 +227,7 @@ fn streams_per_connection_and_connections_are_bounded() {
         for i in 0..5 {
             let mut c = client.clone();
             held.push(tokio::spawn(async move {
-                let mut s = open_on(
-                    &mut c,
-                    DiscoveryRequest {
-                        node: Some(node(&format!("default/dp-{i}"), &format!("dp-{i}"))),
-                        type_url: CDS.into(),
-                        ..Default::default()
-                    },
-                )
-                .await?;
+                let mut s = open_on(&mut c, cds_request(&format!("dp-{i}"))).await?;
                 let _ = s.next().await;
                 tokio::time::sleep(Duration::from_secs(30)).await;
                 Ok::<_, tonic::Status>(())
@@ -266,16 +249,7 @@ fn streams_per_connection_and_connections_are_bounded() {
         for i in 0..6 {
             let xds = cp.xds;
             conns.push(tokio::spawn(async move {
-                if let Ok(mut s) = open(
-                    xds,
-                    DiscoveryRequest {
-                        node: Some(node(&format!("default/dp-{i}"), &format!("dp-{i}"))),
-                        type_url: CDS.into(),
-                        ..Default::default()
-                    },
-                )
-                .await
-                {
+                if let Ok(mut s) = open_as(xds, &format!("dp-{i}")).await {
                     let _ = s.next().await;
                     tokio::time::sleep(Duration::from_secs(30)).await;
                 }
@@ -456,16 +430,7 @@ fn strangers_strings_are_escaped_bounded_and_logged_once_per_event() {
         .expect("open");
         let _ = s.next().await;
         // An honest stream that NACKs with a forged, huge message.
-        let mut s = open(
-            cp.xds,
-            DiscoveryRequest {
-                node: Some(node("default/dp-1", "dp-1")),
-                type_url: CDS.into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("open");
+        let mut s = open_as(cp.xds, "dp-1").await.expect("open");
         let r = s.next().await.expect("clusters").expect("ok");
         let _ =
             s.tx.send(DiscoveryRequest {

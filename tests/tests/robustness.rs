@@ -425,8 +425,15 @@ fn a_joined_scrape_shares_the_fetch_in_flight_and_a_later_one_fetches_anew() {
     }
     let (fa, fb, fc) = (fetch_of(&a.body), fetch_of(&b.body), fetch_of(&c.body));
     assert_ne!(fa, fb, "B arrived while A streamed: its own fetch");
-    assert_eq!(fb, fc, "C joined B's fetch in flight, begun before C arrived");
-    assert_eq!(calls.load(Ordering::SeqCst) - before, 2, "two fetches for three scrapes");
+    assert_eq!(
+        fb, fc,
+        "C joined B's fetch in flight, begun before C arrived"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst) - before,
+        2,
+        "two fetches for three scrapes"
+    );
     // After both were answered: a new fetch, never B's bytes again.
     let d = proxy.scrape(&[]);
     assert!(fetch_of(&d.body) > fb.max(fa));

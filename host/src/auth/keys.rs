@@ -129,17 +129,7 @@ impl SigningKeys {
 }
 
 fn read_key(path: &Path) -> Result<Key> {
-    let len = std::fs::metadata(path)
-        .with_context(|| format!("{}: cannot read", path.display()))?
-        .len();
-    if len > MAX_KEY_FILE {
-        bail!(
-            "{}: {len} bytes, not a signing key (at most {MAX_KEY_FILE})",
-            path.display()
-        );
-    }
-    let pem = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let pem = super::read_bounded(path, MAX_KEY_FILE, "signing key")?;
     let pair = rcgen::KeyPair::from_pem(&pem)
         .ok()
         .filter(|k| k.algorithm() == &rcgen::PKCS_ED25519)

@@ -20,6 +20,24 @@ pub use keys::SigningKeys;
 pub use revocations::Revocations;
 pub use token::{Claims, Refusal};
 
+/// Reads a file the operator gave (a key, a list, a certificate) of at most `max` bytes: a file
+/// that grew past any sane size is an error naming it, not an allocation as large as the disk.
+/// `what` names the flag or kind for the message.
+pub fn read_bounded(path: &Path, max: u64, what: &str) -> anyhow::Result<String> {
+    use anyhow::Context;
+    use std::io::Read;
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("{what} {}: cannot read", path.display()))?;
+    let mut text = String::new();
+    file.take(max + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("{what} {}: cannot read as text", path.display()))?;
+    if text.len() as u64 > max {
+        anyhow::bail!("{what} {}: over {max} bytes", path.display());
+    }
+    Ok(text)
+}
+
 /// What a stream's token is checked against: the signing keys and the revoked token ids, as
 /// last loaded. Reloaded when either file changes; open streams check their token again then.
 #[derive(Debug, Default)]

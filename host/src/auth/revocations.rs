@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 
 /// A list longer than this is not a revocation list.
 const MAX_FILE: u64 = 16 << 20;
@@ -15,17 +15,7 @@ pub struct Revocations(HashSet<String>);
 
 impl Revocations {
     pub fn load(path: &Path) -> Result<Revocations> {
-        let len = std::fs::metadata(path)
-            .with_context(|| format!("--revocations {}: cannot read", path.display()))?
-            .len();
-        if len > MAX_FILE {
-            bail!(
-                "--revocations {}: {len} bytes, over {MAX_FILE}",
-                path.display()
-            );
-        }
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("--revocations {}: cannot read", path.display()))?;
+        let text = super::read_bounded(path, MAX_FILE, "--revocations")?;
         Ok(Revocations::parse(&text))
     }
 

@@ -29,10 +29,9 @@ impl std::fmt::Debug for ServerIdentity {
 
 impl ServerIdentity {
     pub fn read(cert: &Path, key: &Path) -> Result<ServerIdentity> {
-        let cert_pem = std::fs::read(cert)
-            .with_context(|| format!("--xds-cert {}: cannot read", cert.display()))?;
-        let key_pem = std::fs::read(key)
-            .with_context(|| format!("--xds-key {}: cannot read", key.display()))?;
+        // A PEM chain or key is a few KiB; a megabyte is already generous.
+        let cert_pem = super::read_bounded(cert, 1 << 20, "--xds-cert")?.into_bytes();
+        let key_pem = super::read_bounded(key, 1 << 20, "--xds-key")?.into_bytes();
         let id = ServerIdentity {
             cert_pem,
             key_pem,

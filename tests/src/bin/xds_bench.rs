@@ -58,19 +58,9 @@ fn write_mesh(dir: &Path, filter: &str) -> Result<()> {
     Ok(())
 }
 
-fn proc_status(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(key)?
-                .trim()
-                .strip_suffix(" kB")?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
+/// A process's resident memory, in KiB.
+fn rss_kb(pid: u32) -> u64 {
+    (meshmetrics_e2e::perf::rss_mb(pid).0 * 1024.0) as u64
 }
 
 fn node(i: usize) -> Node {
@@ -236,7 +226,7 @@ async fn run(n: usize, bin: &Path, wasm: &Path, work: &Path) -> Result<serde_jso
     let mut cp = Cp(spawn()?);
     let pid = cp.0.id();
     wait_up().await?;
-    let rss_idle = proc_status(pid, "VmRSS:");
+    let rss_idle = rss_kb(pid);
     let fleet = Arc::new(Fleet {
         listener: Mutex::new(vec![(String::new(), None); n]),
         acked_listeners: AtomicUsize::new(0),
@@ -258,7 +248,7 @@ async fn run(n: usize, bin: &Path, wasm: &Path, work: &Path) -> Result<serde_jso
     }
     let connected_in = connect.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_connected = proc_status(pid, "VmRSS:");
+    let rss_connected = rss_kb(pid);
     let before: Vec<String> = fleet
         .listener
         .lock()
@@ -285,7 +275,7 @@ async fn run(n: usize, bin: &Path, wasm: &Path, work: &Path) -> Result<serde_jso
     };
     let update = last.duration_since(changed_at);
     let cpu = cpu_seconds(pid) - cpu0;
-    let rss_after = proc_status(pid, "VmRSS:");
+    let rss_after = rss_kb(pid);
 
     // A restart: every proxy's stream ends at once, and they all come back (with jittered
     // backoff, as Envoys do) to a new process on the same port.
