@@ -75,7 +75,20 @@ pub struct FilterConfig {
     /// (the wasmtime runner, or a listener without that route).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stream_envoy: bool,
+    /// How many bytes of answers the proxy hands to Envoy at once, across its workers, before
+    /// more wait (then 503 with `Retry-After`); two answers are always let through whatever
+    /// their size. 0 (the default when absent): no budget. See `proxy/admission.rs`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_answering_bytes: u64,
 }
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// The answering budget the host gives an Envoy by default: four answers of a large proxy
+/// (2,000 clusters, ~14 MB once merged) at once, twenty of a usual one.
+pub const DEFAULT_MAX_ANSWERING_BYTES: u64 = 64 << 20;
 
 /// The request header that marks a scrape the filter sends on to Envoy's admin (see
 /// [`FilterConfig::stream_envoy`]): the listener's admin route requires it, and the filter
@@ -356,6 +369,7 @@ mod tests {
             max_scrape_bytes: DEFAULT_MAX_SCRAPE_BYTES,
             timeout_margin_ms: DEFAULT_TIMEOUT_MARGIN_MS,
             stream_envoy: false,
+            max_answering_bytes: 0,
         }
     }
 

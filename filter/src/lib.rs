@@ -11,6 +11,7 @@
 //! The proxy-wasm glue that runs the engine inside Envoy lives beside them and is compiled for
 //! `wasm32` only.
 
+pub mod budget;
 pub mod config;
 pub mod exposition;
 pub mod plan;

@@ -135,7 +135,18 @@ pub fn untrusted(s: &str) -> String {
             out.push_str(&format!("…(+{} bytes)", s.len() - i));
             return out;
         }
-        if c.is_control() || c == '"' || c == '\\' {
+        // Control characters, quotes, and what makes a line read other than it is: line and
+        // paragraph separators, bidirectional overrides and isolates, zero-width marks.
+        let deceptive = matches!(
+            c,
+            '\u{2028}'
+                | '\u{2029}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{feff}'
+        );
+        if c.is_control() || deceptive || c == '"' || c == '\\' {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -154,6 +165,10 @@ mod untrusted_tests {
         assert_eq!(
             untrusted("a\nFAKE LINE\r\"x\\"),
             "a\\nFAKE LINE\\r\\\"x\\\\"
+        );
+        assert_eq!(
+            untrusted("ok\u{202e}kcab\u{2028}x"),
+            "ok\\u{202e}kcab\\u{2028}x"
         );
         let long = "x".repeat(4 << 20);
         let u = untrusted(&long);

@@ -85,6 +85,10 @@ enum Command {
         /// (`stream`), or fetched whole by a dispatched call (`dispatch`).
         #[arg(long, default_value = "stream")]
         envoy_body: meshmetrics::generator::EnvoyBody,
+        /// Bytes of answers the proxy hands to Envoy at once before more wait (then 503 with
+        /// Retry-After); two answers always pass. 0: no budget.
+        #[arg(long, default_value_t = meshmetrics_filter::config::DEFAULT_MAX_ANSWERING_BYTES)]
+        max_answering_bytes: u64,
         #[command(flatten)]
         tls: TlsArgs,
     },
@@ -158,6 +162,10 @@ enum Command {
         /// (`stream`), or fetched whole by a dispatched call (`dispatch`).
         #[arg(long, default_value = "stream")]
         envoy_body: meshmetrics::generator::EnvoyBody,
+        /// Bytes of answers the proxy hands to Envoy at once before more wait (then 503 with
+        /// Retry-After); two answers always pass. 0: no budget.
+        #[arg(long, default_value_t = meshmetrics_filter::config::DEFAULT_MAX_ANSWERING_BYTES)]
+        max_answering_bytes: u64,
         /// Signing keys of dataplane tokens (`generate signing-key`); watched: every ADS
         /// stream must present a token of its dataplane.
         #[arg(long)]
@@ -486,6 +494,7 @@ fn run(cli: Cli) -> Result<()> {
             envoy_labels,
             compression,
             envoy_body,
+            max_answering_bytes,
             tls,
             control_plane: None,
             mesh: _,
@@ -516,6 +525,7 @@ fn run(cli: Cli) -> Result<()> {
                 envoy_labels,
                 compression,
                 envoy_body,
+                max_answering_bytes,
                 provided_tls,
                 allow_plaintext_fallback: tls.allow_plaintext_fallback,
                 mesh_ca: tls.mesh_ca,
@@ -549,6 +559,7 @@ fn run(cli: Cli) -> Result<()> {
             timeout_ms,
             compression,
             envoy_body,
+            max_answering_bytes,
             keys,
             revocations,
             xds_cert,
@@ -580,6 +591,7 @@ fn run(cli: Cli) -> Result<()> {
                 timeout_ms,
                 compression,
                 envoy_body,
+                max_answering_bytes,
                 auth: keys.map(|keys| meshmetrics::auth::Sources { keys, revocations }),
                 tls,
                 discovery_token: discovery_token_file

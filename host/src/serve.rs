@@ -60,6 +60,10 @@ impl Endpoint {
         // No router here to send the scrape on to Envoy's admin: its stats are a dispatched call.
         let mut config = filter_config(e, o);
         config.stream_envoy = false;
+        // This host calls no `on_tick`, and each scrape may run in its own instance: an answer
+        // left waiting for the budget would never be handed over. One process, few scrapers: no
+        // budget here.
+        config.max_answering_bytes = 0;
         let config = config.to_json();
         let runtime = Runtime::load(wasm, config, clusters, limits, log)?;
         // Start one instance now: a configuration the filter refuses fails here, not at the first scrape.

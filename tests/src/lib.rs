@@ -73,8 +73,28 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on right now, below Linux's ephemeral range (32768–60999).
+/// A port the kernel picked for `bind(0)` can be handed out again as the source port of any
+/// outgoing connection before the test binds it (an Envoy's listener then fails with "address
+/// in use"); ports below that range are only ever taken by an explicit bind. Each test process
+/// walks its own stretch of them, starting from its pid, and skips the ones in use.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id() * 97) % SPAN,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("bind port 0")
@@ -374,6 +394,8 @@ pub struct Scrape {
     /// From the request to the first byte of the body (the headers alone do not count: a
     /// streamed answer may send them before it has anything to say).
     pub first_byte: Duration,
+    /// Its `Retry-After` header, if any.
+    pub retry_after: Option<String>,
 }
 
 thread_local! {
@@ -406,6 +428,7 @@ pub fn try_get(url: &str) -> Option<Scrape> {
         elapsed: started.elapsed(),
         headers,
         first_byte: started.elapsed(),
+        retry_after: None,
     })
 }
 
@@ -430,12 +453,14 @@ pub fn try_request(
     }
     let mut resp = agent().run(builder.body(()).expect("request builds"))?;
     let headers_at = started.elapsed();
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let content_type = header("content-type").unwrap_or_default();
+    let retry_after = header("retry-after");
     let gzip = resp
         .headers()
         .get("content-encoding")
@@ -475,6 +500,7 @@ pub fn try_request(
         elapsed,
         headers: headers_at,
         first_byte: first_byte.unwrap_or(elapsed),
+        retry_after,
     })
 }
 

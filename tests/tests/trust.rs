@@ -44,6 +44,8 @@ fn resources(port: u16) -> String {
         dp("default", "victim", "payments"),
         "---\n".to_owned() + &mesh("other"),
         dp("other", "backend-1", "backend"),
+        // A pod `web` of namespace `prod`: its identity is `default/web.prod`.
+        "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: prod\n  labels: {kuma.io/mesh: default}\nstatus: {podIP: 127.0.0.1}\nspec:\n  containers: [{name: app, ports: [{containerPort: 18001}]}]\n".to_owned(),
     ]
     .concat()
 }
@@ -417,6 +419,27 @@ fn a_signing_key_rotates_with_the_same_envoy_and_a_deleted_key_ends_its_tokens()
     let before = s.refusals("unknown_key");
     let stale = s.envoy_with_token("backend-1", &old);
     s.assert_refused(&stale, "unknown_key", before, Some(&old));
+}
+
+/// A token for `default/web` (say, of a pod `web` in namespace `dev` that is gone) must not
+/// resolve to another namespace's `web`: with tokens, a node is only its exact identity
+/// (`default/web.prod` for that pod), and only that token gets its resources (and key).
+#[test]
+fn a_token_resolves_only_to_its_exact_dataplane_never_an_alias() {
+    let s = Secured::start("trust-alias");
+    let k = s.keys();
+    let short = token::issue(&k, "default", "web", DAY).expect("token");
+    let before = s.refusals("unknown_dataplane");
+    let envoy = s.envoy_with_token("web", &short);
+    s.assert_refused(&envoy, "unknown_dataplane", before, Some(&short));
+    drop(envoy);
+    // Its own exact identity is served.
+    let exact = token::issue(&k, "default", "web.prod", DAY).expect("token");
+    let envoy = s.envoy_with_token("web.prod", &exact);
+    let served = within(Duration::from_secs(20), || {
+        envoy.admin("/listeners").body.contains("meshmetrics")
+    });
+    assert!(served.is_some(), "{}\n{}", s.cp.log(), envoy.log());
 }
 
 /// A node that changes on an open stream. Envoy names its node once, so this client is ours

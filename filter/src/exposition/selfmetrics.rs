@@ -96,7 +96,31 @@ pub fn render_vm_memory(bytes: u64, out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
+/// The family counting the scrapes this proxy answered 503, by reason: `budget` (an answer
+/// waited for the answering budget past its scraper's deadline) or `flights` (too many
+/// different scrapes in flight on one worker). Summed over the proxy's workers.
+pub fn render_refused(budget: u64, flights: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(
+        b"# HELP meshmetrics_scrapes_refused_total Scrapes answered 503 with Retry-After, by reason.\n\
+          # TYPE meshmetrics_scrapes_refused_total counter\n",
+    );
+    for (reason, n) in [("budget", budget), ("flights", flights)] {
+        out.extend_from_slice(b"meshmetrics_scrapes_refused_total{reason=\"");
+        out.extend_from_slice(reason.as_bytes());
+        out.extend_from_slice(b"\"} ");
+        out.extend_from_slice(n.to_string().as_bytes());
+        out.push(b'\n');
+    }
+}
+
 impl Merger {
+    /// Adds the count of refused scrapes (see [`render_refused`]) to this scrape.
+    pub fn add_refused(&mut self, budget: u64, flights: u64, labels: &LabelSet) {
+        let mut body = Vec::with_capacity(256);
+        render_refused(budget, flights, &mut body);
+        self.add_source_at(OWN_PRIORITY, &body, Format::Text, labels);
+    }
+
     /// Adds the VM's memory size (see [`render_vm_memory`]) to this scrape.
     pub fn add_vm_memory(&mut self, bytes: u64, labels: &LabelSet) {
         let mut body = Vec::with_capacity(256);

@@ -34,6 +34,8 @@ pub(crate) const MAX_FLIGHTS: usize = 4;
 pub(crate) struct Waiter {
     pub context: u32,
     pub head: bool,
+    /// Until when it may wait for the answering budget (its scraper's timeout).
+    pub deadline: SystemTime,
 }
 
 struct Flight {
@@ -76,8 +78,7 @@ pub(crate) fn join(
     plugin: u32,
     format: Format,
     filter: Option<&str>,
-    context: u32,
-    head: bool,
+    me: Waiter,
     may_stream: bool,
 ) -> Join {
     FLIGHTS.with(|f| {
@@ -86,7 +87,7 @@ pub(crate) fn join(
             fl.plugin == plugin && fl.format == format && fl.filter.as_deref() == filter
         };
         if let Some(flight) = flights.iter_mut().filter(same).find(|fl| !fl.streaming) {
-            flight.waiters.push(Waiter { context, head });
+            flight.waiters.push(me);
             CONTENDED_UNTIL.with(|c| c.set(now + CONTENTION));
             return Join::Wait;
         }
@@ -103,7 +104,7 @@ pub(crate) fn join(
             streaming,
             format,
             filter: filter.map(str::to_owned),
-            leader: context,
+            leader: me.context,
             waiters: Vec::new(),
         });
         if streaming { Join::Stream } else { Join::Lead }

@@ -4,6 +4,7 @@
 //! a [`scrape::Scrape`] HTTP context, which dispatches to every source, feeds each answer to the
 //! engine as it arrives, and answers with one local response.
 
+mod admission;
 mod body;
 mod counters;
 mod inflight;
@@ -49,6 +50,15 @@ struct Root {
 impl Context for Root {}
 
 impl RootContext for Root {
+    /// Ticks only while answers wait for the answering budget (`admission`).
+    fn on_tick(&mut self) {
+        let limit = self
+            .plugin
+            .as_ref()
+            .map_or(0, |p| p.config.max_answering_bytes);
+        scrape::hand_over_waiting(limit);
+    }
+
     fn on_configure(&mut self, _size: usize) -> bool {
         let raw = match hostcalls::get_buffer(
             proxy_wasm::types::BufferType::PluginConfiguration,

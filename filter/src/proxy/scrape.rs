@@ -21,6 +21,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 
+use super::admission::{self, Waiting};
 use super::body::{Body, WINDOW};
 use super::inflight::{self, Join};
 use super::{Plugin, counters, log, pool};
@@ -64,6 +65,10 @@ pub(crate) struct Scrape {
     outcomes: Vec<Outcome>,
     /// Envoy's answer streams through this context (`None`: every source is dispatched).
     stream: Option<Streaming>,
+    /// Until when its answer may wait for the answering budget: its scraper's timeout.
+    deadline: SystemTime,
+    /// What kind of scrape it is (for answers waiting for the budget).
+    kind: Option<admission::Kind>,
 }
 
 /// A streamed scrape's state of Envoy's answer.
@@ -107,21 +112,87 @@ fn respond(status: u32, headers: Vec<(&str, &str)>, body: Option<&[u8]>) {
     }
 }
 
-/// The identical scrapes that came while this one was fetched get the same bytes; its flight
-/// ends.
-fn answer_waiters(leader: u32, content_type: &str, body: &[u8]) {
-    let waiters = inflight::land(leader);
-    for w in &waiters {
-        if hostcalls::set_effective_context(w.context).is_ok() {
-            respond(
+/// Answers `context` (this scrape's or one answered from it).
+fn answer_as(context: u32, status: u32, headers: Vec<(&str, &str)>, body: Option<&[u8]>) {
+    if hostcalls::set_effective_context(context).is_ok() {
+        respond(status, headers, body);
+    }
+}
+
+/// Hands `body` to these scrapes (this one and the identical ones that waited for it), each as
+/// the proxy's answering budget allows (`admission`); the rest wait for it, in order.
+fn deliver(
+    recipients: &[(u32, bool, SystemTime)],
+    kind: admission::Kind,
+    content_type: &'static str,
+    body: &[u8],
+    limit: u64,
+) {
+    let now = now();
+    let mut kept: Option<Rc<[u8]>> = None;
+    for &(context, head, deadline) in recipients {
+        // A HEAD answer carries no body: nothing of it stays in Envoy.
+        let admitted =
+            head || admission::take(admission::id(context, now), body.len() as u64, now, limit);
+        if admitted {
+            if !head {
+                admission::leased(context);
+            }
+            answer_as(
+                context,
                 200,
                 vec![("content-type", content_type)],
-                (!w.head).then_some(body),
+                (!head).then_some(body),
             );
+        } else {
+            let body = kept.get_or_insert_with(|| Rc::from(body)).clone();
+            let first = admission::queue(Waiting {
+                context,
+                head,
+                content_type,
+                body,
+                deadline,
+                kind: kind.clone(),
+            });
+            if first {
+                let _ = hostcalls::set_tick_period(admission::TICK);
+            }
         }
     }
-    if !waiters.is_empty() {
-        let _ = hostcalls::set_effective_context(leader);
+}
+
+/// The answers waiting for the budget that may leave now leave; those waiting past their
+/// deadline are answered 503. Called on the root context's tick.
+pub(crate) fn hand_over_waiting(limit: u64) {
+    let (go, expired) = admission::ready(now(), limit);
+    for w in &go {
+        answer_as(
+            w.context,
+            200,
+            vec![("content-type", w.content_type)],
+            (!w.head).then_some(&w.body),
+        );
+    }
+    if !expired.is_empty() {
+        counters::refused("budget", expired.len() as u64);
+        log(
+            LogLevel::Warn,
+            &format!(
+                "{} answers waited for the answering budget past their deadline: answering 503",
+                expired.len()
+            ),
+        );
+    }
+    for w in &expired {
+        answer_as(
+            w.context,
+            503,
+            vec![("content-type", "text/plain"), ("retry-after", "1")],
+            Some(b"too much answering in progress on this proxy\n"),
+        );
+    }
+    if admission::queued() == 0 {
+        let _ = hostcalls::set_tick_period(Duration::ZERO);
     }
 }
 
@@ -138,6 +209,8 @@ impl Scrape {
             pending: HashMap::new(),
             outcomes: vec![Outcome::default(); n],
             stream: None,
+            deadline: SystemTime::UNIX_EPOCH,
+            kind: None,
         }
     }
 
@@ -160,14 +233,53 @@ impl Scrape {
         };
         let accept = header("accept");
         let format = Format::negotiate(accept.as_deref());
-        let may_stream = self.plugin.config.stream_envoy && !head;
+        let arrived = now();
+        let scrape_timeout = header("x-prometheus-scrape-timeout-seconds");
+        self.deadline = arrived
+            + scrape_timeout
+                .as_deref()
+                .and_then(|t| t.trim().parse::<f64>().ok())
+                .filter(|t| t.is_finite() && *t > 0.0)
+                .map_or(admission::MAX_WAIT, |t| {
+                    Duration::from_secs_f64(t.min(3600.0))
+                        .saturating_sub(Duration::from_millis(self.plugin.config.timeout_margin_ms))
+                });
+        // An identical answer still waiting for the budget is this scrape's too (fetched before
+        // it arrived, as a flight in progress is): it waits with it, no new fetch.
+        let kind = admission::Kind {
+            plugin: self.plugin.id,
+            format,
+            filter: filter_text.clone(),
+        };
+        if admission::join(&kind, self.id, head, self.deadline) {
+            return Action::Pause;
+        }
+        self.kind = Some(kind);
+        // A streamed answer is handed to Envoy as it is made: it takes its lease now, sized as
+        // the last answer was. Without room it is fetched and answered the dispatched way,
+        // which waits for the budget.
+        let limit = self.plugin.config.max_answering_bytes;
+        let may_stream = self.plugin.config.stream_envoy
+            && !head
+            && admission::take(
+                admission::id(self.id, arrived),
+                admission::last_answer_bytes(),
+                arrived,
+                limit,
+            );
+        if may_stream {
+            admission::leased(self.id);
+        }
         match inflight::join(
-            now(),
+            arrived,
             self.plugin.id,
             format,
             filter_text.as_deref(),
-            self.id,
-            head,
+            inflight::Waiter {
+                context: self.id,
+                head,
+                deadline: self.deadline,
+            },
             may_stream,
         ) {
             Join::Lead => self.leads = true,
@@ -178,6 +290,7 @@ impl Scrape {
             // Answered with the bytes of the identical scrape in flight (`finish`).
             Join::Wait => return Action::Pause,
             Join::Busy => {
+                counters::refused("flights", 1);
                 log(
                     LogLevel::Warn,
                     &format!(
@@ -194,7 +307,6 @@ impl Scrape {
             }
         }
         let user_agent = header("user-agent");
-        let scrape_timeout = header("x-prometheus-scrape-timeout-seconds");
         let mut merger = pool::take(self.stream.is_some());
         merger.set_limits(self.plugin.config.limits());
         // Envoy's own renderer needs no validity checks; an app in first place does.
@@ -362,14 +474,29 @@ impl Scrape {
         self.conclude(&mut merger);
         let content_type = merger.format().content_type();
         let body = merger.finish();
+        admission::saw_answer(body.len() as u64);
+        let mut recipients: Vec<(u32, bool, SystemTime)> = Vec::new();
         if !self.gone {
-            respond(
-                200,
-                vec![("content-type", content_type)],
-                (!self.head).then_some(body),
-            );
+            recipients.push((self.id, self.head, self.deadline));
         }
-        answer_waiters(self.id, content_type, body);
+        recipients.extend(
+            inflight::land(self.id)
+                .iter()
+                .map(|w| (w.context, w.head, w.deadline)),
+        );
+        let kind = self.kind.clone().unwrap_or(admission::Kind {
+            plugin: self.plugin.id,
+            format: Format::Text,
+            filter: None,
+        });
+        deliver(
+            &recipients,
+            kind,
+            content_type,
+            body,
+            self.plugin.config.max_answering_bytes,
+        );
+        let _ = hostcalls::set_effective_context(self.id);
         pool::give_back(merger, self.stream.is_some());
     }
 
@@ -410,6 +537,11 @@ impl Scrape {
         // Pages of 64 KiB; this code only builds for wasm32 (`proxy/` is wasm-only).
         let memory = core::arch::wasm32::memory_size(0) as u64 * 65_536;
         merger.add_vm_memory(memory, &plugin.self_labels);
+        merger.add_refused(
+            counters::refused("budget", 0),
+            counters::refused("flights", 0),
+            &plugin.self_labels,
+        );
     }
 }
 
@@ -581,6 +713,7 @@ impl Context for Scrape {
     /// answer was ready (its calls are cancelled with it) answers its waiters with what it has:
     /// the sources still awaited are reported failed, never a waiter left hanging.
     fn on_done(&mut self) -> bool {
+        admission::done(self.id, now());
         if self.stream.is_some() {
             // Streamed, and its stream ended before its answer did (its scraper left): its
             // flight (which has no waiters) ends.

@@ -10,6 +10,9 @@ use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+/// How long a client has to finish its TLS handshake (ADS and the HTTP side).
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The certificate chain and key, read once at start.
 #[derive(Clone)]
 pub struct ServerIdentity {
@@ -50,10 +53,13 @@ impl ServerIdentity {
 
     /// For tonic (ADS). HTTP/2 only, as gRPC is.
     pub fn tonic(&self) -> tonic::transport::ServerTlsConfig {
-        tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(
-            &self.cert_pem,
-            &self.key_pem,
-        ))
+        tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(
+                &self.cert_pem,
+                &self.key_pem,
+            ))
+            // A client that connects and never finishes its handshake gives its place back.
+            .timeout(HANDSHAKE_TIMEOUT)
     }
 
     /// For the HTTP side (HTTP/1.1).

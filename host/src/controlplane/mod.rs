@@ -94,6 +94,17 @@ pub fn node_dataplane(node: &Node) -> Option<(String, String)> {
     Some((field(NODE_MESH)?, field(NODE_DATAPLANE)?))
 }
 
+/// The dataplane whose full identity is `id` (`<mesh>/<name>`), and no other.
+pub fn exact_dataplane<'a>(
+    res: &'a crate::resources::Resources,
+    id: &str,
+) -> Result<&'a crate::resources::dataplane::Dataplane> {
+    res.dataplanes
+        .iter()
+        .find(|d| d.id() == id)
+        .with_context(|| format!("no dataplane is exactly {}", crate::diag::untrusted(id)))
+}
+
 /// The name a proxy is looked up by: `<mesh>/<dataplane>` from its node metadata (what
 /// `meshmetrics bootstrap --control-plane` writes), else its node id.
 pub fn selector(node: &Node) -> String {
@@ -129,11 +140,29 @@ fn admin_port(node: &Node) -> Option<u16> {
 
 impl State {
     /// This proxy's effective configuration under `world`.
+    ///
+    /// With tokens, the node is looked up by its exact identity (`<mesh>/<name>`, a pod's name
+    /// as `name.namespace`), never by a short name or alias: a token for `default/web` whose pod
+    /// is gone must not resolve to another namespace's `web`, and with it that proxy's key.
     pub fn effective(&self, world: &World, node: &Node) -> Result<Effective> {
         let selector = selector(node);
+        if self.auth.is_some() {
+            let dp = exact_dataplane(&world.resources, &selector)?;
+            return crate::effective::effective_for(&world.resources, dp)
+                .map(|(e, _)| e)
+                .map_err(|crate::Invalid(d)| anyhow!("{d}"));
+        }
         crate::effective(&world.resources, &selector)
             .map(|(e, _)| e)
             .map_err(|crate::Invalid(d)| anyhow!("{d}"))
+    }
+
+    /// Forgets the certificate issued for `id`: a proxy whose stream was closed for its token
+    /// (revoked, its key deleted, expired) must not get the same key back, nor keep using it.
+    pub fn forget_certificate(&self, id: &str) {
+        if let Some(c) = &self.options.certs {
+            c.forget(id);
+        }
     }
 
     /// This proxy's snapshot for `e`.
@@ -190,6 +219,8 @@ pub struct Config {
     pub timeout_ms: u64,
     pub compression: generator::compression::Compression,
     pub envoy_body: generator::EnvoyBody,
+    /// The proxies' answering budget (see `Options::max_answering_bytes`).
+    pub max_answering_bytes: u64,
     /// Dataplane tokens: the signing keys and the revocation list (watched).
     pub auth: Option<crate::auth::Sources>,
     /// The control plane's TLS identity for ADS and its HTTP side.
@@ -277,6 +308,7 @@ pub async fn serve(
     options.timeout_ms = c.timeout_ms;
     options.compression = c.compression;
     options.envoy_body = c.envoy_body;
+    options.max_answering_bytes = c.max_answering_bytes;
     options.delivery = Delivery::Ads;
     options.mesh_ca = c.mesh_ca.clone();
     options.provided_tls = c.provided_tls.clone();

@@ -89,6 +89,7 @@ pub fn filter_config(e: &Effective, o: &Options) -> FilterConfig {
         max_scrape_bytes: o.max_scrape_bytes,
         timeout_margin_ms: meshmetrics_filter::config::DEFAULT_TIMEOUT_MARGIN_MS,
         stream_envoy: o.envoy_body == EnvoyBody::Stream,
+        max_answering_bytes: o.max_answering_bytes,
     }
 }
 

@@ -112,6 +112,8 @@ pub struct Options {
     pub compression: compression::Compression,
     /// How Envoy's own stats reach the filter.
     pub envoy_body: filter::EnvoyBody,
+    /// The proxy's answering budget (see `filter/src/proxy/admission.rs`); 0: none.
+    pub max_answering_bytes: u64,
 }
 
 impl std::fmt::Debug for Options {
@@ -144,6 +146,7 @@ impl Options {
             certs: None,
             compression: compression::Compression::default(),
             envoy_body: filter::EnvoyBody::default(),
+            max_answering_bytes: meshmetrics_filter::config::DEFAULT_MAX_ANSWERING_BYTES,
         }
     }
 }

@@ -407,6 +407,14 @@ impl IssuedCerts {
         Ok(issued)
     }
 
+    /// Drops `dataplane`'s certificate: the next one is issued anew (a new key).
+    pub fn forget(&self, dataplane: &str) {
+        self.by_dataplane
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(dataplane);
+    }
+
     /// When `dataplane`'s certificate is due to be re-issued.
     pub fn renewal(&self, dataplane: &str) -> Option<std::time::Instant> {
         let map = self

@@ -68,12 +68,15 @@ impl AggregatedDiscoveryService for Ads {
                 let peer = request
                     .remote_addr()
                     .map_or_else(|| "?".to_owned(), |a| a.to_string());
-                let checked = authority.borrow().verify(header);
+                // Subscribed before checking: a reload between the two is seen by the stream
+                // (a revocation cannot slip in between the check and the watch).
+                let mut watch = authority.subscribe();
+                let checked = watch.borrow_and_update().verify(header);
                 match checked {
                     Ok(claims) => Some(Auth {
                         claims,
                         header: header.unwrap_or_default().to_owned(),
-                        authority: authority.subscribe(),
+                        authority: watch,
                     }),
                     Err(refusal) => {
                         self.state
@@ -300,8 +303,14 @@ impl ProxyStream {
                 }
             }
             // A node that is no dataplane gets nothing and keeps no stream (Envoy retries with
-            // backoff, and is served once its dataplane is in the resources).
-            if world.borrow().resources.dataplane(&self.who).is_err() {
+            // backoff, and is served once its dataplane is in the resources). With tokens, only
+            // the exact identity counts (see `State::effective`).
+            let known = if self.auth.is_some() {
+                crate::controlplane::exact_dataplane(&world.borrow().resources, &self.who).is_ok()
+            } else {
+                world.borrow().resources.dataplane(&self.who).is_ok()
+            };
+            if !known {
                 self.close(Refusal::UnknownDataplane).await;
                 return Err(());
             }
@@ -394,6 +403,11 @@ impl ProxyStream {
             self.who.clone()
         };
         self.state.refused(&who, refusal);
+        // Whoever held this stream may have the key pushed on it: the next stream of this
+        // dataplane gets a new one.
+        if let Some(e) = &self.effective {
+            self.state.forget_certificate(&e.id);
+        }
         let _ = self.tx.send(Err(refusal.status())).await;
     }
 

@@ -1,0 +1,149 @@
+//! The proxy's answering budget, as the leases kept in Envoy's shared data (see
+//! `proxy/admission.rs` for why and how it is used). Plain data and decisions, so they are
+//! unit-tested natively; the store and the clock are the caller's.
+
+use std::time::Duration;
+
+/// Answers always admitted at once, whatever their size: one Prometheus, or an HA pair scraping
+/// at the same moment, never waits for the budget.
+pub const MIN_ANSWERS: usize = 2;
+/// Leases kept at most (the store's value stays small: 24 bytes each).
+pub const MAX_LEASES: usize = 256;
+/// The longest a lease lives, whatever happens (a VM that died holds nothing for long).
+pub const MAX_LEASE: Duration = Duration::from_secs(60);
+/// How fast a client is taken to read an answer once it is handed to Envoy: a lease ends
+/// `bytes / DRAIN_BYTES_PER_SEC` after that. Envoy tells a filter nothing when a client has read
+/// its bytes; this is what a scraper on the same host or network reads at.
+pub const DRAIN_BYTES_PER_SEC: u64 = 64 << 20;
+
+const ENTRY: usize = 24;
+
+/// One answer's hold on the budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub id: u64,
+    pub bytes: u64,
+    pub until_ms: u64,
+}
+
+pub fn decode(b: &[u8]) -> Vec<Lease> {
+    let field = |c: &[u8], i: usize| {
+        let mut f = [0u8; 8];
+        f.copy_from_slice(&c[i * 8..i * 8 + 8]);
+        u64::from_le_bytes(f)
+    };
+    b.chunks_exact(ENTRY)
+        .map(|c| Lease {
+            id: field(c, 0),
+            bytes: field(c, 1),
+            until_ms: field(c, 2),
+        })
+        .collect()
+}
+
+pub fn encode(leases: &[Lease]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(leases.len() * ENTRY);
+    for l in leases {
+        out.extend_from_slice(&l.id.to_le_bytes());
+        out.extend_from_slice(&l.bytes.to_le_bytes());
+        out.extend_from_slice(&l.until_ms.to_le_bytes());
+    }
+    out
+}
+
+/// Takes a lease of `bytes` for `id` at `now_ms` if it fits: fewer than [`MIN_ANSWERS`] out, or
+/// the bytes out plus these within `budget`. Ended leases are dropped first. Whether it took.
+pub fn take(leases: &mut Vec<Lease>, id: u64, bytes: u64, now_ms: u64, budget: u64) -> bool {
+    leases.retain(|l| l.until_ms > now_ms && l.id != id);
+    let used: u64 = leases.iter().map(|l| l.bytes).sum();
+    let fits = leases.len() < MIN_ANSWERS
+        || (leases.len() < MAX_LEASES && used.saturating_add(bytes) <= budget);
+    if fits {
+        leases.push(Lease {
+            id,
+            bytes,
+            until_ms: now_ms + MAX_LEASE.as_millis() as u64,
+        });
+    }
+    fits
+}
+
+/// `id`'s answer was handed over at `now_ms`: its lease ends once its client could have read
+/// it. Whether there was such a lease.
+pub fn settle(leases: &mut Vec<Lease>, id: u64, now_ms: u64) -> bool {
+    leases.retain(|l| l.until_ms > now_ms);
+    match leases.iter_mut().find(|l| l.id == id) {
+        Some(l) => {
+            l.until_ms = now_ms + (l.bytes.saturating_mul(1000) / DRAIN_BYTES_PER_SEC).max(1);
+            true
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MB: u64 = 1 << 20;
+
+    #[test]
+    fn leases_round_trip() {
+        let l = vec![
+            Lease {
+                id: 1,
+                bytes: 10,
+                until_ms: 5,
+            },
+            Lease {
+                id: u64::MAX,
+                bytes: 20,
+                until_ms: 6,
+            },
+        ];
+        assert_eq!(decode(&encode(&l)), l);
+        assert!(decode(&[1, 2, 3]).is_empty(), "a torn value is no lease");
+    }
+
+    #[test]
+    fn two_answers_always_fit_a_third_within_the_budget() {
+        let mut l = Vec::new();
+        // 14 MB answers against a 32 MB budget: two always, the third waits.
+        assert!(take(&mut l, 1, 14 * MB, 0, 32 * MB));
+        assert!(take(&mut l, 2, 14 * MB, 0, 32 * MB));
+        assert!(!take(&mut l, 3, 14 * MB, 0, 32 * MB));
+        // Even answers larger than the whole budget: two of them.
+        let mut big = Vec::new();
+        assert!(take(&mut big, 1, 100 * MB, 0, 32 * MB));
+        assert!(take(&mut big, 2, 100 * MB, 0, 32 * MB));
+        assert!(!take(&mut big, 3, 1, 0, 32 * MB));
+        // Small ones share the budget.
+        let mut small = Vec::new();
+        for id in 0..32 {
+            assert!(take(&mut small, id, MB, 0, 32 * MB), "{id}");
+        }
+        assert!(!take(&mut small, 99, MB, 0, 32 * MB));
+    }
+
+    #[test]
+    fn a_settled_lease_ends_when_its_client_could_have_read_it() {
+        let mut l = Vec::new();
+        assert!(take(&mut l, 1, 14 * MB, 0, 14 * MB));
+        assert!(take(&mut l, 2, 14 * MB, 0, 14 * MB));
+        assert!(settle(&mut l, 1, 1000));
+        let ends = 1000 + 14 * MB * 1000 / DRAIN_BYTES_PER_SEC;
+        assert!(!take(&mut l, 3, 14 * MB, ends - 1, 14 * MB));
+        assert!(take(&mut l, 3, 14 * MB, ends, 14 * MB));
+        assert!(!settle(&mut l, 42, ends), "no such lease");
+    }
+
+    #[test]
+    fn an_unsettled_lease_ends_after_the_longest_lease() {
+        let mut l = Vec::new();
+        assert!(take(&mut l, 1, MB, 0, MB));
+        assert!(take(&mut l, 2, MB, 0, MB));
+        let max = MAX_LEASE.as_millis() as u64;
+        assert!(!take(&mut l, 3, MB, max - 1, MB));
+        assert!(take(&mut l, 3, MB, max, MB));
+    }
+}
