@@ -107,7 +107,13 @@ impl ControlPlane {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if self.fetch("/metrics", &[]).is_some_and(|(s, _)| s == 200) {
+            // Over TLS, listening is enough: a test may give it a certificate for another name.
+            let up = if self.ca.is_some() {
+                std::net::TcpStream::connect(("127.0.0.1", self.http)).is_ok()
+            } else {
+                self.fetch("/metrics", &[]).is_some_and(|(s, _)| s == 200)
+            };
+            if up {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));

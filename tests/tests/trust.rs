@@ -52,6 +52,11 @@ fn resources(port: u16) -> String {
 
 impl Secured {
     fn start(name: &str) -> Secured {
+        Secured::start_named(name, &["localhost"], &["127.0.0.1"])
+    }
+
+    /// A control plane whose certificate (from its CA) names these hosts and addresses only.
+    fn start_named(name: &str, dns: &[&str], ips: &[&str]) -> Secured {
         let dir = temp_dir(name);
         let keys = dir.join("keys");
         keys::generate(&keys, "default").expect("signing key");
@@ -60,8 +65,8 @@ impl Secured {
         meshmetrics::tls::init_ca(&cp_ca, "control-plane").expect("CA");
         let id = meshmetrics::tls::Identity {
             spiffe: None,
-            dns: vec!["localhost".into()],
-            ips: vec!["127.0.0.1".parse().expect("IP")],
+            dns: dns.iter().map(|d| d.to_string()).collect(),
+            ips: ips.iter().map(|i| i.parse().expect("IP")).collect(),
         };
         let (cert, key) =
             meshmetrics::tls::issue(&cp_ca, &id, &dir.join("cp"), DAY).expect("cp certificate");
@@ -337,6 +342,26 @@ fn a_proxy_never_talks_to_a_control_plane_it_cannot_verify_nor_in_plaintext() {
     assert!(
         plain_http.is_none_or(|r| r.status != 200),
         "plaintext discovery answered"
+    );
+}
+
+/// The control plane's certificate is from the CA the proxy trusts, but names another host:
+/// the proxy dialing 127.0.0.1 refuses it (the SAN is matched, not only the chain).
+#[test]
+fn a_proxy_refuses_a_trusted_certificate_for_another_name() {
+    let s = Secured::start_named("trust-san", &["control-plane.elsewhere.example"], &[]);
+    let t = token::issue(&s.keys(), "default", "backend-1", DAY).expect("token");
+    let envoy = s.envoy_with_token("backend-1", &t);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_got_nothing(&envoy);
+    // (Its /metrics cannot be read here either: curl checks the name too.)
+    assert!(!s.cp.log().contains("connected"), "{}", s.cp.log());
+    assert!(
+        envoy.log().contains("ssl")
+            || envoy.log().contains("SSL")
+            || envoy.log().contains("handshake"),
+        "Envoy says nothing of the refused handshake:\n{}",
+        envoy.log()
     );
 }
 
