@@ -244,34 +244,39 @@ fn streams_per_connection_and_connections_are_bounded() {
         });
         assert!(drained.is_some());
 
-        // Six connections of one stream each: three are served.
-        let mut conns = Vec::new();
-        for i in 0..6 {
+        // Connections of one stream each: three are served, the next ones wait, and are served
+        // when the first ones leave.
+        let client = |i: usize| {
             let xds = cp.xds;
-            conns.push(tokio::spawn(async move {
+            tokio::spawn(async move {
                 if let Ok(mut s) = open_as(xds, &format!("dp-{i}")).await {
                     let _ = s.next().await;
                     tokio::time::sleep(Duration::from_secs(30)).await;
                 }
-            }));
-        }
-        tokio::time::sleep(Duration::from_secs(3)).await;
+            })
+        };
+        // Only what the log says from here on counts (the streams above were dp-0..dp-4 too).
+        let mark = cp.log().len();
+        let since = || cp.log().get(mark..).unwrap_or_default().to_owned();
+        let first: Vec<_> = (0..3).map(client).collect();
+        let served = within(Duration::from_secs(10), || {
+            cp.metric("meshmetrics_cp_connected_proxies") == 3.0
+        });
+        assert!(served.is_some(), "{}", cp.log());
+        let next: Vec<_> = (3..6).map(client).collect();
+        tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(cp.metric("meshmetrics_cp_connected_proxies"), 3.0);
-        // When they leave, the waiting ones are served.
-        for c in conns.iter().take(3) {
+        assert!(!since().contains("dp-3 connected"), "{}", cp.log());
+        for c in &first {
             c.abort();
         }
         let rest = within(Duration::from_secs(10), || {
+            let log = since();
             cp.metric("meshmetrics_cp_connected_proxies") == 3.0
-                && cp
-                    .log()
-                    .lines()
-                    .filter(|l| l.ends_with(" connected"))
-                    .count()
-                    >= 8
+                && (3..6).all(|i| log.contains(&format!("default/dp-{i} connected")))
         });
         assert!(rest.is_some(), "{}", cp.log());
-        for c in conns {
+        for c in next {
             c.abort();
         }
     });

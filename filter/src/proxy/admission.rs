@@ -120,7 +120,7 @@ pub(crate) struct Waiting {
     pub context: u32,
     pub head: bool,
     pub content_type: &'static str,
-    pub body: Rc<[u8]>,
+    pub body: Rc<super::pool::Kept>,
     pub deadline: SystemTime,
     /// What kind of scrape it answers (plugin, format, `filter`): an identical scrape arriving
     /// while it waits joins it rather than fetching again.
@@ -193,7 +193,12 @@ pub(crate) fn ready(now: SystemTime, budget: u64) -> (Vec<Waiting>, Vec<Waiting>
         while let Some(w) = q.pop_front() {
             if w.deadline <= now {
                 expired.push(w);
-            } else if take(id(w.context, now), w.body.len() as u64, now, budget) {
+            } else if take(
+                id(w.context, now),
+                w.body.with_bytes(|b| b.len() as u64),
+                now,
+                budget,
+            ) {
                 leased(w.context);
                 go.push(w);
             } else {

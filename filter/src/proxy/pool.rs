@@ -50,3 +50,36 @@ pub(crate) fn give_back(m: Merger, streamed: bool) {
         }
     });
 }
+
+/// A finished answer that scrapes still wait to be handed (see `admission`): its merger holds
+/// the bytes, and goes back to the pool when the last of them was answered. Kept rather than
+/// copied: under a flood, a copy was one more output in a VM whose memory never shrinks.
+pub(crate) struct Kept {
+    merger: RefCell<Option<Merger>>,
+    streamed: bool,
+}
+
+impl Kept {
+    pub(crate) fn new(merger: Merger, streamed: bool) -> Kept {
+        Kept {
+            merger: RefCell::new(Some(merger)),
+            streamed,
+        }
+    }
+
+    /// Calls `f` with the answer's bytes (the merger's finished body; empty if it is gone).
+    pub(crate) fn with_bytes<T>(&self, f: impl FnOnce(&[u8]) -> T) -> T {
+        match self.merger.borrow_mut().as_mut() {
+            Some(m) => f(m.finish()),
+            None => f(&[]),
+        }
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        if let Some(m) = self.merger.get_mut().take() {
+            give_back(m, self.streamed);
+        }
+    }
+}

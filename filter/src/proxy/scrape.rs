@@ -119,38 +119,38 @@ fn answer_as(context: u32, status: u32, headers: Vec<(&str, &str)>, body: Option
     }
 }
 
-/// Hands `body` to these scrapes (this one and the identical ones that waited for it), each as
-/// the proxy's answering budget allows (`admission`); the rest wait for it, in order.
+/// Hands `answer` to these scrapes (this one and the identical ones that waited for it), each
+/// as the proxy's answering budget allows (`admission`); the rest wait for it, in order.
 fn deliver(
     recipients: &[(u32, bool, SystemTime)],
     kind: admission::Kind,
     content_type: &'static str,
-    body: &[u8],
+    answer: &Rc<pool::Kept>,
     limit: u64,
 ) {
     let now = now();
-    let mut kept: Option<Rc<[u8]>> = None;
+    let size = answer.with_bytes(|b| b.len() as u64);
     for &(context, head, deadline) in recipients {
         // A HEAD answer carries no body: nothing of it stays in Envoy.
-        let admitted =
-            head || admission::take(admission::id(context, now), body.len() as u64, now, limit);
+        let admitted = head || admission::take(admission::id(context, now), size, now, limit);
         if admitted {
             if !head {
                 admission::leased(context);
             }
-            answer_as(
-                context,
-                200,
-                vec![("content-type", content_type)],
-                (!head).then_some(body),
-            );
+            answer.with_bytes(|body| {
+                answer_as(
+                    context,
+                    200,
+                    vec![("content-type", content_type)],
+                    (!head).then_some(body),
+                )
+            });
         } else {
-            let body = kept.get_or_insert_with(|| Rc::from(body)).clone();
             let first = admission::queue(Waiting {
                 context,
                 head,
                 content_type,
-                body,
+                body: Rc::clone(answer),
                 deadline,
                 kind: kind.clone(),
             });
@@ -166,12 +166,14 @@ fn deliver(
 pub(crate) fn hand_over_waiting(limit: u64) {
     let (go, expired) = admission::ready(now(), limit);
     for w in &go {
-        answer_as(
-            w.context,
-            200,
-            vec![("content-type", w.content_type)],
-            (!w.head).then_some(&w.body),
-        );
+        w.body.with_bytes(|body| {
+            answer_as(
+                w.context,
+                200,
+                vec![("content-type", w.content_type)],
+                (!w.head).then_some(body),
+            )
+        });
     }
     if !expired.is_empty() {
         counters::refused("budget", expired.len() as u64);
@@ -473,8 +475,7 @@ impl Scrape {
         };
         self.conclude(&mut merger);
         let content_type = merger.format().content_type();
-        let body = merger.finish();
-        admission::saw_answer(body.len() as u64);
+        admission::saw_answer(merger.finish().len() as u64);
         let mut recipients: Vec<(u32, bool, SystemTime)> = Vec::new();
         if !self.gone {
             recipients.push((self.id, self.head, self.deadline));
@@ -489,15 +490,17 @@ impl Scrape {
             format: Format::Text,
             filter: None,
         });
+        // The merger goes back to the pool when the last scrape waiting for its bytes is answered
+        // (now, unless some wait for the budget).
+        let answer = Rc::new(pool::Kept::new(merger, self.stream.is_some()));
         deliver(
             &recipients,
             kind,
             content_type,
-            body,
+            &answer,
             self.plugin.config.max_answering_bytes,
         );
         let _ = hostcalls::set_effective_context(self.id);
-        pool::give_back(merger, self.stream.is_some());
     }
 
     /// The sources' outcomes are all known: reports them in the scrape's own families.
