@@ -10,6 +10,21 @@ use std::time::{Duration, Instant};
 use meshmetrics::bootstrap::Options;
 use meshmetrics_e2e::*;
 
+/// An app answering 8.9 MB of one counter family (a ~17 MB merged answer).
+fn big_app() -> AppServer {
+    let line = "app_requests_total{path=\"/api/v1/orders/items\",code=\"200\",i=\"";
+    let body: String = (0..120_000)
+        .map(|i| format!("{line}{i:06}\"}} {i}\n"))
+        .collect();
+    assert!(body.len() > 8_000_000, "{}", body.len());
+    app(Reply::text(body))
+}
+
+/// A scrape by a scraper that waits up to 30 s, and says so.
+fn patient_scrape(url: &str) -> Scrape {
+    request("GET", url, &[("x-prometheus-scrape-timeout-seconds", "30")])
+}
+
 /// A real Envoy with the filter for a mesh aggregating `apps`, its options tuned by `tune`.
 fn envoy_with(apps: &[(&str, &AppServer)], tune: impl FnOnce(&mut Options)) -> Proxy {
     let ports: Vec<(&str, u16)> = apps.iter().map(|(n, a)| (*n, a.addr.port())).collect();
@@ -306,12 +321,7 @@ fn no_app_line_makes_the_scrape_unparseable() {
 fn concurrent_scrapes_share_one_fetch() {
     // One 8 MB app. Before sharing, each in-flight scrape held its own output: 80 at once took
     // the VM past its memory and it never answered again.
-    let line = "app_requests_total{path=\"/api/v1/orders/items\",code=\"200\",i=\"";
-    let body: String = (0..120_000)
-        .map(|i| format!("{line}{i:06}\"}} {i}\n"))
-        .collect();
-    assert!(body.len() > 8_000_000, "{}", body.len());
-    let big = app(Reply::text(body));
+    let big = big_app();
     let proxy = envoy_with(&[("big", &big)], |o| o.timeout_ms = 30_000);
     let one = proxy.scrape(&[]);
     assert_eq!(one.status, 200);
@@ -321,11 +331,7 @@ fn concurrent_scrapes_share_one_fetch() {
         let handles: Vec<_> = (0..80)
             .map(|_| {
                 s.spawn(|| {
-                    let r = request(
-                        "GET",
-                        &url,
-                        &[("x-prometheus-scrape-timeout-seconds", "30")],
-                    );
+                    let r = patient_scrape(&url);
                     let ok = r.body.contains("app_requests_total{")
                         && r.body.contains("envoy_server_live");
                     // A body without the VM's memory is incomplete: counted below, with its
@@ -447,11 +453,7 @@ fn a_joined_scrape_shares_the_fetch_in_flight_and_a_later_one_fetches_anew() {
 /// this holds a loose bound.)
 #[test]
 fn a_flood_of_scrapes_keeps_envoy_within_a_few_answers() {
-    let line = "app_requests_total{path=\"/api/v1/orders/items\",code=\"200\",i=\"";
-    let body: String = (0..120_000)
-        .map(|i| format!("{line}{i:06}\"}} {i}\n"))
-        .collect();
-    let big = app(Reply::text(body));
+    let big = big_app();
     let proxy = envoy_with(&[("big", &big)], |o| o.timeout_ms = 30_000);
     let one = proxy.scrape(&[]);
     assert_eq!(one.status, 200);
@@ -472,11 +474,7 @@ fn a_flood_of_scrapes_keeps_envoy_within_a_few_answers() {
         let flood: Vec<_> = (0..100)
             .map(|_| {
                 s.spawn(|| {
-                    let r = request(
-                        "GET",
-                        &url,
-                        &[("x-prometheus-scrape-timeout-seconds", "30")],
-                    );
+                    let r = patient_scrape(&url);
                     (r.status, r.body.len(), r.retry_after.is_some())
                 })
             })
