@@ -54,18 +54,10 @@ impl HttpEndpoint {
     fn cluster(&self, node: &Node) -> Result<Cluster> {
         let mut c = generator::cluster::single(HTTP_CLUSTER, &self.host, self.port);
         if self.tls {
-            let ca = node
-                .metadata
-                .as_ref()
-                .and_then(|m| m.fields.get(crate::bootstrap::NODE_CA_CERT))
-                .and_then(|v| match &v.kind {
-                    Some(value::Kind::StringValue(s)) => Some(s.as_str()),
-                    _ => None,
-                })
-                .context(
-                    "the control plane serves its module over TLS, and this proxy's bootstrap \
+            let ca = metadata_string(node, crate::bootstrap::NODE_CA_CERT).context(
+                "the control plane serves its module over TLS, and this proxy's bootstrap \
                      names no CA for it (meshmetrics bootstrap --ca-cert)",
-                )?;
+            )?;
             c.transport_socket = Some(generator::tls::upstream(ca, &self.host));
         }
         Ok(c)
@@ -87,15 +79,22 @@ pub struct State {
 /// The mesh and dataplane a node names in its metadata (what `meshmetrics bootstrap
 /// --control-plane` writes), both as strings; what a dataplane token is compared with.
 pub fn node_dataplane(node: &Node) -> Option<(String, String)> {
-    let field = |key: &str| match &node.metadata.as_ref()?.fields.get(key)?.kind {
-        Some(value::Kind::StringValue(s)) => Some(s.clone()),
+    Some((
+        metadata_string(node, NODE_MESH)?.to_owned(),
+        metadata_string(node, NODE_DATAPLANE)?.to_owned(),
+    ))
+}
+
+/// A string value of the node's metadata (a number or anything else is not one).
+fn metadata_string<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
+    match &node.metadata.as_ref()?.fields.get(key)?.kind {
+        Some(value::Kind::StringValue(s)) => Some(s),
         _ => None,
-    };
-    Some((field(NODE_MESH)?, field(NODE_DATAPLANE)?))
+    }
 }
 
 /// The dataplane whose full identity is `id` (`<mesh>/<name>`), and no other.
-pub fn exact_dataplane<'a>(
+fn exact_dataplane<'a>(
     res: &'a crate::resources::Resources,
     id: &str,
 ) -> Result<&'a crate::resources::dataplane::Dataplane> {
@@ -145,16 +144,25 @@ impl State {
     /// as `name.namespace`), never by a short name or alias: a token for `default/web` whose pod
     /// is gone must not resolve to another namespace's `web`, and with it that proxy's key.
     pub fn effective(&self, world: &World, node: &Node) -> Result<Effective> {
-        let selector = selector(node);
-        if self.auth.is_some() {
-            let dp = exact_dataplane(&world.resources, &selector)?;
-            return crate::effective::effective_for(&world.resources, dp)
-                .map(|(e, _)| e)
-                .map_err(|crate::Invalid(d)| anyhow!("{d}"));
-        }
-        crate::effective(&world.resources, &selector)
+        let dp = self.dataplane(&world.resources, &selector(node))?;
+        crate::effective::effective_for(&world.resources, dp)
             .map(|(e, _)| e)
             .map_err(|crate::Invalid(d)| anyhow!("{d}"))
+    }
+
+    /// The dataplane `selector` names: with tokens, only its exact identity (see
+    /// [`State::effective`]); without, as the CLI resolves it (a short name, an alias).
+    pub fn dataplane<'a>(
+        &self,
+        res: &'a crate::resources::Resources,
+        selector: &str,
+    ) -> Result<&'a crate::resources::dataplane::Dataplane> {
+        if self.auth.is_some() {
+            exact_dataplane(res, selector)
+        } else {
+            res.dataplane(selector)
+                .map_err(|why| anyhow!("Dataplane {}: {why}", crate::diag::untrusted(selector)))
+        }
     }
 
     /// Forgets the certificate issued for `id`: a proxy whose stream was closed for its token

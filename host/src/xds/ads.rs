@@ -305,11 +305,10 @@ impl ProxyStream {
             // A node that is no dataplane gets nothing and keeps no stream (Envoy retries with
             // backoff, and is served once its dataplane is in the resources). With tokens, only
             // the exact identity counts (see `State::effective`).
-            let known = if self.auth.is_some() {
-                crate::controlplane::exact_dataplane(&world.borrow().resources, &self.who).is_ok()
-            } else {
-                world.borrow().resources.dataplane(&self.who).is_ok()
-            };
+            let known = self
+                .state
+                .dataplane(&world.borrow().resources, &self.who)
+                .is_ok();
             if !known {
                 self.close(Refusal::UnknownDataplane).await;
                 return Err(());
