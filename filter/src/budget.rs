@@ -9,8 +9,13 @@ use std::time::Duration;
 pub const MIN_ANSWERS: usize = 2;
 /// Leases kept at most (the store's value stays small: 24 bytes each).
 pub const MAX_LEASES: usize = 256;
-/// The longest a lease lives, whatever happens (a VM that died holds nothing for long).
+/// The longest a lease lives when it ends at an assumed reading rate, whatever happens (a VM
+/// that died holds nothing for long).
 pub const MAX_LEASE: Duration = Duration::from_secs(60);
+/// The longest a lease lives when it ends with its client's connection: a client that reads
+/// slowly holds its share of the budget as long as Envoy holds its bytes, up to this (past it,
+/// the connection is taken as lost to a VM that died and never heard it close).
+pub const MAX_CONNECTION_LEASE: Duration = Duration::from_secs(600);
 /// How fast a client is taken to read an answer once it is handed to Envoy: a lease ends
 /// `bytes / DRAIN_BYTES_PER_SEC` after that. Envoy tells a filter nothing when a client has read
 /// its bytes; this is what a scraper on the same host or network reads at.
@@ -51,9 +56,18 @@ pub fn encode(leases: &[Lease]) -> Vec<u8> {
     out
 }
 
-/// Takes a lease of `bytes` for `id` at `now_ms` if it fits: fewer than [`MIN_ANSWERS`] out, or
-/// the bytes out plus these within `budget`. Ended leases are dropped first. Whether it took.
-pub fn take(leases: &mut Vec<Lease>, id: u64, bytes: u64, now_ms: u64, budget: u64) -> bool {
+/// Takes a lease of `bytes` for `id` at `now_ms`, for at most `hold`, if it fits: fewer than
+/// [`MIN_ANSWERS`] out, or the bytes out plus these within `budget`. Ended leases are dropped
+/// first; a lease `id` already held is replaced (a connection's next answer: HTTP/1 clients read
+/// one answer before they ask again). Whether it took.
+pub fn take(
+    leases: &mut Vec<Lease>,
+    id: u64,
+    bytes: u64,
+    now_ms: u64,
+    budget: u64,
+    hold: Duration,
+) -> bool {
     leases.retain(|l| l.until_ms > now_ms && l.id != id);
     let used: u64 = leases.iter().map(|l| l.bytes).sum();
     let fits = leases.len() < MIN_ANSWERS
@@ -62,10 +76,18 @@ pub fn take(leases: &mut Vec<Lease>, id: u64, bytes: u64, now_ms: u64, budget: u
         leases.push(Lease {
             id,
             bytes,
-            until_ms: now_ms + MAX_LEASE.as_millis() as u64,
+            until_ms: now_ms + hold.as_millis() as u64,
         });
     }
     fits
+}
+
+/// `id`'s client connection closed: its lease ends now. Whether there was such a lease.
+pub fn end(leases: &mut Vec<Lease>, id: u64, now_ms: u64) -> bool {
+    leases.retain(|l| l.until_ms > now_ms);
+    let before = leases.len();
+    leases.retain(|l| l.id != id);
+    leases.len() < before
 }
 
 /// `id`'s answer was handed over at `now_ms`: its lease ends once its client could have read
@@ -109,41 +131,67 @@ mod tests {
     fn two_answers_always_fit_a_third_within_the_budget() {
         let mut l = Vec::new();
         // 14 MB answers against a 32 MB budget: two always, the third waits.
-        assert!(take(&mut l, 1, 14 * MB, 0, 32 * MB));
-        assert!(take(&mut l, 2, 14 * MB, 0, 32 * MB));
-        assert!(!take(&mut l, 3, 14 * MB, 0, 32 * MB));
+        assert!(take(&mut l, 1, 14 * MB, 0, 32 * MB, MAX_LEASE));
+        assert!(take(&mut l, 2, 14 * MB, 0, 32 * MB, MAX_LEASE));
+        assert!(!take(&mut l, 3, 14 * MB, 0, 32 * MB, MAX_LEASE));
         // Even answers larger than the whole budget: two of them.
         let mut big = Vec::new();
-        assert!(take(&mut big, 1, 100 * MB, 0, 32 * MB));
-        assert!(take(&mut big, 2, 100 * MB, 0, 32 * MB));
-        assert!(!take(&mut big, 3, 1, 0, 32 * MB));
+        assert!(take(&mut big, 1, 100 * MB, 0, 32 * MB, MAX_LEASE));
+        assert!(take(&mut big, 2, 100 * MB, 0, 32 * MB, MAX_LEASE));
+        assert!(!take(&mut big, 3, 1, 0, 32 * MB, MAX_LEASE));
         // Small ones share the budget.
         let mut small = Vec::new();
         for id in 0..32 {
-            assert!(take(&mut small, id, MB, 0, 32 * MB), "{id}");
+            assert!(take(&mut small, id, MB, 0, 32 * MB, MAX_LEASE), "{id}");
         }
-        assert!(!take(&mut small, 99, MB, 0, 32 * MB));
+        assert!(!take(&mut small, 99, MB, 0, 32 * MB, MAX_LEASE));
     }
 
     #[test]
     fn a_settled_lease_ends_when_its_client_could_have_read_it() {
         let mut l = Vec::new();
-        assert!(take(&mut l, 1, 14 * MB, 0, 14 * MB));
-        assert!(take(&mut l, 2, 14 * MB, 0, 14 * MB));
+        assert!(take(&mut l, 1, 14 * MB, 0, 14 * MB, MAX_LEASE));
+        assert!(take(&mut l, 2, 14 * MB, 0, 14 * MB, MAX_LEASE));
         assert!(settle(&mut l, 1, 1000));
         let ends = 1000 + 14 * MB * 1000 / DRAIN_BYTES_PER_SEC;
-        assert!(!take(&mut l, 3, 14 * MB, ends - 1, 14 * MB));
-        assert!(take(&mut l, 3, 14 * MB, ends, 14 * MB));
+        assert!(!take(&mut l, 3, 14 * MB, ends - 1, 14 * MB, MAX_LEASE));
+        assert!(take(&mut l, 3, 14 * MB, ends, 14 * MB, MAX_LEASE));
         assert!(!settle(&mut l, 42, ends), "no such lease");
     }
 
     #[test]
     fn an_unsettled_lease_ends_after_the_longest_lease() {
         let mut l = Vec::new();
-        assert!(take(&mut l, 1, MB, 0, MB));
-        assert!(take(&mut l, 2, MB, 0, MB));
+        assert!(take(&mut l, 1, MB, 0, MB, MAX_LEASE));
+        assert!(take(&mut l, 2, MB, 0, MB, MAX_LEASE));
         let max = MAX_LEASE.as_millis() as u64;
-        assert!(!take(&mut l, 3, MB, max - 1, MB));
-        assert!(take(&mut l, 3, MB, max, MB));
+        assert!(!take(&mut l, 3, MB, max - 1, MB, MAX_LEASE));
+        assert!(take(&mut l, 3, MB, max, MB, MAX_LEASE));
+    }
+
+    #[test]
+    fn a_connection_lease_ends_when_its_connection_closes() {
+        let mut l = Vec::new();
+        let hold = MAX_CONNECTION_LEASE;
+        assert!(take(&mut l, 7, 14 * MB, 0, 14 * MB, hold));
+        assert!(take(&mut l, 8, 14 * MB, 0, 14 * MB, hold));
+        // Held long past any assumed reading rate: the client has not gone.
+        assert!(!take(&mut l, 9, 14 * MB, 120_000, 14 * MB, hold));
+        assert!(end(&mut l, 7, 120_000));
+        assert!(take(&mut l, 9, 14 * MB, 120_000, 14 * MB, hold));
+        assert!(!end(&mut l, 7, 120_000), "ended once");
+        // The connection's next answer replaces its lease rather than adding one.
+        assert!(take(&mut l, 8, MB, 120_001, 14 * MB, hold));
+        assert_eq!(l.iter().filter(|x| x.id == 8).count(), 1);
+        // A VM that died never hears the close: the lease ends after the longest hold.
+        assert!(!take(&mut l, 10, 14 * MB, 120_001, 14 * MB, hold));
+        assert!(take(
+            &mut l,
+            10,
+            14 * MB,
+            120_001 + hold.as_millis() as u64,
+            14 * MB,
+            hold
+        ));
     }
 }

@@ -80,7 +80,17 @@ pub struct FilterConfig {
     /// their size. 0 (the default when absent): no budget. See `proxy/admission.rs`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub max_answering_bytes: u64,
+    /// The listener also runs this module as a network filter (root id
+    /// [`CONNECTIONS_ROOT_ID`]), which tells the VM when each client connection closes: an
+    /// answer's lease then ends when its client has read it and gone, not at an assumed rate.
+    /// Off (the wasmtime runner), leases end at the assumed rate. See `proxy/admission.rs`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub leases_end_on_close: bool,
 }
+
+/// The root id of the module's network filter on the metrics listener (see
+/// [`FilterConfig::leases_end_on_close`]).
+pub const CONNECTIONS_ROOT_ID: &str = "meshmetrics_connections";
 
 fn is_zero(v: &u64) -> bool {
     *v == 0
@@ -370,6 +380,7 @@ mod tests {
             timeout_margin_ms: DEFAULT_TIMEOUT_MARGIN_MS,
             stream_envoy: false,
             max_answering_bytes: 0,
+            leases_end_on_close: false,
         }
     }
 

@@ -89,6 +89,9 @@ enum Command {
         /// Retry-After); two answers always pass. 0: no budget.
         #[arg(long, default_value_t = meshmetrics_filter::config::DEFAULT_MAX_ANSWERING_BYTES)]
         max_answering_bytes: u64,
+        /// Connections the metrics listener holds open at once; more are closed as they come.
+        #[arg(long, default_value_t = meshmetrics::generator::listener::DEFAULT_MAX_CONNECTIONS)]
+        max_metrics_connections: u64,
         #[command(flatten)]
         tls: TlsArgs,
     },
@@ -166,6 +169,9 @@ enum Command {
         /// Retry-After); two answers always pass. 0: no budget.
         #[arg(long, default_value_t = meshmetrics_filter::config::DEFAULT_MAX_ANSWERING_BYTES)]
         max_answering_bytes: u64,
+        /// Connections the metrics listener holds open at once; more are closed as they come.
+        #[arg(long, default_value_t = meshmetrics::generator::listener::DEFAULT_MAX_CONNECTIONS)]
+        max_metrics_connections: u64,
         /// Signing keys of dataplane tokens (`generate signing-key`); watched: every ADS
         /// stream must present a token of its dataplane.
         #[arg(long)]
@@ -495,6 +501,7 @@ fn run(cli: Cli) -> Result<()> {
             compression,
             envoy_body,
             max_answering_bytes,
+            max_metrics_connections,
             tls,
             control_plane: None,
             mesh: _,
@@ -526,6 +533,7 @@ fn run(cli: Cli) -> Result<()> {
                 compression,
                 envoy_body,
                 max_answering_bytes,
+                max_connections: max_metrics_connections,
                 provided_tls,
                 allow_plaintext_fallback: tls.allow_plaintext_fallback,
                 mesh_ca: tls.mesh_ca,
@@ -560,6 +568,7 @@ fn run(cli: Cli) -> Result<()> {
             compression,
             envoy_body,
             max_answering_bytes,
+            max_metrics_connections,
             keys,
             revocations,
             xds_cert,
@@ -592,6 +601,7 @@ fn run(cli: Cli) -> Result<()> {
                 compression,
                 envoy_body,
                 max_answering_bytes,
+                max_metrics_connections,
                 auth: keys.map(|keys| meshmetrics::auth::Sources { keys, revocations }),
                 tls,
                 discovery_token: discovery_token_file

@@ -64,6 +64,7 @@ impl Endpoint {
         // left waiting for the budget would never be handed over. One process, few scrapers: no
         // budget here.
         config.max_answering_bytes = 0;
+        config.leases_end_on_close = false;
         let config = config.to_json();
         let runtime = Runtime::load(wasm, config, clusters, limits, log)?;
         // Start one instance now: a configuration the filter refuses fails here, not at the first scrape.

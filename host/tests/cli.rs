@@ -138,7 +138,20 @@ fn bootstrap_carries_the_filter_configuration_as_a_string_value() {
     );
     let docs = meshmetrics::resources::yaml::parse(&out, std::path::Path::new("out.yaml")).unwrap();
     let listener = &docs[0].value["static_resources"]["listeners"][0];
-    let wasm_filter = &listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+    let filters = listener["filter_chains"][0]["filters"]
+        .as_array()
+        .expect("a chain's filters");
+    let names: Vec<_> = filters.iter().map(|f| f["name"].as_str()).collect();
+    // Connections are limited and watched (the answering budget) before HTTP.
+    assert_eq!(
+        names,
+        [
+            Some("envoy.filters.network.connection_limit"),
+            Some("envoy.filters.network.wasm"),
+            Some("envoy.filters.network.http_connection_manager")
+        ]
+    );
+    let wasm_filter = &filters[2]["typed_config"]["http_filters"]
         .as_array()
         .and_then(|filters| filters.iter().find(|f| f["name"] == "meshmetrics"))
         .expect("the meshmetrics filter is in the chain")["typed_config"]["config"];

@@ -174,14 +174,18 @@ fn launch(
     }
 }
 
-/// In a listener's configuration: every HTTP filter but the router dropped, and every route
-/// taken by any request on its path (the admin route wants the filter's header).
+/// In a listener's configuration: every HTTP filter but the router dropped (and the module's
+/// network filter), and every route taken by any request on its path (the admin route wants
+/// the filter's header).
 fn keep_router_only(v: &mut serde_json::Value) {
     use serde_json::Value;
     match v {
         Value::Object(m) => {
             if let Some(Value::Array(filters)) = m.get_mut("http_filters") {
                 filters.retain(|f| f["name"] == "envoy.filters.http.router");
+            }
+            if let Some(Value::Array(filters)) = m.get_mut("filters") {
+                filters.retain(|f| f["name"] != "envoy.filters.network.wasm");
             }
             if let Some(Value::Object(matcher)) = m.get_mut("match") {
                 matcher.remove("headers");

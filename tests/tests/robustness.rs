@@ -445,6 +445,56 @@ fn a_joined_scrape_shares_the_fetch_in_flight_and_a_later_one_fetches_anew() {
     assert!(fetch_of(&d.body) > fb.max(fa));
 }
 
+/// A client that reads slowly holds its answer's share of the answering budget until it has
+/// read it and gone: the budget counts what Envoy really holds for its clients, not an assumed
+/// reading rate. Two readers that stop reading hold the two answers always admitted; a third
+/// scrape waits and is refused with `Retry-After`; once they go, scrapes are served again.
+#[test]
+fn slow_readers_hold_the_budget_until_they_have_read_and_gone() {
+    use std::io::{Read, Write};
+    let big = big_app();
+    // The smallest budget: the two answers always admitted, and nothing more.
+    let proxy = envoy_with(&[("big", &big)], |o| {
+        o.timeout_ms = 30_000;
+        o.max_answering_bytes = 1;
+    });
+    assert_eq!(proxy.scrape(&[]).status, 200);
+    let stalled: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(proxy.metrics).expect("connect");
+            write!(
+                c,
+                "GET {} HTTP/1.1\r\nhost: x\r\nx-prometheus-scrape-timeout-seconds: 30\r\n\r\n",
+                proxy.path
+            )
+            .expect("send");
+            // The answer's first 64 KiB, then no more reading: Envoy holds the rest.
+            let mut first = vec![0u8; 64 << 10];
+            c.set_read_timeout(Some(Duration::from_secs(30)))
+                .expect("timeout");
+            c.read_exact(&mut first).expect("the answer starts");
+            assert!(first.starts_with(b"HTTP/1.1 200"));
+            c
+        })
+        .collect();
+    // Read at an assumed 64 MB/s, their ~17 MB would have been read long ago.
+    std::thread::sleep(Duration::from_secs(2));
+    let refused = request(
+        "GET",
+        &proxy.url(&proxy.path),
+        &[("x-prometheus-scrape-timeout-seconds", "2")],
+    );
+    assert_eq!(
+        (refused.status, refused.retry_after.is_some()),
+        (503, true),
+        "while two readers hold their answers: {}",
+        refused.body
+    );
+    drop(stalled);
+    let served = patient_scrape(&proxy.url(&proxy.path));
+    assert_eq!(served.status, 200, "once they have gone: {}", served.body);
+}
+
 /// A flood of scrapes cannot balloon the sidecar: 100 concurrent scrapes of a ~14 MB answer.
 /// Before the answering budget, every one was handed to Envoy at once and Envoy held each until
 /// its client read it: 2.9 GB here. Now answers are handed as the budget allows and the rest

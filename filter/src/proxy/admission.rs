@@ -10,10 +10,17 @@
 //!
 //! - [`budget::MIN_ANSWERS`] answers are always admitted, whatever their size: one Prometheus, or an HA
 //!   pair scraping at the same moment, is never made to wait.
-//! - A lease ends at [`budget::DRAIN_BYTES_PER_SEC`] after its answer was handed over (Envoy gives a filter
-//!   no signal when a client has read its bytes; this is the rate a scraper on the same host or
-//!   network reads at, and a slow reader is bounded by the listener's connection limits, not by
-//!   this), or after [`budget::MAX_LEASE`] whatever happens (a VM that died holds nothing for long).
+//! - A lease ends when its client's connection closes: Envoy holds an answer's bytes until its
+//!   client has read them, and tells an HTTP filter nothing of it, so the same module also runs
+//!   as a network filter on the listener ([`crate::config::CONNECTIONS_ROOT_ID`]), whose only
+//!   work is to hear each connection close ([`closed`]). Leases are keyed by Envoy's connection
+//!   id, unique across workers. A client that reads slowly keeps its lease, so slow readers hold
+//!   the budget, never more than it: past it, scrapes wait and are refused, and Envoy's memory
+//!   stays bounded. A connection never heard closing (its VM died) frees its lease after
+//!   [`budget::MAX_CONNECTION_LEASE`].
+//! - Without that network filter (`leases_end_on_close` off: the wasmtime runner), a lease ends
+//!   at [`budget::DRAIN_BYTES_PER_SEC`] after its answer was handed over (the rate a scraper on
+//!   the same host or network reads at), or after [`budget::MAX_LEASE`] whatever happens.
 //! - The store refusing (contention past retries, no store) admits: the budget is a guard
 //!   against floods, never a reason to refuse a lone scrape.
 
@@ -59,9 +66,40 @@ pub(crate) fn take(id: u64, bytes: u64, now: SystemTime, limit: u64) -> bool {
         return true;
     }
     let now_ms = millis(now);
+    let hold = if id & CONNECTION != 0 {
+        budget::MAX_CONNECTION_LEASE
+    } else {
+        budget::MAX_LEASE
+    };
     update(true, |leases| {
-        budget::take(leases, id, bytes, now_ms, limit)
+        budget::take(leases, id, bytes, now_ms, limit, hold)
     })
+}
+
+/// Marks a lease id that is a client connection's (Envoy's connection ids are small counters;
+/// the ids of [`id`] without a connection have their low bit set and this one clear).
+const CONNECTION: u64 = 1 << 63;
+
+/// Envoy's id of the connection the current stream came on, if the host tells it.
+pub(crate) fn connection_id() -> Option<u64> {
+    let raw = hostcalls::get_property(vec!["connection_id"]).ok()??;
+    let bytes: [u8; 8] = raw.get(..8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(bytes) & !CONNECTION)
+}
+
+/// `context`'s answer is leased on its connection `connection` (see the module's docs).
+pub(crate) fn on_connection(context: u32, connection: u64) {
+    CONNECTIONS.with(|c| {
+        c.borrow_mut().insert(context, connection);
+    });
+}
+
+/// Client connection `connection` closed: the lease of the answers it carried ends.
+pub(crate) fn closed(connection: u64, now: SystemTime) {
+    let now_ms = millis(now);
+    update((), |leases| {
+        budget::end(leases, CONNECTION | connection, now_ms);
+    });
 }
 
 /// `id`'s answer was handed over: its lease ends when its client could have read it.
@@ -78,6 +116,9 @@ thread_local! {
     static QUEUE: RefCell<VecDeque<Waiting>> = const { RefCell::new(VecDeque::new()) };
     /// Contexts of this VM holding a lease, settled when their stream ends.
     static LEASED: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+    /// Contexts whose leases end with their connection (see [`on_connection`]).
+    static CONNECTIONS: RefCell<std::collections::HashMap<u32, u64>> =
+        RefCell::new(std::collections::HashMap::new());
     /// The size of the last whole answer made on this VM: what a streamed one is taken to be.
     static LAST_ANSWER: Cell<u64> = const { Cell::new(1 << 20) };
 }
@@ -91,8 +132,12 @@ pub(crate) fn saw_answer(bytes: u64) {
     LAST_ANSWER.with(|c| c.set(bytes.max(1)));
 }
 
-/// The lease id of `context` on this VM.
+/// The lease id of `context`: its connection's, when its lease ends with it; else its own on
+/// this VM.
 pub(crate) fn id(context: u32, now: SystemTime) -> u64 {
+    if let Some(connection) = CONNECTIONS.with(|c| c.borrow().get(&context).copied()) {
+        return CONNECTION | connection;
+    }
     let vm = VM.with(|v| {
         if v.get() == 0 {
             let nanos = now
@@ -102,7 +147,7 @@ pub(crate) fn id(context: u32, now: SystemTime) -> u64 {
         }
         v.get()
     });
-    (vm & !0xffff_ffff) | u64::from(context)
+    (vm & !0xffff_ffff & !CONNECTION) | u64::from(context)
 }
 
 /// Remembers that `context` holds a lease (settled by [`done`]).
@@ -178,7 +223,9 @@ pub(crate) fn done(context: u32, now: SystemTime) {
             .position(|c| *c == context)
             .map(|i| l.swap_remove(i))
     });
-    if held.is_some() {
+    let connection = CONNECTIONS.with(|c| c.borrow_mut().remove(&context));
+    // A connection's lease ends when it closes ([`closed`]), not here.
+    if held.is_some() && connection.is_none() {
         settle(id(context, now), now);
     }
     QUEUE.with(|q| q.borrow_mut().retain(|w| w.context != context));

@@ -14,7 +14,7 @@ mod scrape;
 use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 
 use crate::config::FilterConfig;
@@ -33,7 +33,11 @@ pub(crate) struct Plugin {
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> {
-        Box::new(Root { id, plugin: None })
+        Box::new(Root {
+            id,
+            plugin: None,
+            connections: false,
+        })
     });
 }}
 
@@ -45,6 +49,22 @@ pub(crate) fn log(level: LogLevel, message: &str) {
 struct Root {
     id: u32,
     plugin: Option<Rc<Plugin>>,
+    /// This root is the listener's network filter ([`crate::config::CONNECTIONS_ROOT_ID`]):
+    /// it only hears connections close, for the answering budget.
+    connections: bool,
+}
+
+/// One client connection to the metrics listener, as its network filter sees it.
+struct Connection;
+
+impl Context for Connection {}
+
+impl StreamContext for Connection {
+    fn on_downstream_close(&mut self, _peer: proxy_wasm::types::PeerType) {
+        if let Some(id) = admission::connection_id() {
+            admission::closed(id, scrape::now());
+        }
+    }
 }
 
 impl Context for Root {}
@@ -60,6 +80,14 @@ impl RootContext for Root {
     }
 
     fn on_configure(&mut self, _size: usize) -> bool {
+        let root_id = hostcalls::get_property(vec!["plugin_root_id"])
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        if root_id == crate::config::CONNECTIONS_ROOT_ID.as_bytes() {
+            self.connections = true;
+            return true;
+        }
         let raw = match hostcalls::get_buffer(
             proxy_wasm::types::BufferType::PluginConfiguration,
             0,
@@ -107,7 +135,16 @@ impl RootContext for Root {
         Some(Box::new(scrape::Scrape::new(plugin, context_id)))
     }
 
+    fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
+        self.connections
+            .then(|| Box::new(Connection) as Box<dyn StreamContext>)
+    }
+
     fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        Some(if self.connections {
+            ContextType::StreamContext
+        } else {
+            ContextType::HttpContext
+        })
     }
 }

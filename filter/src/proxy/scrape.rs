@@ -102,7 +102,7 @@ fn header(name: &str) -> Option<String> {
         .flatten()
 }
 
-fn now() -> SystemTime {
+pub(crate) fn now() -> SystemTime {
     hostcalls::get_current_time().unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
@@ -233,6 +233,12 @@ impl Scrape {
                 return Action::Pause;
             }
         };
+        // Its answer's lease ends with its connection, when the listener tells the VM of closes.
+        if self.plugin.config.leases_end_on_close
+            && let Some(connection) = admission::connection_id()
+        {
+            admission::on_connection(self.id, connection);
+        }
         let accept = header("accept");
         let format = Format::negotiate(accept.as_deref());
         let arrived = now();

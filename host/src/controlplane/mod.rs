@@ -229,6 +229,8 @@ pub struct Config {
     pub envoy_body: generator::EnvoyBody,
     /// The proxies' answering budget (see `Options::max_answering_bytes`).
     pub max_answering_bytes: u64,
+    /// The proxies' metrics listeners' connection limit (see `Options::max_connections`).
+    pub max_metrics_connections: u64,
     /// Dataplane tokens: the signing keys and the revocation list (watched).
     pub auth: Option<crate::auth::Sources>,
     /// The control plane's TLS identity for ADS and its HTTP side.
@@ -317,6 +319,7 @@ pub async fn serve(
     options.compression = c.compression;
     options.envoy_body = c.envoy_body;
     options.max_answering_bytes = c.max_answering_bytes;
+    options.max_connections = c.max_metrics_connections;
     options.delivery = Delivery::Ads;
     options.mesh_ca = c.mesh_ca.clone();
     options.provided_tls = c.provided_tls.clone();

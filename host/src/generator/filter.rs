@@ -5,15 +5,17 @@ use envoy_types::pb::envoy::config::core::v3::{
     AsyncDataSource, BackoffStrategy, HttpUri, RemoteDataSource, RetryPolicy, async_data_source,
     http_uri,
 };
+use envoy_types::pb::envoy::config::listener::v3::{Filter, filter};
 use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpFilter, http_filter,
 };
+use envoy_types::pb::envoy::extensions::filters::network::wasm::v3::Wasm as NetworkWasm;
 use envoy_types::pb::envoy::extensions::wasm::v3::{
     FailurePolicy, PluginConfig, ReloadConfig, VmConfig, plugin_config,
 };
 use envoy_types::pb::google::protobuf::{StringValue, UInt32Value};
-use meshmetrics_filter::config::{FilterConfig, Label, Source, SourceKind};
+use meshmetrics_filter::config::{CONNECTIONS_ROOT_ID, FilterConfig, Label, Source, SourceKind};
 
 use super::{ADMIN_CLUSTER, Code, Options, app_cluster, proto};
 use crate::effective::Effective;
@@ -90,6 +92,8 @@ pub fn filter_config(e: &Effective, o: &Options) -> FilterConfig {
         timeout_margin_ms: meshmetrics_filter::config::DEFAULT_TIMEOUT_MARGIN_MS,
         stream_envoy: o.envoy_body == EnvoyBody::Stream,
         max_answering_bytes: o.max_answering_bytes,
+        // The listener runs the module's network filter too (`network_filter`).
+        leases_end_on_close: true,
     }
 }
 
@@ -126,35 +130,53 @@ fn code(o: &Options) -> AsyncDataSource {
     }
 }
 
+/// The module's plugin under `root_id` with `configuration`: every plugin names the same VM
+/// (one module instance per worker, whatever chain or filter runs it).
+fn plugin(root_id: &str, configuration: String, o: &Options) -> PluginConfig {
+    PluginConfig {
+        name: root_id.into(),
+        root_id: root_id.into(),
+        // Any other type reaches the filter as raw protobuf bytes.
+        configuration: Some(proto::any(&StringValue {
+            value: configuration,
+        })),
+        // A VM that fails (a trap, an allocation failure) is reloaded, with a backoff,
+        // instead of answering 503 until Envoy restarts. Not fail open: a scrape passed to
+        // the router would get its 404.
+        failure_policy: FailurePolicy::FailReload as i32,
+        reload_config: Some(ReloadConfig {
+            backoff: Some(BackoffStrategy {
+                base_interval: Some(proto::millis(100)),
+                max_interval: Some(proto::millis(5_000)),
+            }),
+        }),
+        vm: Some(plugin_config::Vm::VmConfig(VmConfig {
+            vm_id: "meshmetrics".into(),
+            runtime: "envoy.wasm.runtime.v8".into(),
+            code: Some(code(o)),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// The network filter entry: the same module, whose only work there is to hear each client
+/// connection close, so an answer's lease on the proxy's answering budget ends when its client
+/// has read it (see [`FilterConfig::leases_end_on_close`]).
+pub fn network_filter(o: &Options) -> Filter {
+    let wasm = NetworkWasm {
+        config: Some(plugin(CONNECTIONS_ROOT_ID, "{}".into(), o)),
+    };
+    Filter {
+        name: "envoy.filters.network.wasm".into(),
+        config_type: Some(filter::ConfigType::TypedConfig(proto::any(&wasm))),
+    }
+}
+
 /// The HTTP filter entry: the wasm filter with `config` as its plugin configuration.
 pub fn http_filter(config: &FilterConfig, o: &Options) -> HttpFilter {
     let wasm = Wasm {
-        config: Some(PluginConfig {
-            name: "meshmetrics".into(),
-            root_id: "meshmetrics".into(),
-            // Any other type reaches the filter as raw protobuf bytes.
-            configuration: Some(proto::any(&StringValue {
-                value: config.to_json(),
-            })),
-            // A VM that fails (a trap, an allocation failure) is reloaded, with a backoff,
-            // instead of answering 503 until Envoy restarts. Not fail open: a scrape passed to
-            // the router would get its 404.
-            failure_policy: FailurePolicy::FailReload as i32,
-            reload_config: Some(ReloadConfig {
-                backoff: Some(BackoffStrategy {
-                    base_interval: Some(proto::millis(100)),
-                    max_interval: Some(proto::millis(5_000)),
-                }),
-            }),
-            vm: Some(plugin_config::Vm::VmConfig(VmConfig {
-                // Every chain names the same VM: one module instance per worker.
-                vm_id: "meshmetrics".into(),
-                runtime: "envoy.wasm.runtime.v8".into(),
-                code: Some(code(o)),
-                ..Default::default()
-            })),
-            ..Default::default()
-        }),
+        config: Some(plugin("meshmetrics", config.to_json(), o)),
     };
     HttpFilter {
         name: "meshmetrics".into(),

@@ -17,10 +17,11 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
+use envoy_types::pb::envoy::extensions::filters::network::connection_limit::v3::ConnectionLimit;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, http_connection_manager, http_filter,
 };
-use envoy_types::pb::google::protobuf::UInt32Value;
+use envoy_types::pb::google::protobuf::{UInt32Value, UInt64Value};
 use meshmetrics_filter::config::{STREAM_HEADER, Source};
 
 use super::{LISTENER, proto};
@@ -39,6 +40,20 @@ const MAX_CONNECTION_MS: u64 = 2_000;
 /// read what is still buffered (the timer restarts at every write that makes progress). Envoy's
 /// 1 s default can cut a large scrape to a client its CPU is slow to schedule.
 const DELAYED_CLOSE_MS: u64 = 10_000;
+
+/// The longest one scrape's stream may last, from its request to the last byte handed to the
+/// client's connection: a client that reads an answer slowly (or a source that never ends)
+/// holds Envoy's admin stream and the filter's state no longer than this. Two minutes is above
+/// any scrape timeout Prometheus is used with (it cannot pass the scrape interval), so no
+/// honest scrape is cut.
+pub const MAX_STREAM_MS: u64 = 120_000;
+
+/// Connections the metrics listener holds open at once unless told otherwise: a connection
+/// over it is closed as it is accepted. Envoy's file descriptors and memory are the
+/// application's too; a flood of connections to the metrics port must not take them. 1,024 is
+/// far above what scrapers need (one connection per scrape, each closed within
+/// [`MAX_CONNECTION_MS`] of its answer) and, idle, costs Envoy a few MB.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 1024;
 
 /// The route that takes a streamed scrape to Envoy's admin: only a request the filter sent on
 /// carries [`STREAM_HEADER`] (it removes it from every other), so no client reaches the admin
@@ -91,8 +106,10 @@ pub fn metrics(
     tls: Option<envoy_types::pb::envoy::config::core::v3::TransportSocket>,
     mtls: bool,
     admin: Option<Route>,
+    connections: Connections,
 ) -> Listener {
     let manager = |filters, rbac| manager(filters, rbac, admin.clone());
+    let chain = |manager| chain(manager, &connections);
     let mut listener = Listener {
         name: LISTENER.into(),
         address: Some(proto::socket(&e.address, e.port)),
@@ -133,12 +150,40 @@ pub fn metrics(
     listener
 }
 
-fn chain(manager: HttpConnectionManager) -> FilterChain {
+/// What every chain does with a client connection before HTTP.
+#[derive(Clone, Debug)]
+pub struct Connections {
+    /// How many the listener holds open at once.
+    pub max: u64,
+    /// The module's network filter, which hears each connection close (the answering budget).
+    pub watch: Filter,
+}
+
+/// A chain: the connection limit, the module's connection watch, then the HTTP connection
+/// manager. The limit is the network filter's, not the overload manager's: it counts this
+/// listener's connections only, so a flood of the metrics port is shed there and never sheds
+/// the application's own traffic (the overload manager acts on the whole process), and it is
+/// pushed with the listener over LDS, where the overload manager lives in the bootstrap only.
+fn chain(manager: HttpConnectionManager, connections: &Connections) -> FilterChain {
+    let limit = ConnectionLimit {
+        stat_prefix: "meshmetrics".into(),
+        max_connections: Some(UInt64Value {
+            value: connections.max.max(1),
+        }),
+        ..Default::default()
+    };
     FilterChain {
-        filters: vec![Filter {
-            name: "envoy.filters.network.http_connection_manager".into(),
-            config_type: Some(filter::ConfigType::TypedConfig(proto::any(&manager))),
-        }],
+        filters: vec![
+            Filter {
+                name: "envoy.filters.network.connection_limit".into(),
+                config_type: Some(filter::ConfigType::TypedConfig(proto::any(&limit))),
+            },
+            connections.watch.clone(),
+            Filter {
+                name: "envoy.filters.network.http_connection_manager".into(),
+                config_type: Some(filter::ConfigType::TypedConfig(proto::any(&manager))),
+            },
+        ],
         ..Default::default()
     }
 }
@@ -159,6 +204,7 @@ fn manager(
         stat_prefix: "meshmetrics".into(),
         common_http_protocol_options: Some(HttpProtocolOptions {
             max_connection_duration: Some(proto::millis(MAX_CONNECTION_MS)),
+            max_stream_duration: Some(proto::millis(MAX_STREAM_MS)),
             ..Default::default()
         }),
         delayed_close_timeout: Some(proto::millis(DELAYED_CLOSE_MS)),

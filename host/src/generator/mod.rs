@@ -114,6 +114,9 @@ pub struct Options {
     pub envoy_body: filter::EnvoyBody,
     /// The proxy's answering budget (see `filter/src/proxy/admission.rs`); 0: none.
     pub max_answering_bytes: u64,
+    /// Connections the metrics listener holds open at once (see
+    /// [`listener::DEFAULT_MAX_CONNECTIONS`]).
+    pub max_connections: u64,
 }
 
 impl std::fmt::Debug for Options {
@@ -147,6 +150,7 @@ impl Options {
             compression: compression::Compression::default(),
             envoy_body: filter::EnvoyBody::default(),
             max_answering_bytes: meshmetrics_filter::config::DEFAULT_MAX_ANSWERING_BYTES,
+            max_connections: listener::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -185,8 +189,18 @@ pub fn generate(e: &Effective, o: &Options) -> Result<ProxyResources> {
     let admin_route = config
         .stream_envoy
         .then(|| listener::admin_route(&config.sources[0]));
-    let mut listener =
-        listener::metrics(e, filters, rbac::http_filter(e), socket, mtls, admin_route);
+    let mut listener = listener::metrics(
+        e,
+        filters,
+        rbac::http_filter(e),
+        socket,
+        mtls,
+        admin_route,
+        listener::Connections {
+            max: o.max_connections,
+            watch: filter::network_filter(o),
+        },
+    );
     if config.stream_envoy {
         listener.per_connection_buffer_limit_bytes =
             Some(listener::stream_buffer_limit(config.max_scrape_bytes));
