@@ -132,6 +132,51 @@ pub struct Source {
     /// `envoy.filterRegex` in the Mesh).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter_regex: Option<String>,
+    /// `envoy_admin` only: which of Envoy's families a scrape keeps (MeshMetric's `sidecar`
+    /// profiles, `exclude`, `include`), decided per family. Absent: every family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub families: Option<FamilyRules>,
+}
+
+/// MeshMetric's rules on Envoy's families: the profile keeps a set, `exclude` drops from it,
+/// `include` adds back (whatever the profile and `exclude` said), by the family's text name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FamilyRules {
+    pub profile: Profile,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<Matcher>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<Matcher>,
+}
+
+/// Kuma's profiles of Envoy's families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Profile {
+    /// Every family.
+    All,
+    /// Kuma's list of the families worth a dashboard (`exposition::select`).
+    Basic,
+    /// No family (`include` adds some back).
+    None,
+}
+
+/// One `exclude` / `include` item.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Matcher {
+    #[serde(rename = "type")]
+    pub kind: MatchKind,
+    #[serde(rename = "match")]
+    pub pattern: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MatchKind {
+    Regex,
+    Prefix,
+    Exact,
+    Contains,
 }
 
 /// What a source is; decides how it is asked.
@@ -294,11 +339,17 @@ impl FilterConfig {
                 ));
             }
             label_set(&s.labels, &at("labels"))?;
-            if s.kind == SourceKind::App && (s.used_only || s.filter_regex.is_some()) {
+            if s.kind == SourceKind::App
+                && (s.used_only || s.filter_regex.is_some() || s.families.is_some())
+            {
                 return Err(err(
                     at("kind"),
-                    "used_only and filter_regex are for envoy_admin",
+                    "used_only, filter_regex and families are for envoy_admin",
                 ));
+            }
+            if let Some(rules) = &s.families {
+                crate::exposition::FamilySelection::new(rules)
+                    .map_err(|e| err(at(&format!("families.{}", e.field)), e.error.to_string()))?;
             }
             if let Some(re) = &s.filter_regex {
                 FamilyFilter::new(re).map_err(|e| {
@@ -366,6 +417,7 @@ mod tests {
             labels: vec![],
             used_only: true,
             filter_regex: Some(r"^cluster\.(a|b)+ x&y".into()),
+            families: None,
         }
     }
 

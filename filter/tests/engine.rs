@@ -437,3 +437,51 @@ fn invalid_utf8_after_a_backslash_is_malformed() {
     assert_eq!(stats.malformed_lines, 1);
     assert_eq!(out, "# TYPE y untyped\ny{path=\"C:\\\\é\"} 2\n");
 }
+
+/// MeshMetric's rules act on Envoy's families (the first source) only, per family: the profile
+/// keeps, `exclude` drops, `include` adds back; an app's family of any name is never asked.
+#[test]
+fn the_lead_selection_keeps_envoys_families_by_the_rules_and_never_touches_the_apps() {
+    use meshmetrics_filter::config::{FamilyRules, MatchKind, Matcher, Profile};
+    use meshmetrics_filter::exposition::FamilySelection;
+    let envoy = b"# TYPE envoy_cluster_upstream_rq_total counter\nenvoy_cluster_upstream_rq_total{envoy_cluster_name=\"a\"} 3\n\
+# TYPE envoy_cluster_version gauge\nenvoy_cluster_version{envoy_cluster_name=\"a\"} 0\n\
+# TYPE envoy_server_live gauge\nenvoy_server_live 1\n\
+# TYPE envoy_cluster_default_total_match_count counter\nenvoy_cluster_default_total_match_count{envoy_cluster_name=\"a\"} 2\n";
+    let app = b"# TYPE envoy_cluster_version_of_app gauge\nenvoy_cluster_version_of_app 9\n";
+    let rules = FamilyRules {
+        profile: Profile::Basic,
+        exclude: vec![Matcher {
+            kind: MatchKind::Regex,
+            pattern: "envoy_cluster_.*".into(),
+        }],
+        include: vec![Matcher {
+            kind: MatchKind::Exact,
+            pattern: "envoy_cluster_default_total_match_count".into(),
+        }],
+    };
+    let selection = std::sync::Arc::new(FamilySelection::new(&rules).unwrap());
+    for format in [Format::Text, Format::OpenMetrics] {
+        let mut m = Merger::new();
+        m.begin(format, None);
+        m.select_lead(Some(selection.clone()));
+        m.add_source(envoy, Format::Text, &LabelSet::default());
+        m.add_source(app, Format::Text, &LabelSet::default());
+        let out = String::from_utf8(m.finish().to_vec()).unwrap();
+        assert!(
+            !out.contains("envoy_cluster_upstream_rq"),
+            "excluded: {out}"
+        );
+        assert!(!out.contains("envoy_cluster_version{"), "not Basic: {out}");
+        assert!(out.contains("envoy_server_live 1"), "Basic: {out}");
+        assert!(
+            out.contains("envoy_cluster_default_total_match_count"),
+            "included back: {out}"
+        );
+        assert!(
+            out.contains("envoy_cluster_version_of_app 9"),
+            "an app's: {out}"
+        );
+        assert_well_formed(&out, format);
+    }
+}

@@ -12,12 +12,13 @@
 //! families when the scrape ends ([`super::assemble`]).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use super::kind::Suffix;
 use super::resolve::{Placement, Resolver};
 use super::scan::Scanner;
 use super::side::{Region, SideArena};
-use super::{FamilyFilter, Format, Kind};
+use super::{FamilyFilter, FamilySelection, Format, Kind};
 
 /// Bytes the main arena keeps free beyond a source's expected output (see [`Merger::reserve`]).
 const HEADROOM: usize = 64 * 1024;
@@ -123,6 +124,8 @@ pub(crate) struct Header<'a> {
 pub struct Merger {
     pub(crate) format: Format,
     pub(crate) filter: Option<FamilyFilter>,
+    /// Which of the lead's (Envoy's) families are kept ([`Merger::select_lead`]).
+    pub(crate) lead_selection: Option<Arc<FamilySelection>>,
     /// The active arena: the main one, or a side chunk while a non-lead source is read.
     pub(crate) arena: Vec<u8>,
     /// The main arena while a side chunk is active.
@@ -186,6 +189,7 @@ impl Merger {
         Merger {
             format: Format::Text,
             filter: None,
+            lead_selection: None,
             arena: Vec::new(),
             parked: Vec::new(),
             side: SideArena::default(),
@@ -222,6 +226,7 @@ impl Merger {
         self.use_main();
         self.format = format;
         self.filter = filter;
+        self.lead_selection = None;
         self.arena.clear();
         self.side.clear();
         self.families.clear();
@@ -509,6 +514,12 @@ impl Merger {
             .map(|(i, _)| i)
     }
 
+    /// Keeps only the lead's (Envoy's) families `selection` keeps, in this scrape (call it after
+    /// [`Merger::begin`]). The apps' families are never asked: profiles are Envoy's.
+    pub fn select_lead(&mut self, selection: Option<Arc<FamilySelection>>) {
+        self.lead_selection = selection.filter(|s| !s.keeps_all());
+    }
+
     /// Creates a family of source `source`. A lead family is bound at once and its header
     /// written; the others are bound when the scrape ends.
     pub(crate) fn create(
@@ -521,11 +532,13 @@ impl Merger {
     ) -> u32 {
         // The filter sees the name text 0.0.4 gives the family (`rq_total` for a counter, the name
         // users query), whatever this scrape's format: a filter must not depend on `Accept`.
-        let filtered = self.filter.as_ref().is_some_and(|f| {
+        let selection = self.lead_selection.as_ref().filter(|_| source == 0);
+        let filtered = (self.filter.is_some() || selection.is_some()) && {
             let mut text_name = base.to_vec();
             text_name.extend_from_slice(kind.header_suffix(Format::Text));
-            !f.keeps(&text_name)
-        });
+            self.filter.as_ref().is_some_and(|f| !f.keeps(&text_name))
+                || selection.is_some_and(|s| !s.keeps(&text_name))
+        };
         let own = source != OWN_PRIORITY && base.starts_with(OWN_PREFIX);
         let unwritable = !super::names::is_legacy_metric_name(base);
         let id = self.families.len() as u32;

@@ -74,6 +74,7 @@ impl Merger {
     pub fn may_pass_lead(&self, labels: &LabelSet) -> bool {
         self.format == Format::Text
             && self.filter.is_none()
+            && self.lead_selection.is_none()
             && self.trusted_lead
             && labels.is_empty()
     }

@@ -28,6 +28,8 @@ pub(crate) struct Plugin {
     pub config: FilterConfig,
     pub labels: Vec<LabelSet>,
     pub self_labels: LabelSet,
+    /// Envoy's families the scrape keeps (its source's `families`), compiled once.
+    pub selection: Option<std::sync::Arc<crate::exposition::FamilySelection>>,
 }
 
 proxy_wasm::main! {{
@@ -107,6 +109,14 @@ impl RootContext for Root {
                 let labels = config.sources.iter().map(|s| s.label_set()).collect();
                 let self_labels = crate::config::label_set(&config.self_labels, "self_labels")
                     .unwrap_or_default();
+                // `from_json` compiled these rules already: an error here cannot happen.
+                let selection = config
+                    .sources
+                    .first()
+                    .filter(|s| s.kind == crate::config::SourceKind::EnvoyAdmin)
+                    .and_then(|s| s.families.as_ref())
+                    .and_then(|r| crate::exposition::FamilySelection::new(r).ok())
+                    .map(std::sync::Arc::new);
                 log(
                     LogLevel::Info,
                     &format!(
@@ -120,6 +130,7 @@ impl RootContext for Root {
                     config,
                     labels,
                     self_labels,
+                    selection,
                 }));
                 true
             }

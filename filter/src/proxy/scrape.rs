@@ -326,6 +326,7 @@ impl Scrape {
                 .is_some_and(|s| s.kind == SourceKind::EnvoyAdmin),
         );
         merger.begin(format, filter);
+        merger.select_lead(self.plugin.selection.clone());
         self.merger = Some(merger);
         self.head = head;
 

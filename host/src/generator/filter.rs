@@ -66,6 +66,7 @@ pub fn filter_config(e: &Effective, o: &Options) -> FilterConfig {
         },
         used_only: e.used_only,
         filter_regex: e.filter_regex.clone(),
+        families: None,
     }];
     for app in &e.apps {
         let mut labels = identity(e);
@@ -80,6 +81,7 @@ pub fn filter_config(e: &Effective, o: &Options) -> FilterConfig {
             labels,
             used_only: false,
             filter_regex: None,
+            families: None,
         });
     }
     FilterConfig {
