@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::diag::{Diagnostics, Invalid};
 use crate::resources::annotations;
+use crate::resources::meshmetric::{self, Backend, OpenTelemetryBackend, Policy};
 use crate::resources::metrics::{PrometheusConf, TlsMode};
 use crate::resources::permission::selects;
 use crate::resources::reader::Ctx;
@@ -60,11 +61,51 @@ pub struct Effective {
     pub allowed: Option<Vec<Allowed>>,
     /// The dataplane's inbound tags (for discovery labels).
     pub dataplane_tags: Vec<(String, String)>,
+    /// The Prometheus backend's `clientId` (MeshMetric): discovery gives this endpoint to that
+    /// client only (`Some("")`: the default client). `None`: every client (the legacy form).
+    pub client_id: Option<String>,
+    /// More Prometheus backends (MeshMetric): one listener each, answering the same scrape.
+    pub more: Vec<Endpoint>,
+    /// Which of Envoy's families a scrape keeps (MeshMetric's `sidecar` rules); `None`: all.
+    pub families: Option<meshmetrics_filter::config::FamilyRules>,
+    /// The MeshMetric policies that made this configuration, in the order they applied (empty:
+    /// the legacy `Mesh.metrics` settings did), and their merged `default`.
+    pub policies: Vec<String>,
+    pub policy: Option<Value>,
+    /// MeshMetric's OpenTelemetry backends.
+    pub otel: Vec<OpenTelemetryBackend>,
+}
+
+/// One more Prometheus listener of a proxy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Endpoint {
+    pub client_id: Option<String>,
+    pub port: u16,
+    pub path: String,
+    pub tls: TlsMode,
 }
 
 impl Effective {
+    /// Each Prometheus endpoint with its listener's name: this one (the first backend), then
+    /// [`Effective::more`], each as this configuration with its own port, path and TLS.
+    pub fn endpoints(&self) -> Vec<(String, Effective)> {
+        let mut first = self.clone();
+        first.more.clear();
+        let mut out = vec![(crate::generator::LISTENER.to_owned(), first)];
+        for m in &self.more {
+            let mut e = self.clone();
+            e.more.clear();
+            e.port = m.port;
+            e.path = m.path.clone();
+            e.tls = m.tls;
+            e.client_id = m.client_id.clone();
+            out.push((format!("{}_{}", crate::generator::LISTENER, m.port), e));
+        }
+        out
+    }
+
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "mesh": self.mesh,
             "dataplane": self.dataplane,
             "service": self.service,
@@ -81,7 +122,32 @@ impl Effective {
             "aggregate": self.apps.iter().map(|a| json!({
                 "name": a.name, "address": a.address, "port": a.port, "path": a.path
             })).collect::<Vec<_>>(),
-        })
+        });
+        if !self.policies.is_empty()
+            && let Value::Object(m) = &mut v
+        {
+            m.insert("clientId".into(), json!(self.client_id));
+            m.insert(
+                "moreBackends".into(),
+                self.more
+                    .iter()
+                    .map(|b| json!({"clientId": b.client_id, "port": b.port, "path": b.path, "tls": b.tls.as_str()}))
+                    .collect(),
+            );
+            m.insert("envoyFamilies".into(), json!(self.families));
+            m.insert(
+                "openTelemetry".into(),
+                self.otel
+                    .iter()
+                    .map(|o| json!({"endpoint": o.endpoint, "refreshIntervalSeconds": o.refresh_interval.as_secs_f64()}))
+                    .collect(),
+            );
+            m.insert(
+                "meshMetric".into(),
+                json!({"policies": self.policies, "merged": self.policy}),
+            );
+        }
+        v
     }
 }
 
@@ -217,6 +283,29 @@ fn compute(res: &Resources, dp: &Dataplane, diags: &mut Diagnostics) -> Option<E
         diags,
     };
     let overrides = annotations::read(&mut ctx, &dp.annotations);
+    if let Some(policy) = meshmetric::merge_for(&res.meshmetrics, dp) {
+        let legacy = [
+            (
+                mesh.and_then(|m| m.metrics.as_ref()).is_some(),
+                "the mesh's metrics.enabledBackend",
+            ),
+            (dp.metrics.is_some(), "its own metrics"),
+            (
+                overrides != annotations::Overrides::default(),
+                "its prometheus.metrics.kuma.io annotations",
+            ),
+        ];
+        for (_, what) in legacy.iter().filter(|(set, _)| *set) {
+            ctx.warn(
+                "metrics",
+                format!(
+                    "{what} do not apply: {} selects this proxy",
+                    policy.from.join(", ")
+                ),
+            );
+        }
+        return from_policy(res, dp, policy, &mut ctx);
+    }
 
     let mesh_conf = mesh.and_then(|m| m.metrics.clone());
     if mesh_conf.is_none() && dp.metrics.is_none() && overrides == annotations::Overrides::default()
@@ -265,11 +354,7 @@ fn compute(res: &Resources, dp: &Dataplane, diags: &mut Diagnostics) -> Option<E
         mode => mode,
     };
 
-    let default_app_address = if dp.apps_on_loopback {
-        "127.0.0.1".to_owned()
-    } else {
-        dp.address.clone().unwrap_or_else(|| "127.0.0.1".to_owned())
-    };
+    let default_app_address = default_app_address(dp);
     let mut apps = Vec::new();
     for a in conf.aggregate.iter().filter(|a| a.enabled != Some(false)) {
         let Some(app_port) = a.port else {
@@ -303,22 +388,6 @@ fn compute(res: &Resources, dp: &Dataplane, diags: &mut Diagnostics) -> Option<E
             );
         }
     }
-    let dataplane_tags: Vec<(String, String)> = dp
-        .inbound
-        .iter()
-        .flat_map(|i| i.tags.clone())
-        .fold(Vec::new(), |mut acc, t| {
-            if !acc.iter().any(|(k, _)| *k == t.0) {
-                acc.push(t);
-            }
-            acc
-        });
-    if let Some(bad) = dataplane_tags.iter().find(|(k, _)| k.is_empty()) {
-        ctx.error(
-            "networking.inbound.tags",
-            format!("empty tag name for value {:?}", bad.1),
-        );
-    }
     let allowed = (tls == TlsMode::ActiveMtlsBackend)
         .then(|| allowed_sources(res, &dp.mesh, &conf.tags, &mut ctx))
         .flatten();
@@ -340,8 +409,195 @@ fn compute(res: &Resources, dp: &Dataplane, diags: &mut Diagnostics) -> Option<E
         filter_regex: conf.filter_regex,
         used_only: conf.used_only.unwrap_or(false),
         apps,
-        dataplane_tags,
+        dataplane_tags: inbound_tags(dp, &mut ctx),
+        client_id: None,
+        more: Vec::new(),
+        families: None,
+        policies: Vec::new(),
+        policy: None,
+        otel: Vec::new(),
     })
+}
+
+/// The dataplane's inbound tags, the first inbound's value per name.
+fn inbound_tags(dp: &Dataplane, ctx: &mut Ctx<'_>) -> Vec<(String, String)> {
+    let tags: Vec<(String, String)> =
+        dp.inbound
+            .iter()
+            .flat_map(|i| i.tags.clone())
+            .fold(Vec::new(), |mut acc, t| {
+                if !acc.iter().any(|(k, _)| *k == t.0) {
+                    acc.push(t);
+                }
+                acc
+            });
+    if let Some(bad) = tags.iter().find(|(k, _)| k.is_empty()) {
+        ctx.error(
+            "networking.inbound.tags",
+            format!("empty tag name for value {:?}", bad.1),
+        );
+    }
+    tags
+}
+
+/// Where a dataplane's applications are by default: its own network namespace for a Pod, else
+/// its address.
+fn default_app_address(dp: &Dataplane) -> String {
+    if dp.apps_on_loopback {
+        "127.0.0.1".to_owned()
+    } else {
+        dp.address.clone().unwrap_or_else(|| "127.0.0.1".to_owned())
+    }
+}
+
+/// The endpoint's identity for TrafficPermission under `ActiveMTLSBackend` (the legacy
+/// backend's default tags).
+fn endpoint_tags() -> Vec<(String, String)> {
+    vec![("kuma.io/service".into(), "dataplane-metrics".into())]
+}
+
+/// A MeshMetric's TLS mode on this mesh: `ActiveMTLSBackend` needs the mesh's mTLS.
+fn tls_on_mesh(mode: TlsMode, mesh_has_mtls: bool, field: &str, ctx: &mut Ctx<'_>) -> TlsMode {
+    if mode == TlsMode::ActiveMtlsBackend && !mesh_has_mtls {
+        ctx.warn(
+            field,
+            "ActiveMTLSBackend, but the mesh has no mTLS enabled: metrics are served in plaintext",
+        );
+        return TlsMode::Disabled;
+    }
+    mode
+}
+
+/// The effective configuration from a merged MeshMetric policy (SPEC §10).
+fn from_policy(
+    res: &Resources,
+    dp: &Dataplane,
+    policy: Policy,
+    ctx: &mut Ctx<'_>,
+) -> Option<Effective> {
+    let mesh_has_mtls = res.mesh(&dp.mesh).is_some_and(|m| m.mtls_backend.is_some());
+    let mut prometheus = Vec::new();
+    let mut otel = Vec::new();
+    for (i, b) in policy.backends.iter().enumerate() {
+        match b {
+            Backend::Prometheus(p) => prometheus.push(Endpoint {
+                client_id: Some(p.client_id.clone().unwrap_or_default()),
+                port: p.port,
+                path: p.path.clone(),
+                tls: tls_on_mesh(
+                    p.tls,
+                    mesh_has_mtls,
+                    &format!("backends[{i}].prometheus.tls.mode"),
+                    ctx,
+                ),
+            }),
+            Backend::OpenTelemetry(o) => otel.push(o.clone()),
+        }
+    }
+    if prometheus.is_empty() {
+        ctx.error(
+            "metrics",
+            format!(
+                "{} selects this proxy, but names no Prometheus backend: there is nothing to serve a scrape on",
+                policy.from.join(", ")
+            ),
+        );
+        return None;
+    }
+    for e in &prometheus {
+        for i in &dp.inbound {
+            if i.port == e.port || i.service_port == Some(e.port) {
+                ctx.error(
+                    "metrics",
+                    format!(
+                        "{} is also an inbound port of the dataplane: pick another Prometheus backend port",
+                        e.port
+                    ),
+                );
+            }
+        }
+    }
+    let default_address = default_app_address(dp);
+    let apps: Vec<App> = policy
+        .applications
+        .iter()
+        .map(|a| App {
+            name: a.name.clone().unwrap_or_else(|| format!("app-{}", a.port)),
+            address: a.address.clone().unwrap_or_else(|| default_address.clone()),
+            port: a.port,
+            path: a.path.clone(),
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    for a in &apps {
+        if !seen.insert(a.name.clone()) {
+            ctx.error(
+                "applications",
+                format!(
+                    "two applications are named {:?}: names label their samples and must differ",
+                    a.name
+                ),
+            );
+        }
+        if prometheus.iter().any(|e| e.port == a.port) && is_local(&a.address, dp) {
+            ctx.error(
+                "applications",
+                format!(
+                    "{}:{} is a metrics listener itself: a scrape would fetch itself",
+                    a.address, a.port
+                ),
+            );
+        }
+    }
+    let first = prometheus.remove(0);
+    let tags = endpoint_tags();
+    let any_mtls = first.tls == TlsMode::ActiveMtlsBackend
+        || prometheus
+            .iter()
+            .any(|e| e.tls == TlsMode::ActiveMtlsBackend);
+    let allowed = any_mtls
+        .then(|| allowed_sources(res, &dp.mesh, &tags, ctx))
+        .flatten();
+    let families = meshmetrics_filter::config::FamilyRules {
+        profile: policy.profile,
+        exclude: policy.exclude.clone(),
+        include: policy.include.clone(),
+    };
+    Some(Effective {
+        allowed,
+        mesh: dp.mesh.clone(),
+        dataplane: dp.name.clone(),
+        id: dp.id(),
+        service: dp.service().unwrap_or(&dp.name).to_owned(),
+        address: if dp.apps_on_loopback {
+            "0.0.0.0".into()
+        } else {
+            dp.address.clone().unwrap_or_else(|| "0.0.0.0".into())
+        },
+        port: first.port,
+        path: first.path,
+        tags,
+        tls: first.tls,
+        filter_regex: None,
+        used_only: !policy.include_unused,
+        apps,
+        dataplane_tags: inbound_tags(dp, ctx),
+        client_id: first.client_id,
+        more: prometheus,
+        families: Some(families),
+        policies: policy.from,
+        policy: Some(policy.merged),
+        otel,
+    })
+}
+
+/// Whether `address` reaches the dataplane's own listeners.
+fn is_local(address: &str, dp: &Dataplane) -> bool {
+    let local = |addr: &str| {
+        addr.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
+    };
+    local(address) || dp.address.as_deref() == Some(address) || dp.address.is_none()
 }
 
 #[cfg(test)]

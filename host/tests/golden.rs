@@ -95,7 +95,11 @@ fn pushed_listener_provided_tls_and_remote_module() {
         sha256: "0123abcd".into(),
     };
     let r = generate(&e, &o).expect("generate");
-    let mut all = vec![json::to_json(&proto::any(&r.listener)).expect("listener")];
+    let mut all: Vec<_> = r
+        .listeners
+        .iter()
+        .map(|l| json::to_json(&proto::any(l)).expect("listener"))
+        .collect();
     all.extend(
         r.secrets
             .iter()

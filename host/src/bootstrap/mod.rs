@@ -96,7 +96,7 @@ pub fn bootstrap(e: &Effective, o: &Options) -> Result<Generated> {
         admin: Some(admin(o.admin_port)),
         layered_runtime: Some(runtime(o)),
         static_resources: Some(bootstrap::StaticResources {
-            listeners: vec![r.listener],
+            listeners: r.listeners,
             clusters: r.clusters,
             secrets: r.secrets,
         }),

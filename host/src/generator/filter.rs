@@ -66,7 +66,7 @@ pub fn filter_config(e: &Effective, o: &Options) -> FilterConfig {
         },
         used_only: e.used_only,
         filter_regex: e.filter_regex.clone(),
-        families: None,
+        families: e.families.clone(),
     }];
     for app in &e.apps {
         let mut labels = identity(e);

@@ -158,14 +158,15 @@ impl Options {
 /// One proxy's metrics resources.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProxyResources {
-    pub listener: Listener,
+    /// One per Prometheus backend, the first named [`LISTENER`].
+    pub listeners: Vec<Listener>,
     pub clusters: Vec<Cluster>,
     /// Pushed over SDS (empty when certificates come from files).
     pub secrets: Vec<Secret>,
     pub warnings: Vec<String>,
 }
 
-/// Builds one proxy's listener, clusters and secrets.
+/// Builds one proxy's listeners, clusters and secrets.
 pub fn generate(e: &Effective, o: &Options) -> Result<ProxyResources> {
     // Files are named after the dataplane (its certificate, its SDS file): never from a name
     // that could leave the directory, whatever built this `Effective`.
@@ -173,7 +174,39 @@ pub fn generate(e: &Effective, o: &Options) -> Result<ProxyResources> {
         anyhow::bail!("dataplane name {problem}: no file is named after it");
     }
     let mut warnings = Vec::new();
-    let tls = tls::downstream(e, o, &mut warnings)?;
+    let mut listeners = Vec::new();
+    let mut secrets: Vec<Secret> = Vec::new();
+    for (name, endpoint) in e.endpoints() {
+        let (mut listener, more) = metrics_listener(&endpoint, o, &mut warnings)?;
+        listener.name = name;
+        listeners.push(listener);
+        for s in more {
+            if !secrets.iter().any(|x| x.name == s.name) {
+                secrets.push(s);
+            }
+        }
+    }
+    let mut clusters = vec![cluster::single(ADMIN_CLUSTER, "127.0.0.1", o.admin_port)];
+    clusters.extend(
+        e.apps
+            .iter()
+            .map(|a| cluster::single(&app_cluster(&a.name), &a.address, a.port)),
+    );
+    Ok(ProxyResources {
+        listeners,
+        clusters,
+        secrets,
+        warnings,
+    })
+}
+
+/// The listener of one Prometheus endpoint, and the secrets it refers to.
+fn metrics_listener(
+    e: &Effective,
+    o: &Options,
+    warnings: &mut Vec<String>,
+) -> Result<(Listener, Vec<Secret>)> {
+    let tls = tls::downstream(e, o, warnings)?;
     let config = filter_config(e, o);
     let wasm = filter::http_filter(&config, o);
     let mtls = e.tls == TlsMode::ActiveMtlsBackend && tls.is_some();
@@ -205,16 +238,5 @@ pub fn generate(e: &Effective, o: &Options) -> Result<ProxyResources> {
         listener.per_connection_buffer_limit_bytes =
             Some(listener::stream_buffer_limit(config.max_scrape_bytes));
     }
-    let mut clusters = vec![cluster::single(ADMIN_CLUSTER, "127.0.0.1", o.admin_port)];
-    clusters.extend(
-        e.apps
-            .iter()
-            .map(|a| cluster::single(&app_cluster(&a.name), &a.address, a.port)),
-    );
-    Ok(ProxyResources {
-        listener,
-        clusters,
-        secrets,
-        warnings,
-    })
+    Ok((listener, secrets))
 }

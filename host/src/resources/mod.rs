@@ -8,6 +8,7 @@
 pub mod annotations;
 pub mod dataplane;
 pub mod mesh;
+pub mod meshmetric;
 pub mod metrics;
 pub mod names;
 pub mod permission;
@@ -29,6 +30,7 @@ pub struct Resources {
     pub meshes: Vec<Mesh>,
     pub dataplanes: Vec<Dataplane>,
     pub permissions: Vec<TrafficPermission>,
+    pub meshmetrics: Vec<meshmetric::MeshMetric>,
     pub diagnostics: Diagnostics,
 }
 
@@ -48,11 +50,15 @@ impl Resources {
         for doc in docs {
             r.read_one(doc);
         }
-        if r.meshes.is_empty() && r.dataplanes.is_empty() && r.permissions.is_empty() {
+        if r.meshes.is_empty()
+            && r.dataplanes.is_empty()
+            && r.permissions.is_empty()
+            && r.meshmetrics.is_empty()
+        {
             r.diagnostics.error(
                 "resources",
                 "",
-                "no resources: no Mesh, Dataplane, TrafficPermission or annotated workload in the files read",
+                "no resources: no Mesh, Dataplane, TrafficPermission, MeshMetric or annotated workload in the files read",
             );
         }
         r.refuse_duplicates();
@@ -127,6 +133,13 @@ impl Resources {
             }
         }
         let mut seen = std::collections::HashSet::new();
+        for p in &self.meshmetrics {
+            if !seen.insert((p.mesh.clone(), p.name.clone())) {
+                self.diagnostics
+                    .error(&p.resource, "name", "is used by another MeshMetric");
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
         for d in &self.dataplanes {
             if !seen.insert(d.id()) {
                 self.diagnostics.error(
@@ -179,6 +192,14 @@ impl Resources {
                     self.permissions
                         .push(permission::read(&mut ctx, name, mesh, spec));
                 }
+                "MeshMetric" => {
+                    let mesh = str_at("/metadata/labels/kuma.io~1mesh")
+                        .unwrap_or_else(|| "default".into());
+                    ctx.resource = format!("MeshMetric {mesh}/{name}");
+                    let spec = Obj::new(&mut ctx, v.get("spec"), "spec");
+                    self.meshmetrics
+                        .push(meshmetric::read(&mut ctx, name, mesh, spec));
+                }
                 k if WORKLOADS.contains(&k) => {
                     if let Some(dp) = dataplane::read_pod(&mut ctx, v, k) {
                         self.dataplanes.push(dp);
@@ -220,6 +241,14 @@ impl Resources {
                     let mesh = str_at("/mesh").unwrap_or_else(|| "default".into());
                     self.permissions
                         .push(permission::read(&mut ctx, name, mesh, body));
+                }
+                "MeshMetric" => {
+                    let mesh = str_at("/mesh").unwrap_or_else(|| "default".into());
+                    ctx.resource = format!("MeshMetric {mesh}/{name}");
+                    let spec = body.obj(&mut ctx, "spec");
+                    body.finish_strict(&mut ctx);
+                    self.meshmetrics
+                        .push(meshmetric::read(&mut ctx, name, mesh, spec));
                 }
                 _ => ctx.warn(
                     "type",

@@ -36,7 +36,7 @@ pub fn join(path: &str, key: &str) -> String {
     }
 }
 
-fn kind_of(v: &Value) -> &'static str {
+pub fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -171,6 +171,17 @@ impl<'a> Obj<'a> {
     /// Marks keys as known without reading them (fields of other products in the same resource).
     pub fn ignore(&mut self, keys: &[&'static str]) {
         self.known.extend_from_slice(keys);
+    }
+
+    /// An error for every key that was not asked for (resources whose every field we know,
+    /// where a misplaced field silently changes what the resource means).
+    pub fn finish_strict(self, ctx: &mut Ctx<'_>) {
+        let Some(map) = self.map else { return };
+        for key in map.keys() {
+            if !self.known.contains(&key.as_str()) {
+                ctx.error(&join(&self.path, key), "unknown field");
+            }
+        }
     }
 
     /// Warns about every key that was not asked for.

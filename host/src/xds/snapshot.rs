@@ -64,7 +64,11 @@ impl Snapshot {
             .chain(extra)
             .map(|c| (c.name.clone(), proto::any(c)))
             .collect();
-        let listeners = BTreeMap::from([(r.listener.name.clone(), proto::any(&r.listener))]);
+        let listeners = r
+            .listeners
+            .iter()
+            .map(|l| (l.name.clone(), proto::any(l)))
+            .collect();
         let secrets = r
             .secrets
             .iter()
