@@ -7,6 +7,7 @@ pub mod bootstrap;
 pub mod controlplane;
 pub mod diag;
 pub mod discovery;
+pub mod duration;
 pub mod effective;
 pub mod generator;
 mod http;

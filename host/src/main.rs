@@ -238,6 +238,10 @@ enum Command {
         /// The CA Prometheus trusts for an https --discovery (the control plane's CA).
         #[arg(long)]
         discovery_ca: Option<String>,
+        /// This Prometheus' MeshMetric `clientId`: discovery gives it the Prometheus backends
+        /// that name it (without: the backends that name none).
+        #[arg(long)]
+        client_id: Option<String>,
     },
     /// Signing keys and dataplane tokens: who may talk to the control plane.
     Generate {
@@ -689,6 +693,7 @@ fn run(cli: Cli) -> Result<()> {
             tls_key,
             discovery_token_file,
             discovery_ca,
+            client_id,
         } => {
             use meshmetrics::discovery::prometheus::{DiscoveryAuth, TlsFiles, scrape_config};
             if tls_cert.is_some() != tls_key.is_some() {
@@ -702,6 +707,7 @@ fn run(cli: Cli) -> Result<()> {
             let auth = DiscoveryAuth {
                 token_file: discovery_token_file,
                 ca: discovery_ca,
+                client_id,
             };
             print!(
                 "{}",

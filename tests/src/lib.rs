@@ -150,6 +150,9 @@ impl Proxy {
     pub fn start(backend: Backend, mut e: Effective, tune: impl FnOnce(&mut Options)) -> Proxy {
         e.address = "127.0.0.1".into();
         e.port = free_port();
+        for more in &mut e.more {
+            more.port = free_port();
+        }
         Proxy::start_exact(backend, e, tune)
     }
 

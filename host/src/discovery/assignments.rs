@@ -20,6 +20,10 @@ pub struct Assignment {
     pub metrics_path: String,
     /// The dataplane's tags, names sanitized to `[a-zA-Z0-9_]`.
     pub labels: Vec<(String, String)>,
+    /// Which discovery client gets it: `None` every client (the legacy form); `Some(id)` only
+    /// the client whose id (MADS `node.id`, http_sd `client_id`) is `id` (`""`: the default
+    /// client, which sends none), as MeshMetric's `clientId` says.
+    pub client: Option<String>,
 }
 
 /// Label names Prometheus accepts: every other character becomes `_`.
@@ -58,25 +62,28 @@ pub fn compute(res: &Resources) -> (Vec<Assignment>, Diagnostics) {
                 } else {
                     host
                 };
-                out.push(Assignment {
-                    mesh: e.mesh.clone(),
-                    service: e.service.clone(),
-                    dataplane: e.dataplane.clone(),
-                    // Both TLS modes need Prometheus to speak TLS itself (mTLS: with a client
-                    // certificate of the mesh, `meshmetrics ca issue`).
-                    scheme: if e.tls != TlsMode::Disabled {
-                        "https"
-                    } else {
-                        "http"
-                    },
-                    address: format!("{host}:{}", e.port),
-                    metrics_path: e.path.clone(),
-                    labels: e
-                        .dataplane_tags
-                        .iter()
-                        .map(|(k, v)| (sanitize(k), v.clone()))
-                        .collect(),
-                });
+                for (_, endpoint) in e.endpoints() {
+                    out.push(Assignment {
+                        mesh: e.mesh.clone(),
+                        service: e.service.clone(),
+                        dataplane: e.dataplane.clone(),
+                        // Both TLS modes need Prometheus to speak TLS itself (mTLS: with a
+                        // client certificate of the mesh, `meshmetrics ca issue`).
+                        scheme: if endpoint.tls != TlsMode::Disabled {
+                            "https"
+                        } else {
+                            "http"
+                        },
+                        address: format!("{host}:{}", endpoint.port),
+                        metrics_path: endpoint.path.clone(),
+                        labels: e
+                            .dataplane_tags
+                            .iter()
+                            .map(|(k, v)| (sanitize(k), v.clone()))
+                            .collect(),
+                        client: endpoint.client_id.clone(),
+                    });
+                }
             }
             Err(invalid) => diags.merge_unique(invalid.0),
         }
@@ -87,6 +94,11 @@ pub fn compute(res: &Resources) -> (Vec<Assignment>, Diagnostics) {
 pub const TYPE_URL: &str = "type.googleapis.com/kuma.observability.v1.MonitoringAssignment";
 
 impl Assignment {
+    /// Whether the discovery client `id` gets it (see [`Assignment::client`]).
+    pub fn for_client(&self, id: &str) -> bool {
+        self.client.as_deref().is_none_or(|c| c == id)
+    }
+
     fn labels_json(&self) -> Value {
         Value::Object(
             self.labels

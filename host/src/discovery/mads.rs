@@ -67,14 +67,16 @@ impl DiscoveryRequest {
     }
 }
 
-/// The answer for `version` with these assignments.
+/// The answer for `version` with these assignments, for the client `client` (its node id).
 pub fn response(
     version: &str,
     assignments: &[Assignment],
     meshes: &std::collections::HashSet<String>,
+    client: &str,
 ) -> Value {
     let resources: Vec<Value> = assignments
         .iter()
+        .filter(|a| a.for_client(client))
         .filter(|a| meshes.is_empty() || meshes.contains(&a.mesh))
         .map(Assignment::to_mads)
         .collect();
@@ -91,38 +93,10 @@ pub const MAX_FETCH_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A Go-style duration (`30s`, `1m`, `500ms`, `1m30s`), as Prometheus writes `fetch-timeout`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration (e.g. 30s, 1m, 500ms)");
-    let too_long = || format!("{s:?} is longer than the 5m a long-poll may hold");
-    let mut total = Duration::ZERO;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .ok_or_else(bad)?;
-        let value: f64 = rest[..n].parse().map_err(|_| bad())?;
-        if !value.is_finite() || value > MAX_FETCH_TIMEOUT.as_secs_f64() * 1000.0 {
-            return Err(too_long());
-        }
-        let unit_len = rest[n..]
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len() - n);
-        let unit = &rest[n..n + unit_len];
-        let secs = match unit {
-            "ms" => value / 1000.0,
-            "s" => value,
-            "m" => value * 60.0,
-            "h" => value * 3600.0,
-            _ => return Err(bad()),
-        };
-        // Each part is at most 5m·1000 in its unit: no overflow, no panic.
-        total = total.saturating_add(Duration::try_from_secs_f64(secs).map_err(|_| bad())?);
-        rest = &rest[n + unit_len..];
-    }
+    let total = crate::duration::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a duration (e.g. 30s, 1m, 500ms)"))?;
     if total > MAX_FETCH_TIMEOUT {
-        return Err(too_long());
+        return Err(format!("{s:?} is longer than the 5m a long-poll may hold"));
     }
     Ok(total)
 }

@@ -4,7 +4,13 @@
 //!
 //! - `POST /v3/discovery:monitoringassignments[?fetch-timeout=30s]` — MADS, long-polled: a client
 //!   that already has the current version waits for the next one, or gets 304 at the deadline.
-//! - `GET /sd[?mesh=<name>]` — Prometheus `http_sd_configs`, labels under `__meta_kuma_*`.
+//! - `GET /sd[?mesh=<name>][&client_id=<id>]` — Prometheus `http_sd_configs`, labels under
+//!   `__meta_kuma_*`.
+//!
+//! A MeshMetric Prometheus backend with a `clientId` is given only to that client (MADS: the
+//! request's `node.id`, which is Prometheus' `kuma_sd_configs.client_id`; http_sd: `client_id`);
+//! one without, only to the default client (no id). The legacy form's endpoints go to every
+//! client.
 
 pub mod assignments;
 pub mod mads;
@@ -161,10 +167,12 @@ pub async fn answer(
     match (req.method(), path.as_str()) {
         (&Method::GET, "/sd") => {
             let mesh = query_param(&req, "mesh");
+            let client = query_param(&req, "client_id").unwrap_or_default();
             let snap = rx.borrow().clone();
             let groups: Vec<_> = snap
                 .assignments
                 .iter()
+                .filter(|a| a.for_client(&client))
                 .filter(|a| mesh.as_ref().is_none_or(|m| *m == a.mesh))
                 .map(Assignment::to_http_sd)
                 .collect();
@@ -231,6 +239,7 @@ pub async fn answer(
                 &snap.version.to_string(),
                 &snap.assignments,
                 &request.resource_names,
+                &request.node_id,
             );
             respond(
                 StatusCode::OK,

@@ -22,6 +22,8 @@ pub struct DiscoveryAuth {
     pub token_file: Option<String>,
     /// The CA of an https discovery endpoint (the control plane's).
     pub ca: Option<String>,
+    /// The MeshMetric `clientId` this Prometheus is (`/sd?client_id=`).
+    pub client_id: Option<String>,
 }
 
 pub fn scrape_config(
@@ -32,6 +34,18 @@ pub fn scrape_config(
     auth: &DiscoveryAuth,
 ) -> String {
     let discovery = discovery.trim_end_matches('/');
+    let query = auth
+        .client_id
+        .as_deref()
+        .map(|id| {
+            format!(
+                "?{}",
+                form_urlencoded::Serializer::new(String::new())
+                    .append_pair("client_id", id)
+                    .finish()
+            )
+        })
+        .unwrap_or_default();
     let mut sd_auth = String::new();
     if let Some(t) = &auth.token_file {
         sd_auth.push_str(&format!(
@@ -64,7 +78,7 @@ pub fn scrape_config(
   scrape_interval: {interval}
   honor_labels: true
   http_sd_configs:
-  - url: {discovery}/sd
+  - url: {discovery}/sd{query}
     refresh_interval: {interval}
 {sd_auth}  relabel_configs:
   - source_labels: [__meta_kuma_mesh]
