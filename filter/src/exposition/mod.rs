@@ -135,6 +135,8 @@ pub use merge::{Limits, Merger};
 pub use names::is_legacy_label_name;
 pub use passing::{Passed, Passing};
 pub use rewrite::{LeadStream, SourceReader};
-pub use select::{FamilySelection, Matchers, SelectionError};
+pub use select::{
+    BASIC_CONTAINS, BASIC_EXACT, BASIC_PREFIXES, FamilySelection, Matchers, SelectionError,
+};
 pub use selfmetrics::{SourceReport, render_self_metrics};
 pub use stats::SourceStats;
