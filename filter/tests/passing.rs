@@ -4,7 +4,10 @@
 
 mod support;
 
-use meshmetrics_filter::exposition::{Format, LabelSet, Limits, Merger, Passed};
+use std::sync::Arc;
+
+use meshmetrics_filter::config::{FamilyRules, MatchKind, Matcher, Profile};
+use meshmetrics_filter::exposition::{FamilySelection, Format, LabelSet, Limits, Merger, Passed};
 use proptest::prelude::*;
 use support::assert_well_formed;
 
@@ -24,12 +27,23 @@ envoy_c 5
 /// passes untouched or is replaced; the engine takes over at the first family it must merge.
 /// Returns the bytes sent, and for each piece whether it left untouched.
 fn pass(lead: &[&[u8]], apps: &[&[u8]], limits: Limits) -> (Vec<u8>, Vec<bool>) {
+    pass_selected(lead, apps, limits, None)
+}
+
+/// [`pass`], with the scrape's rules on Envoy's families.
+fn pass_selected(
+    lead: &[&[u8]],
+    apps: &[&[u8]],
+    limits: Limits,
+    selection: Option<Arc<FamilySelection>>,
+) -> (Vec<u8>, Vec<bool>) {
     let none = LabelSet::default();
     let app_labels = LabelSet::new([("service", "web")]).unwrap();
     let mut m = Merger::new();
     m.set_limits(limits);
     m.trust_lead(true);
     m.begin(Format::Text, None);
+    m.select_lead(selection);
     for (i, app) in apps.iter().enumerate() {
         m.add_source_at(i as u16 + 1, app, Format::Text, &app_labels);
     }
@@ -41,7 +55,7 @@ fn pass(lead: &[&[u8]], apps: &[&[u8]], limits: Limits) -> (Vec<u8>, Vec<bool>) 
     let take =
         |m: &mut Merger, piece: &[u8], p: Passed, passing: &mut Option<_>, sent: &mut Vec<u8>| {
             sent.extend_from_slice(&p.front);
-            sent.extend_from_slice(&piece[..p.keep]);
+            p.kept(piece).for_each(|run| sent.extend_from_slice(run));
             p.engine_from.map(|from| {
                 let mut s = m.take_over(passing.take().unwrap(), Format::Text, &none);
                 m.feed_lead(&mut s, &piece[from..]);
@@ -78,11 +92,21 @@ fn pass(lead: &[&[u8]], apps: &[&[u8]], limits: Limits) -> (Vec<u8>, Vec<bool>) 
 
 /// The buffered scrape of the same sources.
 fn buffered(lead: &[u8], apps: &[&[u8]], limits: Limits) -> Vec<u8> {
+    buffered_selected(lead, apps, limits, None)
+}
+
+fn buffered_selected(
+    lead: &[u8],
+    apps: &[&[u8]],
+    limits: Limits,
+    selection: Option<Arc<FamilySelection>>,
+) -> Vec<u8> {
     let app_labels = LabelSet::new([("service", "web")]).unwrap();
     let mut m = Merger::new();
     m.set_limits(limits);
     m.trust_lead(true);
     m.begin(Format::Text, None);
+    m.select_lead(selection);
     m.add_source_at(0, lead, Format::Text, &LabelSet::default());
     for (i, app) in apps.iter().enumerate() {
         m.add_source_at(i as u16 + 1, app, Format::Text, &app_labels);
@@ -335,8 +359,104 @@ fn app() -> impl Strategy<Value = Vec<u8>> {
     })
 }
 
+/// Rules on the families `envoy_like` writes: each drops some, keeps some.
+fn selection(i: usize) -> Arc<FamilySelection> {
+    let m = |kind, pattern: &str| Matcher {
+        kind,
+        pattern: pattern.to_owned(),
+    };
+    let rules = match i % 4 {
+        0 => FamilyRules {
+            profile: Profile::All,
+            exclude: vec![m(MatchKind::Contains, "rq")],
+            include: vec![],
+        },
+        1 => FamilyRules {
+            profile: Profile::None,
+            exclude: vec![],
+            include: vec![m(MatchKind::Prefix, "envoy_")],
+        },
+        2 => FamilyRules {
+            profile: Profile::Basic,
+            exclude: vec![],
+            include: vec![m(MatchKind::Exact, "g")],
+        },
+        _ => FamilyRules {
+            profile: Profile::All,
+            exclude: vec![m(MatchKind::Regex, "^l"), m(MatchKind::Contains, "_x")],
+            include: vec![m(MatchKind::Contains, "count")],
+        },
+    };
+    Arc::new(FamilySelection::new(&rules).unwrap())
+}
+
+#[test]
+fn families_the_rules_drop_are_left_out_as_they_pass() {
+    let rules = FamilyRules {
+        profile: Profile::All,
+        exclude: vec![
+            Matcher {
+                kind: MatchKind::Exact,
+                pattern: "envoy_b".into(),
+            },
+            Matcher {
+                kind: MatchKind::Prefix,
+                pattern: "process_".into(),
+            },
+        ],
+        include: vec![],
+    };
+    let sel = Arc::new(FamilySelection::new(&rules).unwrap());
+    let want = "# TYPE envoy_a counter\nenvoy_a{envoy_cluster_name=\"x\"} 1\nenvoy_a{envoy_cluster_name=\"y\"} 2\n# TYPE envoy_c gauge\nenvoy_c 5\n";
+    let body = ENVOY.as_bytes();
+    // Wherever Envoy's answer is cut: inside a dropped family, inside its header, on a line.
+    for at in 0..=body.len() {
+        let (sent, untouched) = pass_selected(
+            &[&body[..at], &body[at..]],
+            &[],
+            Limits::UNLIMITED,
+            Some(sel.clone()),
+        );
+        assert_eq!(text(&sent), want, "cut at {at}");
+        assert!(untouched.contains(&false), "something was dropped");
+    }
+    assert_eq!(
+        text(&buffered_selected(body, &[], Limits::UNLIMITED, Some(sel))),
+        want
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    /// With the scrape's rules on Envoy's families, passing drops the families they drop, as
+    /// they pass, and sends the buffered scrape's bytes (which the engine filters itself).
+    #[test]
+    fn passing_with_rules_sends_what_the_buffered_scrape_writes(
+        lead in envoy_like(),
+        apps in prop::collection::vec(app(), 0..3),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+        rules in 0usize..4,
+        limited in prop::option::of((0usize..400, 0usize..800)),
+    ) {
+        let limits = match limited {
+            None => Limits::UNLIMITED,
+            Some((source_bytes, scrape_bytes)) => Limits { source_bytes, scrape_bytes },
+        };
+        let mut at: Vec<usize> = cuts.iter().map(|c| c.index(lead.len() + 1)).collect();
+        at.push(0);
+        at.push(lead.len());
+        at.sort_unstable();
+        let pieces: Vec<&[u8]> = at.windows(2).map(|w| &lead[w[0]..w[1]]).collect();
+        let apps: Vec<&[u8]> = apps.iter().map(Vec::as_slice).collect();
+        let (sent, _) = pass_selected(&pieces, &apps, limits, Some(selection(rules)));
+        let sent = text(&sent);
+        assert_well_formed(sent, Format::Text);
+        if limited.is_none() {
+            let expected = buffered_selected(&lead, &apps, limits, Some(selection(rules)));
+            prop_assert_eq!(sent, text(&expected));
+        }
+    }
 
     /// Whatever the apps share with Envoy, and wherever Envoy's answer is cut, passing its free
     /// families untouched sends the buffered scrape's bytes; within a budget, a valid

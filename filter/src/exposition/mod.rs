@@ -137,6 +137,7 @@ pub use passing::{Passed, Passing};
 pub use rewrite::{LeadStream, SourceReader};
 pub use select::{
     BASIC_CONTAINS, BASIC_EXACT, BASIC_PREFIXES, FamilySelection, Matchers, SelectionError,
+    envoy_filter,
 };
 pub use selfmetrics::{SourceReport, render_self_metrics};
 pub use stats::SourceStats;

@@ -29,6 +29,18 @@ use super::stats::SourceStats;
 /// lines by the source's share) rather than be held here.
 const MAX_HELD: usize = 64 * 1024;
 
+/// What becomes of a family of the lead, judged by its `# TYPE` line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    /// It leaves as Envoy wrote it.
+    Pass,
+    /// The scrape's rules (MeshMetric's profiles, `exclude`, `include`) drop it: its header and
+    /// samples are left out, unread.
+    Drop,
+    /// The engine reads it and the rest of the lead.
+    Engine,
+}
+
 /// The lead passing untouched, piece by piece ([`Merger::pass_lead`]).
 #[derive(Debug, Default)]
 pub struct Passing {
@@ -46,17 +58,22 @@ pub struct Passing {
     /// Envoy's body was cut ([`Passing::cut`]) and the line begun downstream is ended: nothing
     /// more passes.
     cut: bool,
+    /// The family being read is dropped (by the scrape's rules): its lines do not leave.
+    dropping: bool,
 }
 
-/// What leaves for one piece of the lead: `front`, then the piece's first `keep` bytes; then,
-/// with `engine_from`, the engine reads [`Passing`]'s held bytes and the piece from there on
-/// ([`Merger::take_over`]).
+/// What leaves for one piece of the lead: `front`, then the piece's first `keep` bytes but the
+/// `drop` ranges; then, with `engine_from`, the engine reads [`Passing`]'s held bytes and the
+/// piece from there on ([`Merger::take_over`]).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Passed {
     /// Held bytes of earlier pieces that go first: a comment line now known to pass.
     pub front: Vec<u8>,
     /// How many bytes of the piece follow them.
     pub keep: usize,
+    /// Ranges of the piece's first `keep` bytes that do not leave (families the scrape's rules
+    /// drop), in order, apart.
+    pub drop: Vec<(usize, usize)>,
     /// Where the engine takes over the piece.
     pub engine_from: Option<usize>,
 }
@@ -64,17 +81,33 @@ pub struct Passed {
 impl Passed {
     /// The piece of `size` bytes leaves exactly as it came.
     pub fn unchanged(&self, size: usize) -> bool {
-        self.front.is_empty() && self.keep == size && self.engine_from.is_none()
+        self.front.is_empty()
+            && self.keep == size
+            && self.engine_from.is_none()
+            && self.drop.is_empty()
+    }
+
+    /// The bytes of `piece` that leave, in order (`front` aside): for tests and hosts that
+    /// copy.
+    pub fn kept<'p>(&self, piece: &'p [u8]) -> impl Iterator<Item = &'p [u8]> {
+        let mut at = 0;
+        let mut runs = Vec::with_capacity(self.drop.len() + 1);
+        for &(from, to) in &self.drop {
+            runs.push(&piece[at..from]);
+            at = to;
+        }
+        runs.push(&piece[at..self.keep]);
+        runs.into_iter().filter(|r| !r.is_empty())
     }
 }
 
 impl Merger {
     /// Whether the lead, with `labels` added to its samples, may pass untouched in this scrape:
-    /// Prometheus text out, no `filter`, no labels, Envoy's own renderer.
+    /// Prometheus text out, no `filter`, no labels, Envoy's own renderer. (Families the
+    /// scrape's MeshMetric rules drop are dropped whole as they pass.)
     pub fn may_pass_lead(&self, labels: &LabelSet) -> bool {
         self.format == Format::Text
             && self.filter.is_none()
-            && self.lead_selection.is_none()
             && self.trusted_lead
             && labels.is_empty()
     }
@@ -92,25 +125,36 @@ impl Merger {
             passed: 0,
             allowance: self.allowance(0),
             cut: false,
+            dropping: false,
         }
     }
 
-    /// Whether a lead comment line (`line`, its newline left out) may pass: a `# TYPE` of a
-    /// family none of whose names an app may take, not the filter's own.
-    fn lets_pass(&mut self, line: &[u8]) -> bool {
+    /// What becomes of the family a lead comment line (`line`, its newline left out) starts:
+    /// a `# TYPE` of a family the scrape's rules drop is dropped whole, one none of whose names
+    /// an app may take (and not the filter's own) passes, anything else goes to the engine.
+    fn lets_pass(&mut self, line: &[u8]) -> Verdict {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Line::Type { name, word } = self.scanner.scan(line, Format::Text, b"") else {
-            return false;
+            return Verdict::Engine;
         };
         let Some((kind, base)) = Kind::declare(name, word, Format::Text) else {
-            return false;
+            return Verdict::Engine;
         };
         if base.starts_with(OWN_PREFIX) {
-            return false;
+            return Verdict::Engine;
+        }
+        // Envoy's `# TYPE` names the family as text 0.0.4 does (`rq_total` for a counter): the
+        // name the rules are asked about (as `Merger::create` asks them).
+        if self.lead_selection.as_ref().is_some_and(|s| !s.keeps(name)) {
+            return Verdict::Drop;
         }
         let mut shared = false;
         names_of(base, kind, self.format, |n| shared |= self.app_may_take(n));
-        !shared
+        if shared {
+            Verdict::Engine
+        } else {
+            Verdict::Pass
+        }
     }
 
     /// Ends a lead that passed to its end: its share is charged, and it reports what it read.
@@ -141,7 +185,12 @@ impl Passing {
                 }
                 (false, None) => out.keep = piece.len(),
             }
-            self.passed += out.keep;
+            if self.dropping && out.keep > 0 {
+                // The line begun is a dropped family's: it was never sent, nothing to end.
+                out.drop.push((0, out.keep));
+            } else {
+                self.passed += out.keep;
+            }
             return out;
         }
         let mut out = Passed::default();
@@ -156,22 +205,34 @@ impl Passing {
             };
             let partial = self.held.len();
             self.held.extend_from_slice(&piece[..nl]);
-            let passes = merger.lets_pass(&self.held);
-            if passes {
+            let verdict = merger.lets_pass(&self.held);
+            if verdict != Verdict::Engine {
                 self.header.clear();
                 self.header.extend_from_slice(&self.held);
                 self.header.push(b'\n');
             }
             self.held.truncate(partial);
-            if !passes {
-                out.engine_from = Some(0);
-                return out;
+            match verdict {
+                Verdict::Engine => {
+                    out.engine_from = Some(0);
+                    return out;
+                }
+                // The held start goes first; the piece follows whole.
+                Verdict::Pass => {
+                    out.front = std::mem::take(&mut self.held);
+                    self.dropping = false;
+                }
+                // It was never sent: it is dropped with the rest of its family.
+                Verdict::Drop => {
+                    self.held.clear();
+                    self.dropping = true;
+                }
             }
-            // The held start goes first; the piece follows whole.
-            out.front = std::mem::take(&mut self.held);
             from = nl + 1;
         }
         out.keep = piece.len();
+        // Where the family being dropped began in this piece.
+        let mut dropping_from = self.dropping.then_some(0);
         let mut at = from;
         while let Some(i) = memchr::memchr(b'#', &piece[at..]) {
             let p = at + i;
@@ -189,19 +250,42 @@ impl Passing {
                 out.keep = p;
                 break;
             };
-            if !merger.lets_pass(&piece[p..p + len]) {
-                out.keep = p;
-                out.engine_from = Some(p);
-                break;
+            let verdict = merger.lets_pass(&piece[p..p + len]);
+            match verdict {
+                Verdict::Engine => {
+                    out.keep = p;
+                    out.engine_from = Some(p);
+                    break;
+                }
+                Verdict::Pass => {
+                    if let Some(start) = dropping_from.take() {
+                        out.drop.push((start, p));
+                    }
+                    self.dropping = false;
+                }
+                Verdict::Drop => {
+                    dropping_from.get_or_insert(p);
+                    self.dropping = true;
+                }
             }
             self.header.clear();
             self.header.extend_from_slice(&piece[p..=p + len]);
             at = p + len + 1;
         }
+        if let Some(start) = dropping_from
+            && start < out.keep
+        {
+            out.drop.push((start, out.keep));
+        }
+        if out.engine_from.is_some() {
+            // The engine reads on from a header of its own: nothing is being dropped here.
+            self.dropping = false;
+        }
         if let Some(&last) = piece.last() {
             self.line_start = last == b'\n';
         }
-        self.passed += out.front.len() + out.keep;
+        let dropped: usize = out.drop.iter().map(|(a, b)| b - a).sum();
+        self.passed += out.front.len() + out.keep - dropped;
         out
     }
 
@@ -211,7 +295,8 @@ impl Passing {
     pub fn cut(&mut self, piece: &[u8]) -> usize {
         let at_line_start = self.line_start || !self.held.is_empty();
         self.held.clear();
-        if self.cut || at_line_start {
+        // A line of a dropped family was never begun downstream.
+        if self.cut || at_line_start || self.dropping {
             self.cut = true;
             self.line_start = true;
             return 0;
@@ -232,14 +317,26 @@ impl Passing {
     pub fn end(&mut self, merger: &mut Merger) -> Passed {
         let mut out = Passed::default();
         if self.held.is_empty() {
-            if !self.line_start {
+            // A last line of a dropped family was not sent: nothing to end.
+            if !self.line_start && !self.dropping {
                 out.front = b"\n".to_vec();
             }
             return out;
         }
-        if self.held.last() == Some(&b'\r') || !merger.lets_pass(&self.held) {
+        if self.held.last() == Some(&b'\r') {
             out.engine_from = Some(0);
             return out;
+        }
+        match merger.lets_pass(&self.held) {
+            Verdict::Engine => {
+                out.engine_from = Some(0);
+                return out;
+            }
+            Verdict::Drop => {
+                self.held.clear();
+                return out;
+            }
+            Verdict::Pass => {}
         }
         out.front = std::mem::take(&mut self.held);
         out.front.push(b'\n');

@@ -183,6 +183,99 @@ impl FamilySelection {
     }
 }
 
+/// A regex on Envoy's stat names (its admin's `filter`) that every stat whose family `rules`
+/// could keep matches: Envoy then renders only those, and the engine keeps exactly what the
+/// rules keep. `None` when no such narrowing is known (the All profile: `exclude` cannot be
+/// said as a regex RE2 runs; or a rule with no literal to require).
+///
+/// A family's name is `envoy_` + the stat's name with its tag values taken out and `.` written
+/// `_`. So a literal a family name must hold, split at `_`, is a sequence of tokens the stat's
+/// name holds in the same order, maybe with tag values between them: `cluster.*upstream.*rq`
+/// for `envoy_cluster_upstream_rq_.*`. A token that could be part of the `envoy_` prefix is not
+/// required (a `Contains` may start in it).
+pub fn envoy_filter(rules: &FamilyRules) -> Option<String> {
+    let mut alternatives = Vec::new();
+    match rules.profile {
+        Profile::All => return None,
+        Profile::None => {}
+        Profile::Basic => {
+            for c in BASIC_CONTAINS {
+                alternatives.push(stat_pattern(MatchKind::Contains, c)?);
+            }
+            for e in BASIC_EXACT {
+                alternatives.push(stat_pattern(MatchKind::Exact, e)?);
+            }
+            for p in BASIC_PREFIXES {
+                alternatives.push(stat_pattern(MatchKind::Prefix, p)?);
+            }
+        }
+    }
+    for m in &rules.include {
+        alternatives.push(stat_pattern(m.kind, &m.pattern)?);
+    }
+    if alternatives.is_empty() {
+        // Nothing of Envoy's is kept: a stat name is never empty.
+        return Some("^$".into());
+    }
+    alternatives.sort();
+    alternatives.dedup();
+    Some(alternatives.join("|"))
+}
+
+/// The stat-name regex one rule needs (see [`envoy_filter`]); `None`: it needs nothing known.
+fn stat_pattern(kind: MatchKind, pattern: &str) -> Option<String> {
+    let (literal, anchored) = match kind {
+        MatchKind::Prefix | MatchKind::Exact => (pattern, true),
+        MatchKind::Contains => (pattern, false),
+        MatchKind::Regex => regex_literal(pattern)?,
+    };
+    let literal = if anchored {
+        match literal.strip_prefix("envoy_") {
+            Some(rest) => rest,
+            // Every family of Envoy's starts `envoy_`: this rule keeps none of them.
+            None if !"envoy_".starts_with(literal) => return Some("^$".into()),
+            None => return None,
+        }
+    } else {
+        literal
+    };
+    let tokens: Vec<&str> = literal
+        .split('_')
+        .filter(|t| !t.is_empty())
+        .filter(|t| anchored || !"envoy".contains(t))
+        .collect();
+    if tokens.is_empty()
+        || tokens
+            .iter()
+            .any(|t| !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b':'))
+    {
+        return None;
+    }
+    let caret = if anchored { "^" } else { "" };
+    Some(format!("{caret}{}", tokens.join(".*")))
+}
+
+/// The literal a regex's every match starts with, and whether it is anchored at the start;
+/// `None` when it has alternatives (a `|`) or no literal start.
+fn regex_literal(pattern: &str) -> Option<(&str, bool)> {
+    if pattern.contains('|') {
+        return None;
+    }
+    let (rest, anchored) = match pattern.strip_prefix('^') {
+        Some(r) => (r, true),
+        None => (pattern, false),
+    };
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .unwrap_or(rest.len());
+    // A quantifier after the literal makes its last character optional.
+    let end = match rest[end..].chars().next() {
+        Some('*' | '?' | '{') => end.saturating_sub(1),
+        _ => end,
+    };
+    (end > 0).then(|| (&rest[..end], anchored))
+}
+
 fn basic_profile() -> Matchers {
     let list = |kind: MatchKind, patterns: &[&str]| {
         patterns
@@ -288,6 +381,79 @@ mod tests {
         assert!(s.keeps(b"aaa"));
         assert!(s.keeps(b"xbbcx"));
         assert!(!s.keeps(b"bc"));
+    }
+
+    #[test]
+    fn envoy_renders_only_what_the_rules_can_keep() {
+        let none = |include: Vec<Matcher>| FamilyRules {
+            profile: Profile::None,
+            exclude: vec![],
+            include,
+        };
+        assert_eq!(
+            envoy_filter(&none(vec![m(
+                MatchKind::Regex,
+                "envoy_cluster_upstream_rq_.*"
+            )]))
+            .as_deref(),
+            Some("cluster.*upstream.*rq")
+        );
+        assert_eq!(
+            envoy_filter(&none(vec![
+                m(MatchKind::Prefix, "envoy_server_"),
+                m(MatchKind::Contains, "voy_http_downstream"),
+                m(MatchKind::Exact, "envoy_cluster_upstream_cx_total"),
+            ]))
+            .as_deref(),
+            Some("^cluster.*upstream.*cx.*total|^server|http.*downstream")
+        );
+        // Nothing of Envoy's: a stat name is never empty.
+        assert_eq!(envoy_filter(&none(vec![])).as_deref(), Some("^$"));
+        assert_eq!(
+            envoy_filter(&none(vec![m(MatchKind::Prefix, "app_")])).as_deref(),
+            Some("^$")
+        );
+        // What cannot be said: All (exclude only), an alternation, no literal.
+        for include in [
+            m(MatchKind::Regex, "a|b"),
+            m(MatchKind::Regex, ".*rq"),
+            m(MatchKind::Prefix, "env"),
+            m(MatchKind::Contains, "envoy_"),
+        ] {
+            assert_eq!(
+                envoy_filter(&none(vec![include.clone()])),
+                None,
+                "{include:?}"
+            );
+        }
+        assert_eq!(
+            envoy_filter(&FamilyRules {
+                profile: Profile::All,
+                exclude: vec![m(MatchKind::Contains, "x")],
+                include: vec![],
+            }),
+            None
+        );
+        // Basic: Kuma's list, as stat-name literals.
+        let basic = envoy_filter(&FamilyRules {
+            profile: Profile::Basic,
+            exclude: vec![],
+            include: vec![],
+        })
+        .unwrap();
+        assert!(
+            basic.contains("^server") && basic.contains("rq.*time"),
+            "{basic}"
+        );
+        let re = regex_lite::Regex::new(&basic).unwrap();
+        for stat in [
+            "cluster.backend.upstream_rq_time",
+            "server.live",
+            "cluster.backend.membership_healthy",
+            "http.ingress.downstream_cx_active",
+        ] {
+            assert!(re.is_match(stat), "{stat}");
+        }
     }
 
     #[test]

@@ -698,7 +698,14 @@ fn step(merger: &mut Merger, st: &mut Streaming, labels: &LabelSet, window: &[u8
     } else if let Some(passing) = st.passing.as_mut() {
         let p = passing.piece(merger, window);
         out.put(&p.front);
-        out.keep(p.keep);
+        // Families the scrape's rules drop do not leave: what follows them is copied.
+        let mut at = 0;
+        for &(from, to) in &p.drop {
+            out.keep(from - at);
+            out.consume(to - from);
+            at = to;
+        }
+        out.keep(p.keep - at);
         // The rest is held by `passing` or read by the engine from `engine_from` on.
         out.consume(window.len() - p.keep);
         if let Some(from) = p.engine_from {

@@ -65,7 +65,13 @@ pub fn filter_config(e: &Effective, o: &Options) -> FilterConfig {
             Vec::new()
         },
         used_only: e.used_only,
-        filter_regex: e.filter_regex.clone(),
+        // MeshMetric's rules: Envoy renders only the stats whose families they could keep
+        // (a superset, said as its admin's `filter`); the filter keeps exactly theirs.
+        filter_regex: e.filter_regex.clone().or_else(|| {
+            e.families
+                .as_ref()
+                .and_then(meshmetrics_filter::exposition::envoy_filter)
+        }),
         families: e.families.clone(),
     }];
     for app in &e.apps {
