@@ -86,7 +86,37 @@ pub struct FilterConfig {
     /// Off (the wasmtime runner), leases end at the assumed rate. See `proxy/admission.rs`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub leases_end_on_close: bool,
+    /// MeshMetric's OpenTelemetry backend: every `interval_ms` one VM of the proxy gathers the
+    /// sources as a scrape does and pushes the result to a collector (see `proxy/otel.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otel: Option<OtelPush>,
 }
+
+/// Where and how often the OTLP push goes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtelPush {
+    /// The Envoy cluster of the collector (HTTP/2: Envoy's gRPC client).
+    pub cluster: String,
+    /// How often a push starts.
+    pub interval_ms: u64,
+    /// How long one push may take, gathering and export together.
+    pub timeout_ms: u64,
+    /// The resource's attributes: the proxy's identity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource: Vec<Label>,
+}
+
+/// The OTLP push's failure reasons, as its self-metrics count them.
+pub const OTEL_FAILURES: [&str; 7] = [
+    "unavailable",
+    "resource_exhausted",
+    "timeout",
+    "refused",
+    "bad_response",
+    "too_large",
+    "not_dispatched",
+];
 
 /// The root id of the module's network filter on the metrics listener (see
 /// [`FilterConfig::leases_end_on_close`]).
@@ -301,6 +331,18 @@ impl FilterConfig {
             }
         }
         label_set(&self.self_labels, "self_labels")?;
+        if let Some(o) = &self.otel {
+            if o.interval_ms == 0 || o.timeout_ms == 0 {
+                return Err(err("otel", "interval_ms and timeout_ms must be positive"));
+            }
+            if self
+                .sources
+                .first()
+                .is_none_or(|s| s.kind != SourceKind::EnvoyAdmin)
+            {
+                return Err(err("otel", "the first source must be envoy_admin"));
+            }
+        }
         if self.stream_envoy
             && self
                 .sources
@@ -433,6 +475,7 @@ mod tests {
             stream_envoy: false,
             max_answering_bytes: 0,
             leases_end_on_close: false,
+            otel: None,
         }
     }
 

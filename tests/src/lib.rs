@@ -259,6 +259,11 @@ impl Drop for Proxy {
     }
 }
 
+/// Worker threads of the Envoys a test binary starts (one: a scrape's path is then one VM's).
+/// A test of what must happen once per Envoy, not once per worker's VM, raises it for its
+/// whole binary.
+pub static ENVOY_WORKERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
 /// A running Envoy; killed when dropped.
 pub struct Envoy {
     child: Child,
@@ -299,7 +304,7 @@ impl Envoy {
     }
 
     /// Starts Envoy with this bootstrap and waits only for its admin to answer (an Envoy its
-    /// control plane refuses never becomes ready).
+    /// control plane refuses never becomes ready). Its worker threads: [`ENVOY_WORKERS`].
     pub fn spawn_config(name: &str, config: &Value, admin_port: u16, metrics: SocketAddr) -> Envoy {
         let dir = temp_dir(name);
         let file = dir.join("bootstrap.yaml");
@@ -308,7 +313,12 @@ impl Envoy {
         let child = Command::new(envoy_bin())
             .args(["-c"])
             .arg(&file)
-            .args(["--use-dynamic-base-id", "--concurrency", "1", "-l", "info"])
+            .args(["--use-dynamic-base-id", "-l", "info", "--concurrency"])
+            .arg(
+                ENVOY_WORKERS
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .to_string(),
+            )
             // Envoy flushes its log file every 10 s by default; tests read it sooner.
             .args(["--file-flush-interval-msec", "100", "--log-path"])
             .arg(&log)

@@ -116,6 +116,7 @@ mod kind;
 mod labels;
 mod merge;
 mod names;
+pub mod otlp;
 mod passing;
 mod resolve;
 mod rewrite;
@@ -139,5 +140,5 @@ pub use select::{
     BASIC_CONTAINS, BASIC_EXACT, BASIC_PREFIXES, FamilySelection, Matchers, SelectionError,
     envoy_filter,
 };
-pub use selfmetrics::{SourceReport, render_self_metrics};
+pub use selfmetrics::{OtelStats, SourceReport, render_self_metrics};
 pub use stats::SourceStats;

@@ -113,7 +113,67 @@ pub fn render_refused(budget: u64, flights: u64, out: &mut Vec<u8>) {
     }
 }
 
+/// The OTLP push so far (every worker's, from Envoy's shared data).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OtelStats {
+    pub pushes: u64,
+    /// By reason (`config::OTEL_FAILURES`).
+    pub failures: Vec<(&'static str, u64)>,
+    pub last_duration_seconds: f64,
+    pub bytes: u64,
+}
+
+/// `meshmetrics_otel_*`: pushes done, failed by reason, the last one's duration, bytes sent.
+pub fn render_otel(s: &OtelStats, out: &mut Vec<u8>) {
+    let line = |out: &mut Vec<u8>, head: &[u8], value: String| {
+        out.extend_from_slice(head);
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'\n');
+    };
+    out.extend_from_slice(
+        b"# HELP meshmetrics_otel_pushes_total OTLP exports the collector accepted.\n\
+          # TYPE meshmetrics_otel_pushes_total counter\n",
+    );
+    line(out, b"meshmetrics_otel_pushes_total ", s.pushes.to_string());
+    out.extend_from_slice(
+        b"# HELP meshmetrics_otel_failures_total OTLP pushes dropped, by reason.\n\
+          # TYPE meshmetrics_otel_failures_total counter\n",
+    );
+    for (reason, n) in &s.failures {
+        line(
+            out,
+            format!("meshmetrics_otel_failures_total{{reason=\"{reason}\"}} ").as_bytes(),
+            n.to_string(),
+        );
+    }
+    out.extend_from_slice(
+        b"# HELP meshmetrics_otel_last_push_duration_seconds The last push, gathering and export.\n\
+          # TYPE meshmetrics_otel_last_push_duration_seconds gauge\n",
+    );
+    line(
+        out,
+        b"meshmetrics_otel_last_push_duration_seconds ",
+        s.last_duration_seconds.to_string(),
+    );
+    out.extend_from_slice(
+        b"# HELP meshmetrics_otel_sent_bytes_total Bytes of OTLP requests sent.\n\
+          # TYPE meshmetrics_otel_sent_bytes_total counter\n",
+    );
+    line(
+        out,
+        b"meshmetrics_otel_sent_bytes_total ",
+        s.bytes.to_string(),
+    );
+}
+
 impl Merger {
+    /// Adds the OTLP push's counts (see [`render_otel`]) to this scrape.
+    pub fn add_otel(&mut self, stats: &OtelStats, labels: &LabelSet) {
+        let mut body = Vec::with_capacity(1024);
+        render_otel(stats, &mut body);
+        self.add_source_at(OWN_PRIORITY, &body, Format::Text, labels);
+    }
+
     /// Adds the count of refused scrapes (see [`render_refused`]) to this scrape.
     pub fn add_refused(&mut self, budget: u64, flights: u64, labels: &LabelSet) {
         let mut body = Vec::with_capacity(256);

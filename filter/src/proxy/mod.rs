@@ -8,6 +8,7 @@ mod admission;
 mod body;
 mod counters;
 mod inflight;
+mod otel;
 mod pool;
 mod scrape;
 
@@ -39,6 +40,7 @@ proxy_wasm::main! {{
             id,
             plugin: None,
             connections: false,
+            pusher: None,
         })
     });
 }}
@@ -54,6 +56,8 @@ struct Root {
     /// This root is the listener's network filter ([`crate::config::CONNECTIONS_ROOT_ID`]):
     /// it only hears connections close, for the answering budget.
     connections: bool,
+    /// The OTLP push, when the configuration has one.
+    pusher: Option<otel::Pusher>,
 }
 
 /// One client connection to the metrics listener, as its network filter sees it.
@@ -69,16 +73,46 @@ impl StreamContext for Connection {
     }
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body: usize,
+        _trailers: usize,
+    ) {
+        if let Some(p) = self.pusher.as_mut().filter(|p| p.owns(token)) {
+            p.on_answer(token, body);
+        }
+    }
+
+    fn on_grpc_call_response(&mut self, token: u32, status: u32, size: usize) {
+        if let Some(p) = self.pusher.as_mut().filter(|p| p.owns_export(token)) {
+            p.on_export(status, size);
+        }
+    }
+}
 
 impl RootContext for Root {
-    /// Ticks only while answers wait for the answering budget (`admission`).
+    /// Ticks while answers wait for the answering budget (`admission`, every 20 ms), and every
+    /// second when an OTLP push is configured.
     fn on_tick(&mut self) {
         let limit = self
             .plugin
             .as_ref()
             .map_or(0, |p| p.config.max_answering_bytes);
-        scrape::hand_over_waiting(limit);
+        let waiting = scrape::hand_over_waiting(limit);
+        if let Some(p) = self.pusher.as_mut() {
+            p.tick();
+        }
+        let period = if waiting > 0 {
+            admission::TICK
+        } else if self.pusher.is_some() {
+            otel::TICK
+        } else {
+            std::time::Duration::ZERO
+        };
+        let _ = hostcalls::set_tick_period(period);
     }
 
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -125,13 +159,18 @@ impl RootContext for Root {
                         config.sources.len()
                     ),
                 );
-                self.plugin = Some(Rc::new(Plugin {
+                let plugin = Rc::new(Plugin {
                     id: self.id,
                     config,
                     labels,
                     self_labels,
                     selection,
-                }));
+                });
+                if plugin.config.otel.is_some() {
+                    self.pusher = Some(otel::Pusher::new(Rc::clone(&plugin), self.id));
+                    let _ = hostcalls::set_tick_period(otel::TICK);
+                }
+                self.plugin = Some(plugin);
                 true
             }
             Err(e) => {

@@ -162,8 +162,8 @@ fn deliver(
 }
 
 /// The answers waiting for the budget that may leave now leave; those waiting past their
-/// deadline are answered 503. Called on the root context's tick.
-pub(crate) fn hand_over_waiting(limit: u64) {
+/// deadline are answered 503. Called on the root context's tick; how many still wait.
+pub(crate) fn hand_over_waiting(limit: u64) -> usize {
     let (go, expired) = admission::ready(now(), limit);
     for w in &go {
         w.body.with_bytes(|body| {
@@ -193,9 +193,7 @@ pub(crate) fn hand_over_waiting(limit: u64) {
             Some(b"too much answering in progress on this proxy\n"),
         );
     }
-    if admission::queued() == 0 {
-        let _ = hostcalls::set_tick_period(Duration::ZERO);
-    }
+    admission::queued()
 }
 
 impl Scrape {
@@ -552,6 +550,9 @@ impl Scrape {
             counters::refused("flights", 0),
             &plugin.self_labels,
         );
+        if plugin.config.otel.is_some() {
+            merger.add_otel(&super::otel::stats(), &plugin.self_labels);
+        }
     }
 }
 

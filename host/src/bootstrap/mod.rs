@@ -8,7 +8,6 @@
 //! Both raise `http.async_response_buffer_limit` to the body cap in a static runtime layer, or a
 //! large Envoy's stats (26 MB at 2,000 clusters) would reach the filter as a failed call.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -16,10 +15,7 @@ use envoy_types::pb::envoy::config::bootstrap::v3::{
     Admin, Bootstrap, LayeredRuntime, RuntimeLayer, bootstrap, runtime_layer,
 };
 use envoy_types::pb::envoy::config::core::v3::{
-    ApiConfigSource, GrpcService, Http2ProtocolOptions, Node, api_config_source, grpc_service,
-};
-use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
-    HttpProtocolOptions, http_protocol_options,
+    ApiConfigSource, GrpcService, Node, api_config_source, grpc_service,
 };
 use envoy_types::pb::google::protobuf::{Struct, Value as PbValue, value};
 use serde_json::Value;
@@ -190,26 +186,8 @@ const FILE_BASED_METADATA: &str = "envoy.grpc_credentials.file_based_metadata";
 
 /// The minimal bootstrap of a proxy served by the control plane.
 pub fn control_plane(c: &ControlPlane) -> Result<Generated> {
-    let mut cp = cluster::single(CONTROL_PLANE_CLUSTER, &c.host, c.port);
     // gRPC: HTTP/2 to the control plane.
-    let h2 = HttpProtocolOptions {
-        upstream_protocol_options: Some(
-            http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
-                http_protocol_options::ExplicitHttpConfig {
-                    protocol_config: Some(
-                        http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
-                            Http2ProtocolOptions::default(),
-                        ),
-                    ),
-                },
-            ),
-        ),
-        ..Default::default()
-    };
-    cp.typed_extension_protocol_options = HashMap::from([(
-        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_owned(),
-        proto::any(&h2),
-    )]);
+    let cp = cluster::grpc(CONTROL_PLANE_CLUSTER, &c.host, c.port);
     let mut metadata = vec![
         (NODE_DATAPLANE, string(&c.dataplane)),
         (

@@ -15,7 +15,9 @@ use envoy_types::pb::envoy::extensions::wasm::v3::{
     FailurePolicy, PluginConfig, ReloadConfig, VmConfig, plugin_config,
 };
 use envoy_types::pb::google::protobuf::{StringValue, UInt32Value};
-use meshmetrics_filter::config::{CONNECTIONS_ROOT_ID, FilterConfig, Label, Source, SourceKind};
+use meshmetrics_filter::config::{
+    CONNECTIONS_ROOT_ID, FilterConfig, Label, OtelPush, Source, SourceKind,
+};
 
 use super::{ADMIN_CLUSTER, Code, Options, app_cluster, proto};
 use crate::effective::Effective;
@@ -102,6 +104,13 @@ pub fn filter_config(e: &Effective, o: &Options) -> FilterConfig {
         max_answering_bytes: o.max_answering_bytes,
         // The listener runs the module's network filter too (`network_filter`).
         leases_end_on_close: true,
+        otel: e.otel.first().map(|b| OtelPush {
+            cluster: super::OTEL_CLUSTER.into(),
+            interval_ms: b.refresh_interval.as_millis() as u64,
+            // Gathering and export within the interval, and never longer than 30 s.
+            timeout_ms: (b.refresh_interval.as_millis() as u64).clamp(1, 30_000),
+            resource: identity(e),
+        }),
     }
 }
 

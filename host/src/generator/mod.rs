@@ -42,6 +42,8 @@ pub const KEY_ENV: &str = "KUMA_DATAPLANE_RUNTIME_METRICS_KEY_PATH";
 
 pub const ADMIN_CLUSTER: &str = "meshmetrics_envoy_admin";
 pub const LISTENER: &str = "meshmetrics_prometheus";
+/// The cluster of the OpenTelemetry collector (MeshMetric's OpenTelemetry backend).
+pub const OTEL_CLUSTER: &str = "meshmetrics_otel_collector";
 
 pub fn app_cluster(name: &str) -> String {
     format!("meshmetrics_app_{name}")
@@ -192,6 +194,22 @@ pub fn generate(e: &Effective, o: &Options) -> Result<ProxyResources> {
             .iter()
             .map(|a| cluster::single(&app_cluster(&a.name), &a.address, a.port)),
     );
+    if let Some(b) = e.otel.first() {
+        // Checked `host:port` when the MeshMetric was read.
+        if let Some((host, port)) = b.endpoint.rsplit_once(':')
+            && let Ok(port) = port.parse::<u16>()
+        {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            clusters.push(cluster::grpc(OTEL_CLUSTER, host, port));
+        }
+        if e.otel.len() > 1 {
+            warnings.push(format!(
+                "{} OpenTelemetry backends: only the first ({}) is pushed to",
+                e.otel.len(),
+                b.endpoint
+            ));
+        }
+    }
     Ok(ProxyResources {
         listeners,
         clusters,

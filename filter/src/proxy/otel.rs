@@ -1,0 +1,425 @@
+//! The OTLP push (MeshMetric's OpenTelemetry backend, SPEC §11), from inside Envoy: no process
+//! beside it. Every `interval_ms` the root context gathers the sources as a dispatched scrape
+//! does (the same merger, rules, labels and limits; answered in OpenMetrics, which keeps every
+//! kind), writes one `ExportMetricsServiceRequest` (`exposition::otlp`) and sends it with
+//! Envoy's gRPC client to the collector's cluster.
+//!
+//! - **One VM per Envoy pushes**, not one per worker: the pusher is elected in Envoy's shared
+//!   data (`meshmetrics/otel/leader`: its id and until when), taken by compare-and-swap when
+//!   free or expired and renewed at each push; a VM that dies lets it expire after three
+//!   intervals. A configuration replaced over LDS runs beside the new one while its listener
+//!   drains: only the newest configuration's root pushes (`meshmetrics/otel/newest`).
+//! - **One push in flight per VM**; the encoded request is bounded by the scrape's output
+//!   budget (`max_scrape_bytes`). Whatever fails (a source, the collector down, slow, refusing,
+//!   answering garbage) drops that push and is counted (`meshmetrics_otel_*`, in every scrape's
+//!   own families); the next interval pushes again. Scrapes never wait for a push, nor a push
+//!   for a scrape.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prost::Message;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, LogLevel, MapType};
+
+use super::body::WINDOW;
+use super::{Plugin, log};
+use crate::config::{OTEL_FAILURES, SourceKind};
+use crate::exposition::otlp::{self, StartTimes};
+use crate::exposition::{Format, Merger, OtelStats};
+use crate::plan;
+
+const LEADER: &str = "meshmetrics/otel/leader";
+const NEWEST: &str = "meshmetrics/otel/newest";
+/// How often a root with a push configured looks at the clock.
+pub(crate) const TICK: Duration = Duration::from_secs(1);
+const SERVICE: &str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+/// The labels the filter adds that the resource (and the scope) already say.
+const IDENTITY: [&str; 4] = ["mesh", "dataplane", "service", "aggregate"];
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn now() -> SystemTime {
+    hostcalls::get_current_time().unwrap_or(UNIX_EPOCH)
+}
+
+fn two(bytes: Option<Vec<u8>>) -> (u64, u64) {
+    let b = bytes.unwrap_or_default();
+    let at = |i: usize| {
+        b.get(i * 8..i * 8 + 8)
+            .and_then(|x| <[u8; 8]>::try_from(x).ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    (at(0), at(1))
+}
+
+fn pair(a: u64, b: u64) -> Vec<u8> {
+    let mut v = a.to_le_bytes().to_vec();
+    v.extend_from_slice(&b.to_le_bytes());
+    v
+}
+
+/// Counts of the push, in shared data: every worker's scrape shows the same.
+mod counts {
+    use super::hostcalls;
+
+    pub(super) fn add(key: &str, n: u64) -> u64 {
+        for _ in 0..8 {
+            let Ok((value, cas)) = hostcalls::get_shared_data(key) else {
+                return 0;
+            };
+            let last = value
+                .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                .map_or(0, u64::from_le_bytes);
+            if n == 0 {
+                return last;
+            }
+            let total = last.saturating_add(n);
+            if hostcalls::set_shared_data(key, Some(&total.to_le_bytes()), cas).is_ok() {
+                return total;
+            }
+        }
+        0
+    }
+
+    pub(super) fn set(key: &str, v: u64) {
+        let _ = hostcalls::set_shared_data(key, Some(&v.to_le_bytes()), None);
+    }
+}
+
+/// What every scrape reports of the push (zeros until one ran).
+pub(crate) fn stats() -> OtelStats {
+    OtelStats {
+        pushes: counts::add("meshmetrics/otel/pushes", 0),
+        failures: OTEL_FAILURES
+            .iter()
+            .map(|r| (*r, counts::add(&format!("meshmetrics/otel/failed/{r}"), 0)))
+            .collect(),
+        last_duration_seconds: counts::add("meshmetrics/otel/last_ms", 0) as f64 / 1000.0,
+        bytes: counts::add("meshmetrics/otel/bytes", 0),
+    }
+}
+
+/// A push being gathered.
+struct Gathering {
+    merger: Merger,
+    /// Dispatched calls: token → source index.
+    pending: HashMap<u32, usize>,
+}
+
+/// One root context's push.
+pub(crate) struct Pusher {
+    plugin: Rc<Plugin>,
+    /// Who this root is, in the election.
+    me: u64,
+    configured_ms: u64,
+    next_ms: u64,
+    started: Option<SystemTime>,
+    gathering: Option<Gathering>,
+    /// The export in flight: its token and size.
+    export: Option<(u32, usize)>,
+    starts: StartTimes,
+}
+
+impl Pusher {
+    pub(crate) fn new(plugin: Rc<Plugin>, root: u32) -> Pusher {
+        let t = now();
+        let configured_ms = millis(t);
+        // This configuration is the newest: older roots (a replaced listener draining) stop.
+        for _ in 0..8 {
+            let Ok((value, cas)) = hostcalls::get_shared_data(NEWEST) else {
+                break;
+            };
+            let (newest, _) = two(value);
+            if newest >= configured_ms
+                || hostcalls::set_shared_data(NEWEST, Some(&pair(configured_ms, 0)), cas).is_ok()
+            {
+                break;
+            }
+        }
+        let me = (t
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            .rotate_left(32)
+            & !0xffff_ffff)
+            | u64::from(root);
+        Pusher {
+            plugin,
+            me,
+            configured_ms,
+            // The first push soon after start, not a whole interval later.
+            next_ms: configured_ms + 1000,
+            started: None,
+            gathering: None,
+            export: None,
+            starts: StartTimes::default(),
+        }
+    }
+
+    fn interval(&self) -> u64 {
+        self.plugin
+            .config
+            .otel
+            .as_ref()
+            .map_or(60_000, |o| o.interval_ms)
+    }
+
+    /// Whether this root pushes now: the newest configuration, and the elected VM.
+    fn elected(&self, now_ms: u64) -> bool {
+        let newest = hostcalls::get_shared_data(NEWEST)
+            .map(|(v, _)| two(v).0)
+            .unwrap_or(0);
+        if newest > self.configured_ms {
+            return false;
+        }
+        let hold = self.interval().saturating_mul(3);
+        for _ in 0..8 {
+            let Ok((value, cas)) = hostcalls::get_shared_data(LEADER) else {
+                return false;
+            };
+            let (owner, until) = two(value);
+            if owner != self.me && until > now_ms && owner != 0 {
+                return false;
+            }
+            if hostcalls::set_shared_data(LEADER, Some(&pair(self.me, now_ms + hold)), cas).is_ok()
+            {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Called on the root's tick: starts a push when one is due, drops one past its time.
+    pub(crate) fn tick(&mut self) {
+        let t = now();
+        let now_ms = millis(t);
+        let timeout = self
+            .plugin
+            .config
+            .otel
+            .as_ref()
+            .map_or(10_000, |o| o.timeout_ms);
+        if let Some(started) = self.started {
+            if t.duration_since(started).unwrap_or_default() > Duration::from_millis(timeout) + TICK
+            {
+                // Envoy answers every call it took within its timeout; this is the guard if not.
+                self.fail("timeout");
+            }
+            return;
+        }
+        if now_ms < self.next_ms {
+            return;
+        }
+        self.next_ms = now_ms + self.interval();
+        if self.elected(now_ms) {
+            self.gather(t, Duration::from_millis(timeout));
+        }
+    }
+
+    fn gather(&mut self, t: SystemTime, timeout: Duration) {
+        let plugin = Rc::clone(&self.plugin);
+        let config = &plugin.config;
+        let mut merger = Merger::new();
+        merger.set_limits(config.limits());
+        merger.trust_lead(
+            config
+                .sources
+                .first()
+                .is_some_and(|s| s.kind == SourceKind::EnvoyAdmin),
+        );
+        // OpenMetrics keeps every kind and `_created`: what the OTLP writer reads.
+        merger.begin(Format::OpenMetrics, None);
+        merger.select_lead(plugin.selection.clone());
+        let mut pending = HashMap::new();
+        for (i, source) in config.sources.iter().enumerate() {
+            let path = source.request_path();
+            let accept = match source.kind {
+                SourceKind::EnvoyAdmin => "text/plain",
+                SourceKind::App => Format::OpenMetrics.accept_for_sources(),
+            };
+            let headers = vec![
+                (":method", "GET"),
+                (":path", path.as_str()),
+                (":authority", source.authority.as_str()),
+                ("accept", accept),
+            ];
+            let wait = plan::deadline(
+                Duration::from_millis(source.timeout_ms),
+                None,
+                Duration::ZERO,
+            )
+            .min(timeout);
+            if let Ok(token) =
+                hostcalls::dispatch_http_call(&source.cluster, headers, None, vec![], wait)
+            {
+                pending.insert(token, i);
+            }
+        }
+        self.started = Some(t);
+        self.gathering = Some(Gathering { merger, pending });
+        if self
+            .gathering
+            .as_ref()
+            .is_some_and(|g| g.pending.is_empty())
+        {
+            self.export_now();
+        }
+    }
+
+    /// Whether `token` is one of this push's calls.
+    pub(crate) fn owns(&self, token: u32) -> bool {
+        self.gathering
+            .as_ref()
+            .is_some_and(|g| g.pending.contains_key(&token))
+    }
+
+    /// A source answered (or failed): merged as a scrape merges it.
+    pub(crate) fn on_answer(&mut self, token: u32, body_size: usize) {
+        let max_body = self.plugin.config.max_body_bytes;
+        let Some(g) = self.gathering.as_mut() else {
+            return;
+        };
+        let Some(i) = g.pending.remove(&token) else {
+            return;
+        };
+        let map = hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default();
+        let get = |n: &str| {
+            map.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.as_str())
+        };
+        if let Ok(format) = plan::judge(get(":status"), get("content-type"), body_size, max_body) {
+            let priority = u16::try_from(i).unwrap_or(u16::MAX - 1);
+            let mut reader =
+                g.merger
+                    .source_at(priority, format, &self.plugin.labels[i], body_size);
+            let mut at = 0;
+            while at < body_size {
+                let want = WINDOW.min(body_size - at);
+                match hostcalls::get_buffer(BufferType::HttpCallResponseBody, at, want) {
+                    Ok(Some(piece)) if !piece.is_empty() => {
+                        reader.feed(&piece);
+                        at += piece.len();
+                    }
+                    _ => break,
+                }
+            }
+            reader.finish();
+        }
+        if g.pending.is_empty() {
+            self.export_now();
+        }
+    }
+
+    /// Every source is in: the request is written and sent.
+    fn export_now(&mut self) {
+        let Some(mut g) = self.gathering.take() else {
+            return;
+        };
+        g.merger.resolve();
+        let t = now();
+        let now_ns = t
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let resource: Vec<(String, String)> = self
+            .plugin
+            .config
+            .otel
+            .as_ref()
+            .map(|o| {
+                o.resource
+                    .iter()
+                    .map(|l| (l.name.clone(), l.value.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let request = otlp::encode(
+            g.merger.finish(),
+            &resource,
+            &IDENTITY,
+            now_ns,
+            &mut self.starts,
+        );
+        drop(g);
+        let bytes = request.encode_to_vec();
+        if bytes.len() as u64 > self.plugin.config.max_scrape_bytes {
+            return self.fail("too_large");
+        }
+        let Some(o) = self.plugin.config.otel.as_ref() else {
+            return self.fail("not_dispatched");
+        };
+        let elapsed = t
+            .duration_since(self.started.unwrap_or(t))
+            .unwrap_or_default();
+        let left = Duration::from_millis(o.timeout_ms).saturating_sub(elapsed);
+        match hostcalls::dispatch_grpc_call(
+            &o.cluster,
+            SERVICE,
+            "Export",
+            vec![],
+            Some(&bytes),
+            left.max(Duration::from_millis(100)),
+        ) {
+            Ok(token) => self.export = Some((token, bytes.len())),
+            Err(e) => {
+                log(LogLevel::Warn, &format!("OTLP export not sent: {e:?}"));
+                self.fail("not_dispatched");
+            }
+        }
+    }
+
+    pub(crate) fn owns_export(&self, token: u32) -> bool {
+        self.export.is_some_and(|(t, _)| t == token)
+    }
+
+    /// The collector answered the export.
+    pub(crate) fn on_export(&mut self, status: u32, size: usize) {
+        let Some((_, bytes)) = self.export.take() else {
+            return;
+        };
+        match status {
+            0 => {
+                let body = hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                if opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse::decode(
+                    body.as_slice(),
+                )
+                .is_err()
+                {
+                    return self.fail("bad_response");
+                }
+                counts::add("meshmetrics/otel/pushes", 1);
+                counts::add("meshmetrics/otel/bytes", bytes as u64);
+                self.done();
+            }
+            14 => self.fail("unavailable"),
+            8 => self.fail("resource_exhausted"),
+            4 => self.fail("timeout"),
+            _ => self.fail("refused"),
+        }
+    }
+
+    fn done(&mut self) {
+        if let Some(s) = self.started.take() {
+            let took = now().duration_since(s).unwrap_or_default();
+            counts::set("meshmetrics/otel/last_ms", took.as_millis() as u64);
+        }
+        self.gathering = None;
+        self.export = None;
+    }
+
+    fn fail(&mut self, reason: &'static str) {
+        counts::add(&format!("meshmetrics/otel/failed/{reason}"), 1);
+        log(
+            LogLevel::Warn,
+            &format!("OTLP push dropped: {reason} (the next one in an interval)"),
+        );
+        self.done();
+    }
+}

@@ -1,0 +1,74 @@
+"""A real OTLP/gRPC metrics receiver for the tests: grpcio serving the OpenTelemetry project's
+own MetricsService (opentelemetry-proto from PyPI). No collector binary runs here; this speaks
+the same protocol on the wire and keeps what it gets.
+
+    otlp_receiver.py PORT OUT MODE_FILE
+
+Each accepted export is one line of JSON in OUT (protobuf's JSON mapping, field names as in
+the .proto, plus "received_at"). MODE_FILE says how to answer, read at every export: `ok`,
+`unavailable` (UNAVAILABLE), `exhausted` (RESOURCE_EXHAUSTED), `slow` (answers after 5 s),
+`garbage` (an OK status with bytes that are no ExportMetricsServiceResponse).
+"""
+
+import json
+import sys
+import threading
+import time
+from concurrent import futures
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+
+PORT, OUT, MODE_FILE = sys.argv[1], sys.argv[2], sys.argv[3]
+LOCK = threading.Lock()
+
+
+def mode():
+    try:
+        with open(MODE_FILE) as f:
+            return f.read().strip() or "ok"
+    except OSError:
+        return "ok"
+
+
+def export(request, context):
+    m = mode()
+    if m == "unavailable":
+        context.abort(grpc.StatusCode.UNAVAILABLE, "down, for the test")
+    if m == "exhausted":
+        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "full, for the test")
+    if m == "slow":
+        time.sleep(5)
+    record = MessageToDict(request, preserving_proto_field_name=True)
+    record["received_at"] = time.time()
+    with LOCK, open(OUT, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    if m == "garbage":
+        return b"\xff\xff\xff\xff"
+    return metrics_service_pb2.ExportMetricsServiceResponse()
+
+
+def serialize(response):
+    return response if isinstance(response, bytes) else response.SerializeToString()
+
+
+handler = grpc.method_handlers_generic_handler(
+    "opentelemetry.proto.collector.metrics.v1.MetricsService",
+    {
+        "Export": grpc.unary_unary_rpc_method_handler(
+            export,
+            request_deserializer=metrics_service_pb2.ExportMetricsServiceRequest.FromString,
+            response_serializer=serialize,
+        )
+    },
+)
+server = grpc.server(
+    futures.ThreadPoolExecutor(max_workers=4),
+    options=[("grpc.max_receive_message_length", 256 << 20)],
+)
+server.add_generic_rpc_handlers((handler,))
+server.add_insecure_port(f"127.0.0.1:{PORT}")
+server.start()
+print("listening", flush=True)
+server.wait_for_termination()

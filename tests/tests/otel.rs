@@ -1,0 +1,288 @@
+//! The OTLP push (SPEC §11) from a real Envoy to a real OTLP/gRPC receiver: grpcio serving the
+//! OpenTelemetry project's own MetricsService (`tests/otlp_receiver.py`; no collector binary
+//! runs here, this one speaks the same protocol). Exports arrive every interval, one per
+//! Envoy (not one per worker); each kind is converted with its exact values; the profile
+//! applies; a collector down, refusing, slow or answering garbage leaves scrapes untouched, is
+//! counted, and pushes resume.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use meshmetrics_e2e::controlplane::within;
+use meshmetrics_e2e::{
+    Backend, Proxy, Reply, app, effective_of, free_port, resources, temp_dir, workspace_root,
+};
+use serde_json::Value;
+
+struct Receiver {
+    child: Child,
+    port: u16,
+    out: PathBuf,
+    mode: PathBuf,
+}
+
+impl Receiver {
+    fn start(dir: &Path) -> Receiver {
+        let port = free_port();
+        let (out, mode) = (dir.join("exports.jsonl"), dir.join("mode"));
+        std::fs::write(&mode, "ok").expect("mode");
+        let mut child = Command::new(workspace_root().join(".venv/bin/python"))
+            .arg(workspace_root().join("tests/otlp_receiver.py"))
+            .args([
+                &port.to_string(),
+                out.to_str().expect("UTF-8"),
+                mode.to_str().expect("UTF-8"),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the OTLP receiver (.venv: grpcio, opentelemetry-proto)");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("receiver output");
+        assert_eq!(line.trim(), "listening");
+        Receiver {
+            child,
+            port,
+            out,
+            mode,
+        }
+    }
+
+    fn set(&self, mode: &str) {
+        std::fs::write(&self.mode, mode).expect("mode");
+    }
+
+    fn exports(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const APP: &str = "# TYPE queue_depth gauge\nqueue_depth 7\n\
+# TYPE orders_total counter\norders_total{code=\"200\"} 42\n\
+# TYPE latency_seconds histogram\nlatency_seconds_bucket{le=\"0.1\"} 2\nlatency_seconds_bucket{le=\"1\"} 5\nlatency_seconds_bucket{le=\"+Inf\"} 6\nlatency_seconds_sum 3.5\nlatency_seconds_count 6\n\
+# TYPE rpc_seconds summary\nrpc_seconds{quantile=\"0.5\"} 0.2\nrpc_seconds{quantile=\"0.9\"} 0.7\nrpc_seconds_sum 3\nrpc_seconds_count 10\n\
+legacy_untyped 4\n";
+
+fn proxy(receiver: &Receiver, app_port: u16) -> Proxy {
+    // Two workers, two VMs: one of them pushes.
+    meshmetrics_e2e::ENVOY_WORKERS.store(2, std::sync::atomic::Ordering::Relaxed);
+    let yaml = format!(
+        "type: MeshMetric\nname: otel\nmesh: default\nspec:\n  targetRef: {{kind: Mesh}}\n  default:\n    sidecar:\n      profiles:\n        appendProfiles: [{{name: None}}]\n        include: [{{type: Prefix, match: envoy_server_}}]\n    applications: [{{name: shop, port: {app_port}}}]\n    backends:\n    - {{type: Prometheus, prometheus: {{port: 5670}}}}\n    - {{type: OpenTelemetry, openTelemetry: {{endpoint: '127.0.0.1:{}', refreshInterval: 1s}}}}\n---\ntype: Mesh\nname: default\n---\ntype: Dataplane\nmesh: default\nname: web-1\nnetworking:\n  address: 127.0.0.1\n  inbound: [{{port: 18080, tags: {{kuma.io/service: web}}}}]\n",
+        receiver.port
+    );
+    Proxy::start(
+        Backend::Envoy,
+        effective_of(&resources(&yaml), "web-1"),
+        |_| {},
+    )
+}
+
+/// The metrics of one scope of an export, by name.
+fn scope<'a>(export: &'a Value, name: &str) -> Vec<&'a Value> {
+    export["resource_metrics"][0]["scope_metrics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["scope"]["name"] == name)
+        .flat_map(|s| s["metrics"].as_array().into_iter().flatten())
+        .collect()
+}
+
+fn metric<'a>(export: &'a Value, scope_name: &str, name: &str) -> &'a Value {
+    scope(export, scope_name)
+        .into_iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("{scope_name}/{name} not in {export:#}"))
+}
+
+#[test]
+fn exports_arrive_every_interval_with_each_kind_converted() {
+    let dir = temp_dir("otel-kinds");
+    let receiver = Receiver::start(&dir);
+    let shop = app(Reply::text(APP));
+    let proxy = proxy(&receiver, shop.addr.port());
+    assert!(
+        within(Duration::from_secs(15), || receiver.exports().len() >= 3).is_some(),
+        "{}",
+        proxy.log()
+    );
+    let exports = receiver.exports();
+    let e = &exports[exports.len() - 1];
+
+    // The proxy's identity is the resource's.
+    let resource: Vec<(String, String)> = e["resource_metrics"][0]["resource"]["attributes"]
+        .as_array()
+        .expect("attributes")
+        .iter()
+        .map(|a| {
+            (
+                a["key"].as_str().unwrap_or("").to_owned(),
+                a["value"]["string_value"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        resource.contains(&("mesh".into(), "default".into())),
+        "{resource:?}"
+    );
+    assert!(resource.contains(&("dataplane".into(), "web-1".into())));
+    assert!(resource.contains(&("service".into(), "web".into())));
+
+    // Each kind, exactly (the application's scope is its name).
+    let gauge = metric(e, "shop", "queue_depth");
+    assert_eq!(gauge["gauge"]["data_points"][0]["as_double"], 7.0);
+    assert!(
+        gauge["gauge"]["data_points"][0].get("attributes").is_none(),
+        "identity labels are the resource's: {gauge}"
+    );
+    let sum = &metric(e, "shop", "orders")["sum"];
+    assert_eq!(sum["is_monotonic"], true);
+    assert_eq!(
+        sum["aggregation_temporality"],
+        "AGGREGATION_TEMPORALITY_CUMULATIVE"
+    );
+    let point = &sum["data_points"][0];
+    assert_eq!(point["as_double"], 42.0);
+    assert_eq!(point["attributes"][0]["key"], "code");
+    let start: u64 = point["start_time_unix_nano"]
+        .as_str()
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
+    let time: u64 = point["time_unix_nano"]
+        .as_str()
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
+    assert!(
+        start > 0 && start < time,
+        "a start before its time: {point}"
+    );
+    // The start stays across pushes (a cumulative series).
+    let first_start =
+        metric(&exports[0], "shop", "orders")["sum"]["data_points"][0]["start_time_unix_nano"]
+            .clone();
+    assert_eq!(point["start_time_unix_nano"], first_start);
+    let h = &metric(e, "shop", "latency_seconds")["histogram"]["data_points"][0];
+    assert_eq!(
+        h["explicit_bounds"],
+        serde_json::json!([0.1, 1.0]),
+        "+Inf dropped"
+    );
+    assert_eq!(
+        h["bucket_counts"],
+        serde_json::json!(["2", "3", "1"]),
+        "de-cumulated"
+    );
+    assert_eq!(
+        (h["count"].as_str(), h["sum"].as_f64()),
+        (Some("6"), Some(3.5))
+    );
+    let s = &metric(e, "shop", "rpc_seconds")["summary"]["data_points"][0];
+    assert_eq!(
+        (s["count"].as_str(), s["sum"].as_f64()),
+        (Some("10"), Some(3.0))
+    );
+    assert_eq!(s["quantile_values"].as_array().map(Vec::len), Some(2));
+    let untyped = metric(e, "shop", "legacy_untyped");
+    assert_eq!(
+        untyped["gauge"]["data_points"][0]["as_double"], 4.0,
+        "untyped is a gauge"
+    );
+
+    // The profile applies to Envoy's scope: only what `include` names.
+    let envoy: Vec<&str> = scope(e, "envoy")
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert!(!envoy.is_empty());
+    assert!(
+        envoy.iter().all(|n| n.starts_with("envoy_server_")),
+        "{envoy:?}"
+    );
+
+    // One VM pushes, not one per worker: about one export per second.
+    let before = receiver.exports().len();
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_secs(5));
+    let n = receiver.exports().len() - before;
+    let secs = t.elapsed().as_secs_f64();
+    assert!(
+        (n as f64) <= secs + 2.0 && n >= 2,
+        "{n} exports in {secs:.1} s with a 1 s interval"
+    );
+    // Scrapes show the push.
+    let scrape = proxy.scrape(&[]);
+    assert!(
+        self_count(&scrape.body, "meshmetrics_otel_pushes_total ") >= 3.0,
+        "{}",
+        scrape.body
+    );
+}
+
+fn self_count(body: &str, prefix: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A collector down, refusing, slow, or answering garbage: the push is dropped and counted by
+/// reason, every scrape still answers, and pushes resume when it is back.
+#[test]
+fn a_failing_collector_never_touches_scrapes_and_pushes_resume() {
+    let dir = temp_dir("otel-faults");
+    let receiver = Receiver::start(&dir);
+    let shop = app(Reply::text(APP));
+    let proxy = proxy(&receiver, shop.addr.port());
+    assert!(within(Duration::from_secs(15), || !receiver.exports().is_empty()).is_some());
+    for (mode, reason) in [
+        ("unavailable", "unavailable"),
+        ("exhausted", "resource_exhausted"),
+        ("garbage", "bad_response"),
+        ("slow", "timeout"),
+    ] {
+        receiver.set(mode);
+        let series = format!("meshmetrics_otel_failures_total{{reason=\"{reason}\"}} ");
+        let counted = within(Duration::from_secs(20), || {
+            let s = proxy.scrape(&[]);
+            assert_eq!(s.status, 200, "{mode}: a scrape failed");
+            assert!(
+                s.body.contains("queue_depth{"),
+                "{mode}: the app left the scrape"
+            );
+            self_count(&s.body, &series) >= 1.0
+        });
+        assert!(
+            counted.is_some(),
+            "{mode}: not counted as {reason}\n{}",
+            proxy.log()
+        );
+        receiver.set("ok");
+        // Back: pushes resume.
+        let pushes = self_count(&proxy.scrape(&[]).body, "meshmetrics_otel_pushes_total ");
+        assert!(
+            within(Duration::from_secs(15), || self_count(
+                &proxy.scrape(&[]).body,
+                "meshmetrics_otel_pushes_total "
+            ) > pushes)
+            .is_some(),
+            "{mode}: pushes did not resume"
+        );
+    }
+}
