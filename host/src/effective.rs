@@ -48,6 +48,8 @@ pub struct Effective {
     pub service: String,
     /// The listener's address: the dataplane's, or every interface.
     pub address: String,
+    /// 0 for a proxy that only pushes (MeshMetric with an OpenTelemetry backend alone): its
+    /// listener is on loopback, on a port Envoy picks, and nothing discovers it.
     pub port: u16,
     pub path: String,
     /// Identity of the metrics endpoint (for TrafficPermission), `kuma.io/service` at least.
@@ -494,15 +496,26 @@ fn from_policy(
             Backend::OpenTelemetry(o) => otel.push(o.clone()),
         }
     }
-    if prometheus.is_empty() {
-        ctx.error(
-            "metrics",
-            format!(
-                "{} selects this proxy, but names no Prometheus backend: there is nothing to serve a scrape on",
-                policy.from.join(", ")
-            ),
-        );
-        return None;
+    // Push only (OpenTelemetry, no Prometheus backend): the filter that pushes lives on a
+    // listener all the same, on loopback and a port Envoy picks; discovery leaves it out.
+    let push_only = prometheus.is_empty();
+    if push_only {
+        if otel.is_empty() {
+            ctx.error(
+                "metrics",
+                format!(
+                    "{} selects this proxy, but names no backend: nothing would be scraped or pushed",
+                    policy.from.join(", ")
+                ),
+            );
+            return None;
+        }
+        prometheus.push(Endpoint {
+            client_id: None,
+            port: 0,
+            path: DEFAULT_PATH.into(),
+            tls: TlsMode::Disabled,
+        });
     }
     for e in &prometheus {
         for i in &dp.inbound {
@@ -569,7 +582,9 @@ fn from_policy(
         dataplane: dp.name.clone(),
         id: dp.id(),
         service: dp.service().unwrap_or(&dp.name).to_owned(),
-        address: if dp.apps_on_loopback {
+        address: if push_only {
+            "127.0.0.1".into()
+        } else if dp.apps_on_loopback {
             "0.0.0.0".into()
         } else {
             dp.address.clone().unwrap_or_else(|| "0.0.0.0".into())

@@ -286,3 +286,44 @@ fn a_failing_collector_never_touches_scrapes_and_pushes_resume() {
         );
     }
 }
+
+/// A MeshMetric with an OpenTelemetry backend alone: nothing to scrape, still pushed (its
+/// listener on loopback, on a port Envoy picks), and discovery leaves the proxy out.
+#[test]
+fn a_proxy_that_only_pushes_still_pushes() {
+    let dir = temp_dir("otel-push-only");
+    let receiver = Receiver::start(&dir);
+    let shop = app(Reply::text(APP));
+    let yaml = format!(
+        "type: MeshMetric\nname: push\nmesh: default\nspec:\n  targetRef: {{kind: Mesh}}\n  default:\n    applications: [{{name: shop, port: {}}}]\n    backends:\n    - {{type: OpenTelemetry, openTelemetry: {{endpoint: '127.0.0.1:{}', refreshInterval: 1s}}}}\n---\ntype: Mesh\nname: default\n---\ntype: Dataplane\nmesh: default\nname: web-1\nnetworking:\n  address: 127.0.0.1\n  inbound: [{{port: 18080, tags: {{kuma.io/service: web}}}}]\n",
+        shop.addr.port(),
+        receiver.port
+    );
+    let res = resources(&yaml);
+    let e = effective_of(&res, "web-1");
+    assert_eq!((e.address.as_str(), e.port), ("127.0.0.1", 0));
+    let (assignments, _) = meshmetrics::discovery::assignments::compute(&res);
+    assert!(assignments.is_empty(), "nothing to scrape: {assignments:?}");
+    let mut opts = meshmetrics::bootstrap::Options::new(meshmetrics_e2e::wasm());
+    opts.admin_port = free_port();
+    let b = meshmetrics::bootstrap::bootstrap(&e, &opts)
+        .expect("bootstrap")
+        .config;
+    let envoy = meshmetrics_e2e::Envoy::start_config(
+        "push-only",
+        &b,
+        opts.admin_port,
+        ([127, 0, 0, 1], 0).into(),
+        false,
+    );
+    assert!(
+        within(Duration::from_secs(15), || !receiver.exports().is_empty()).is_some(),
+        "{}",
+        envoy.log()
+    );
+    let e = &receiver.exports()[0];
+    assert_eq!(
+        metric(e, "shop", "queue_depth")["gauge"]["data_points"][0]["as_double"],
+        7.0
+    );
+}

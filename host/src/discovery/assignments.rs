@@ -62,7 +62,8 @@ pub fn compute(res: &Resources) -> (Vec<Assignment>, Diagnostics) {
                 } else {
                     host
                 };
-                for (_, endpoint) in e.endpoints() {
+                // Port 0: a proxy that only pushes (OpenTelemetry); nothing to scrape.
+                for (_, endpoint) in e.endpoints().into_iter().filter(|(_, x)| x.port != 0) {
                     out.push(Assignment {
                         mesh: e.mesh.clone(),
                         service: e.service.clone(),
