@@ -166,8 +166,15 @@ impl RootContext for Root {
                     self_labels,
                     selection,
                 });
+                // Every configuration counts as the newest, with a push or without: a push
+                // removed over LDS stops in the root its listener's drain keeps alive.
+                let configured_ms = otel::configured();
                 if plugin.config.otel.is_some() {
-                    self.pusher = Some(otel::Pusher::new(Rc::clone(&plugin), self.id));
+                    self.pusher = Some(otel::Pusher::new(
+                        Rc::clone(&plugin),
+                        self.id,
+                        configured_ms,
+                    ));
                     let _ = hostcalls::set_tick_period(otel::TICK);
                 }
                 self.plugin = Some(plugin);

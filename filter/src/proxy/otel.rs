@@ -57,6 +57,20 @@ fn two(bytes: Option<Vec<u8>>) -> (u64, u64) {
     (at(0), at(1))
 }
 
+fn three(b: Option<&[u8]>) -> (u64, u64, u64) {
+    let b = b.unwrap_or_default();
+    let at = |i: usize| {
+        b.get(i * 8..i * 8 + 8)
+            .and_then(|x| <[u8; 8]>::try_from(x).ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    (at(0), at(1), at(2))
+}
+
+fn encode(values: &[u64]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
 fn pair(a: u64, b: u64) -> Vec<u8> {
     let mut v = a.to_le_bytes().to_vec();
     v.extend_from_slice(&b.to_le_bytes());
@@ -104,6 +118,25 @@ pub(crate) fn stats() -> OtelStats {
     }
 }
 
+/// A root context of the metrics filter was configured (any configuration, with a push or
+/// without): it is the newest, and roots configured before it (a replaced listener draining)
+/// stop pushing. When it was, in ms.
+pub(crate) fn configured() -> u64 {
+    let configured_ms = millis(now());
+    for _ in 0..8 {
+        let Ok((value, cas)) = hostcalls::get_shared_data(NEWEST) else {
+            break;
+        };
+        let (newest, _) = two(value);
+        if newest >= configured_ms
+            || hostcalls::set_shared_data(NEWEST, Some(&pair(configured_ms, 0)), cas).is_ok()
+        {
+            break;
+        }
+    }
+    configured_ms
+}
+
 /// A push being gathered.
 struct Gathering {
     merger: Merger,
@@ -126,21 +159,10 @@ pub(crate) struct Pusher {
 }
 
 impl Pusher {
-    pub(crate) fn new(plugin: Rc<Plugin>, root: u32) -> Pusher {
+    /// The push of the configuration `plugin` (configured at `configured_ms`, see
+    /// [`configured`]) in root context `root`.
+    pub(crate) fn new(plugin: Rc<Plugin>, root: u32, configured_ms: u64) -> Pusher {
         let t = now();
-        let configured_ms = millis(t);
-        // This configuration is the newest: older roots (a replaced listener draining) stop.
-        for _ in 0..8 {
-            let Ok((value, cas)) = hostcalls::get_shared_data(NEWEST) else {
-                break;
-            };
-            let (newest, _) = two(value);
-            if newest >= configured_ms
-                || hostcalls::set_shared_data(NEWEST, Some(&pair(configured_ms, 0)), cas).is_ok()
-            {
-                break;
-            }
-        }
         let me = (t
             .duration_since(UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
@@ -168,7 +190,9 @@ impl Pusher {
             .map_or(60_000, |o| o.interval_ms)
     }
 
-    /// Whether this root pushes now: the newest configuration, and the elected VM.
+    /// Whether this root pushes now: the newest configuration, and the elected VM. The leader
+    /// record holds its owner, until when, and its configuration's time: a root of a newer
+    /// configuration takes over at once, not when an old root's hold runs out.
     fn elected(&self, now_ms: u64) -> bool {
         let newest = hostcalls::get_shared_data(NEWEST)
             .map(|(v, _)| two(v).0)
@@ -181,12 +205,13 @@ impl Pusher {
             let Ok((value, cas)) = hostcalls::get_shared_data(LEADER) else {
                 return false;
             };
-            let (owner, until) = two(value);
-            if owner != self.me && until > now_ms && owner != 0 {
+            let (owner, until, of) = three(value.as_deref());
+            let held = owner != 0 && owner != self.me && until > now_ms;
+            if held && of >= self.configured_ms {
                 return false;
             }
-            if hostcalls::set_shared_data(LEADER, Some(&pair(self.me, now_ms + hold)), cas).is_ok()
-            {
+            let mine = [self.me, now_ms + hold, self.configured_ms];
+            if hostcalls::set_shared_data(LEADER, Some(&encode(&mine)), cas).is_ok() {
                 return true;
             }
         }
