@@ -70,13 +70,21 @@ fn demo_prints_a_labelled_scrape_and_every_dashboard_panel_has_data() {
         );
     }
     assert!(!stdout.contains("panel EMPTY"), "{stdout}");
-    // The live change: a new filterRegex served by the same Envoy process.
+    // The push: a real OTLP receiver got the apps' series, each under its scope, and Envoy's.
+    for scope in ["scope orders:", "scope payments:", "scope envoy:"] {
+        assert!(stdout.contains(scope), "{scope} not pushed:\n{stdout}\n{stderr}");
+    }
+    assert!(
+        stdout.contains("orders_http_requests (sum, monotonic)"),
+        "{stdout}"
+    );
+    // The live change: a new profile served by the same Envoy process.
     assert!(
         stdout.contains("by the same Envoy (pid") && stdout.contains("alive: yes"),
         "{stdout}\n{stderr}"
     );
     // Nothing left behind.
-    for port in [15670, 18081, 18082, 15676, 15678, 19090] {
+    for port in [15670, 18081, 18082, 15676, 15678, 19090, 14317] {
         assert!(
             !listening(port),
             "something still listens on {port} after the demo"
@@ -106,6 +114,7 @@ fn compose_stack_is_valid() {
         "control-plane:",
         "prometheus:",
         "grafana:",
+        "otel-collector:",
     ] {
         assert!(text.contains(service), "service {service} missing:\n{text}");
     }
