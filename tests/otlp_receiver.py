@@ -7,7 +7,9 @@ the same protocol on the wire and keeps what it gets.
 Each accepted export is one line of JSON in OUT (protobuf's JSON mapping, field names as in
 the .proto, plus "received_at"). MODE_FILE says how to answer, read at every export: `ok`,
 `unavailable` (UNAVAILABLE), `exhausted` (RESOURCE_EXHAUSTED), `slow` (answers after 5 s),
-`garbage` (an OK status with bytes that are no ExportMetricsServiceResponse).
+`garbage` (an OK status with bytes that are no ExportMetricsServiceResponse), `quiet` (answers
+OK at once and keeps only each export's size: for the benchmark, where turning 20 MB into JSON
+would make the receiver the slow part).
 """
 
 import json
@@ -40,7 +42,10 @@ def export(request, context):
         context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "full, for the test")
     if m == "slow":
         time.sleep(5)
-    record = MessageToDict(request, preserving_proto_field_name=True)
+    if m == "quiet":
+        record = {"bytes": request.ByteSize()}
+    else:
+        record = MessageToDict(request, preserving_proto_field_name=True)
     record["received_at"] = time.time()
     with LOCK, open(OUT, "a") as f:
         f.write(json.dumps(record) + "\n")

@@ -72,7 +72,10 @@ fn demo_prints_a_labelled_scrape_and_every_dashboard_panel_has_data() {
     assert!(!stdout.contains("panel EMPTY"), "{stdout}");
     // The push: a real OTLP receiver got the apps' series, each under its scope, and Envoy's.
     for scope in ["scope orders:", "scope payments:", "scope envoy:"] {
-        assert!(stdout.contains(scope), "{scope} not pushed:\n{stdout}\n{stderr}");
+        assert!(
+            stdout.contains(scope),
+            "{scope} not pushed:\n{stdout}\n{stderr}"
+        );
     }
     assert!(
         stdout.contains("orders_http_requests (sum, monotonic)"),
