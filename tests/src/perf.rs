@@ -138,17 +138,7 @@ fn launch(
     opts.timeout_ms = 60_000;
     tune(&mut opts);
     let mut config = bootstrap::bootstrap(&e, &opts).expect("bootstrap").config;
-    let list = config["static_resources"]["clusters"]
-        .as_array_mut()
-        .expect("clusters");
-    for i in 0..clusters {
-        let name = format!("service-{i:05}_default_svc_8080");
-        list.push(json!({
-            "name": name, "type": "STATIC", "connect_timeout": "1s",
-            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint":
-                {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9}}}}]}]}
-        }));
-    }
+    add_clusters(&mut config, clusters);
     if !with_filter {
         config["static_resources"]["listeners"] = json!([]);
     }
@@ -172,6 +162,49 @@ fn launch(
         envoy,
         hop,
     }
+}
+
+/// Adds `n` idle clusters to a bootstrap (`service-00000_default_svc_8080`, ...): the shape of
+/// a large mesh's proxy, whose stats Envoy renders.
+pub fn add_clusters(config: &mut serde_json::Value, n: usize) {
+    let Some(list) = config["static_resources"]["clusters"].as_array_mut() else {
+        return;
+    };
+    for i in 0..n {
+        let name = format!("service-{i:05}_default_svc_8080");
+        list.push(json!({
+            "name": name, "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint":
+                {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9}}}}]}]}
+        }));
+    }
+}
+
+/// A benchmark tool's numeric flags (`--name value`), each with its default, in order: an
+/// unknown flag or a value that is not a number is an error listing them.
+pub fn numeric_flags<const N: usize>(defaults: [(&str, u64); N]) -> anyhow::Result<[u64; N]> {
+    let mut values = defaults.map(|(_, v)| v);
+    let usage = || {
+        defaults
+            .iter()
+            .map(|(n, v)| format!("--{n} {v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let Some(i) = defaults
+            .iter()
+            .position(|(n, _)| flag.strip_prefix("--") == Some(*n))
+        else {
+            anyhow::bail!("unknown argument {flag:?} ({})", usage());
+        };
+        values[i] = it
+            .next()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("{flag} needs a number ({})", usage()))?;
+    }
+    Ok(values)
 }
 
 /// In a listener's configuration: every HTTP filter but the router dropped (and the module's

@@ -115,3 +115,20 @@ impl Body {
         self.len += bytes.len();
     }
 }
+
+/// Reads a dispatched call's answer of `size` bytes a [`WINDOW`] at a time into `feed`: the VM
+/// never holds it whole. Whether every byte was read.
+pub(crate) fn read_call(size: usize, mut feed: impl FnMut(&[u8])) -> bool {
+    let mut at = 0;
+    while at < size {
+        let want = WINDOW.min(size - at);
+        match hostcalls::get_buffer(BufferType::HttpCallResponseBody, at, want) {
+            Ok(Some(piece)) if !piece.is_empty() => {
+                feed(&piece);
+                at += piece.len();
+            }
+            _ => return false,
+        }
+    }
+    true
+}

@@ -23,7 +23,6 @@ use prost::Message;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
 
-use super::body::WINDOW;
 use super::{Plugin, log};
 use crate::config::{OTEL_FAILURES, SourceKind};
 use crate::exposition::otlp::{self, StartTimes};
@@ -322,17 +321,8 @@ impl Pusher {
             let mut reader =
                 g.merger
                     .source_at(priority, format, &self.plugin.labels[i], body_size);
-            let mut at = 0;
-            while at < body_size {
-                let want = WINDOW.min(body_size - at);
-                match hostcalls::get_buffer(BufferType::HttpCallResponseBody, at, want) {
-                    Ok(Some(piece)) if !piece.is_empty() => {
-                        reader.feed(&piece);
-                        at += piece.len();
-                    }
-                    _ => break,
-                }
-            }
+            // A source cut short is merged as far as it was read, as a scrape does.
+            super::body::read_call(body_size, |piece| reader.feed(piece));
             reader.finish();
         }
         if g.pending.is_empty() {

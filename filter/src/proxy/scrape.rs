@@ -432,20 +432,10 @@ impl Scrape {
         // Priority is the configured order (Envoy first), whatever order the answers come in.
         let priority = u16::try_from(i).unwrap_or(u16::MAX - 1);
         let mut reader = merger.source_at(priority, format, &self.plugin.labels[i], body_size);
-        let mut at = 0;
-        while at < body_size {
-            let want = WINDOW.min(body_size - at);
-            match hostcalls::get_buffer(BufferType::HttpCallResponseBody, at, want) {
-                Ok(Some(piece)) if !piece.is_empty() => {
-                    reader.feed(&piece);
-                    at += piece.len();
-                }
-                // What was read is merged (valid lines are valid); the source is reported down.
-                _ => {
-                    reader.finish();
-                    return self.fail(i, &Failure::BodyRead);
-                }
-            }
+        if !super::body::read_call(body_size, |piece| reader.feed(piece)) {
+            // What was read is merged (valid lines are valid); the source is reported down.
+            reader.finish();
+            return self.fail(i, &Failure::BodyRead);
         }
         let stats = reader.finish();
         self.outcomes[i].merge = now().duration_since(merge_started).unwrap_or_default();

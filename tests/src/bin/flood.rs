@@ -19,8 +19,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use meshmetrics_e2e::perf::rss_mb;
+use anyhow::{Result, bail};
+use meshmetrics_e2e::perf::{numeric_flags, rss_mb};
 use meshmetrics_e2e::{
     Backend, Proxy, Reply, app, effective_of, mesh_yaml, request, resources, wasm_memory,
 };
@@ -33,26 +33,12 @@ struct Args {
 }
 
 fn args() -> Result<Args> {
-    let mut a = Args {
-        scrapers: 100,
-        idle: 1000,
-        slow: 20,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let v: usize = it
-            .next()
-            .with_context(|| format!("{flag} needs a value"))?
-            .parse()
-            .with_context(|| format!("{flag}: a number"))?;
-        match flag.as_str() {
-            "--scrapers" => a.scrapers = v,
-            "--idle" => a.idle = v,
-            "--slow" => a.slow = v,
-            other => bail!("unknown argument {other:?} (--scrapers 100 --idle 1000 --slow 20)"),
-        }
-    }
-    Ok(a)
+    let [scrapers, idle, slow] = numeric_flags([("scrapers", 100), ("idle", 1000), ("slow", 20)])?;
+    Ok(Args {
+        scrapers: scrapers as usize,
+        idle: idle as usize,
+        slow: slow as usize,
+    })
 }
 
 /// Samples `pid`'s RSS every 10 ms while `work` runs: (what `work` returned, the peak in MB).

@@ -15,34 +15,21 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use meshmetrics::bootstrap::{self, Options};
 use meshmetrics::effective::effective;
-use meshmetrics_e2e::perf::{spread, thread_cpu_seconds};
+use meshmetrics_e2e::perf::{add_clusters, numeric_flags, spread, thread_cpu_seconds};
 use meshmetrics_e2e::{
     Envoy, free_port, get, resources, temp_dir, wasm, wasm_memory, workspace_root,
 };
 use serde_json::json;
 
 fn main() -> Result<()> {
-    let mut clusters = 2000usize;
-    let mut interval = 5u64;
-    let mut pushes = 6usize;
-    let mut scrapes = 10usize;
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let v: u64 = it
-            .next()
-            .with_context(|| format!("{flag} needs a value"))?
-            .parse()
-            .with_context(|| format!("{flag}: a number"))?;
-        match flag.as_str() {
-            "--clusters" => clusters = v as usize,
-            "--interval" => interval = v.max(1),
-            "--pushes" => pushes = v.max(2) as usize,
-            "--scrapes" => scrapes = v.max(1) as usize,
-            other => bail!(
-                "unknown argument {other:?} (--clusters 2000 --interval 5 --pushes 6 --scrapes 10)"
-            ),
-        }
-    }
+    let [clusters, interval, pushes, scrapes] = numeric_flags([
+        ("clusters", 2000),
+        ("interval", 5),
+        ("pushes", 6),
+        ("scrapes", 10),
+    ])?;
+    let (clusters, interval) = (clusters as usize, interval.max(1));
+    let (pushes, scrapes) = (pushes.max(2) as usize, scrapes.max(1) as usize);
     let dir = temp_dir("otel-bench");
     let port = free_port();
     let out = dir.join("exports.jsonl");
@@ -67,17 +54,7 @@ fn main() -> Result<()> {
     opts.admin_port = free_port();
     opts.timeout_ms = 60_000;
     let mut config = bootstrap::bootstrap(&e, &opts)?.config;
-    let list = config["static_resources"]["clusters"]
-        .as_array_mut()
-        .context("clusters")?;
-    for i in 0..clusters {
-        let name = format!("service-{i:05}_default_svc_8080");
-        list.push(json!({
-            "name": name, "type": "STATIC", "connect_timeout": "1s",
-            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint":
-                {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9}}}}]}]}
-        }));
-    }
+    add_clusters(&mut config, clusters);
     let envoy = Envoy::start_config(
         "otel-bench",
         &config,

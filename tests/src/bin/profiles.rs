@@ -10,9 +10,9 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use meshmetrics::bootstrap::{self, Options};
-use meshmetrics_e2e::perf::{spread, thread_cpu_seconds};
+use meshmetrics_e2e::perf::{add_clusters, numeric_flags, spread, thread_cpu_seconds};
 use meshmetrics_e2e::{Envoy, effective_of, free_port, get, resources, wasm};
 use meshmetrics_filter::config::{FamilyRules, MatchKind, Matcher, Profile, Source, SourceKind};
 use serde_json::{Value, json};
@@ -23,24 +23,11 @@ struct Args {
 }
 
 fn args() -> Result<Args> {
-    let mut a = Args {
-        clusters: 2000,
-        rounds: 20,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let v: usize = it
-            .next()
-            .with_context(|| format!("{flag} needs a value"))?
-            .parse()
-            .with_context(|| format!("{flag}: a number"))?;
-        match flag.as_str() {
-            "--clusters" => a.clusters = v,
-            "--rounds" => a.rounds = v.max(1),
-            other => bail!("unknown argument {other:?} (--clusters 2000 --rounds 20)"),
-        }
-    }
-    Ok(a)
+    let [clusters, rounds] = numeric_flags([("clusters", 2000), ("rounds", 20)])?;
+    Ok(Args {
+        clusters: clusters as usize,
+        rounds: rounds.max(1) as usize,
+    })
 }
 
 fn m(kind: MatchKind, pattern: &str) -> Matcher {
@@ -134,17 +121,7 @@ fn main() -> Result<()> {
         .unwrap_or_default()
         .parse()?;
     config["static_resources"]["listeners"] = Value::Array(listeners);
-    let list = config["static_resources"]["clusters"]
-        .as_array_mut()
-        .context("clusters")?;
-    for i in 0..a.clusters {
-        let name = format!("service-{i:05}_default_svc_8080");
-        list.push(json!({
-            "name": name, "type": "STATIC", "connect_timeout": "1s",
-            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint":
-                {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9}}}}]}]}
-        }));
-    }
+    add_clusters(&mut config, a.clusters);
     let envoy = Envoy::start_config("profiles", &config, opts.admin_port, metrics, true);
     let pid = envoy.pid();
     // Envoy's admin asked as the filter asks it (the same query encoding).
