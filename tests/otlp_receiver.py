@@ -2,7 +2,9 @@
 own MetricsService (opentelemetry-proto from PyPI). No collector binary runs here; this speaks
 the same protocol on the wire and keeps what it gets.
 
-    otlp_receiver.py PORT OUT MODE_FILE
+    otlp_receiver.py PORT OUT MODE_FILE [CERT KEY]
+
+With CERT and KEY (PEM), it serves TLS (gRPC's own ALPN `h2`).
 
 Each accepted export is one line of JSON in OUT (protobuf's JSON mapping, field names as in
 the .proto, plus "received_at"). MODE_FILE says how to answer, read at every export: `ok`,
@@ -23,6 +25,7 @@ from google.protobuf.json_format import MessageToDict
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 
 PORT, OUT, MODE_FILE = sys.argv[1], sys.argv[2], sys.argv[3]
+TLS = sys.argv[4:6] if len(sys.argv) >= 6 else None
 LOCK = threading.Lock()
 
 
@@ -73,7 +76,12 @@ server = grpc.server(
     options=[("grpc.max_receive_message_length", 256 << 20)],
 )
 server.add_generic_rpc_handlers((handler,))
-server.add_insecure_port(f"127.0.0.1:{PORT}")
+if TLS:
+    with open(TLS[0], "rb") as c, open(TLS[1], "rb") as k:
+        credentials = grpc.ssl_server_credentials([(k.read(), c.read())])
+    server.add_secure_port(f"127.0.0.1:{PORT}", credentials)
+else:
+    server.add_insecure_port(f"127.0.0.1:{PORT}")
 server.start()
 print("listening", flush=True)
 server.wait_for_termination()

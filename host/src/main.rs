@@ -92,6 +92,10 @@ enum Command {
         /// Connections the metrics listener holds open at once; more are closed as they come.
         #[arg(long, default_value_t = meshmetrics::generator::listener::DEFAULT_MAX_CONNECTIONS)]
         max_metrics_connections: u64,
+        /// The CA of the OpenTelemetry collector's certificate, as a path on the proxies: the
+        /// push then goes over TLS and checks the collector's name (default: plaintext).
+        #[arg(long)]
+        otel_ca: Option<PathBuf>,
         #[command(flatten)]
         tls: TlsArgs,
     },
@@ -172,6 +176,10 @@ enum Command {
         /// Connections the metrics listener holds open at once; more are closed as they come.
         #[arg(long, default_value_t = meshmetrics::generator::listener::DEFAULT_MAX_CONNECTIONS)]
         max_metrics_connections: u64,
+        /// The CA of the OpenTelemetry collector's certificate, as a path on the proxies: the
+        /// push then goes over TLS and checks the collector's name (default: plaintext).
+        #[arg(long)]
+        otel_ca: Option<PathBuf>,
         /// Signing keys of dataplane tokens (`generate signing-key`); watched: every ADS
         /// stream must present a token of its dataplane.
         #[arg(long)]
@@ -506,6 +514,7 @@ fn run(cli: Cli) -> Result<()> {
             envoy_body,
             max_answering_bytes,
             max_metrics_connections,
+            otel_ca,
             tls,
             control_plane: None,
             mesh: _,
@@ -538,6 +547,7 @@ fn run(cli: Cli) -> Result<()> {
                 envoy_body,
                 max_answering_bytes,
                 max_connections: max_metrics_connections,
+                otel_ca,
                 provided_tls,
                 allow_plaintext_fallback: tls.allow_plaintext_fallback,
                 mesh_ca: tls.mesh_ca,
@@ -573,6 +583,7 @@ fn run(cli: Cli) -> Result<()> {
             envoy_body,
             max_answering_bytes,
             max_metrics_connections,
+            otel_ca,
             keys,
             revocations,
             xds_cert,
@@ -606,6 +617,7 @@ fn run(cli: Cli) -> Result<()> {
                 envoy_body,
                 max_answering_bytes,
                 max_metrics_connections,
+                otel_ca,
                 auth: keys.map(|keys| meshmetrics::auth::Sources { keys, revocations }),
                 tls,
                 discovery_token: discovery_token_file

@@ -24,6 +24,11 @@ struct Receiver {
 
 impl Receiver {
     fn start(dir: &Path) -> Receiver {
+        Receiver::start_tls(dir, None)
+    }
+
+    /// With `tls` (a certificate and its key), over TLS.
+    fn start_tls(dir: &Path, tls: Option<(&Path, &Path)>) -> Receiver {
         std::fs::create_dir_all(dir).expect("receiver's directory");
         let port = free_port();
         let (out, mode) = (dir.join("exports.jsonl"), dir.join("mode"));
@@ -35,6 +40,7 @@ impl Receiver {
                 out.to_str().expect("UTF-8"),
                 mode.to_str().expect("UTF-8"),
             ])
+            .args(tls.into_iter().flat_map(|(c, k)| [c, k]))
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the OTLP receiver (.venv: grpcio, opentelemetry-proto)");
@@ -400,4 +406,95 @@ fn the_backend_changes_live_over_the_control_plane() {
         meshmetrics_e2e::get(&format!("http://127.0.0.1:{port}/metrics"), &[]).status,
         200
     );
+}
+
+/// With `--otel-ca`, the push goes over TLS and checks the collector's certificate: a collector
+/// with a certificate of that CA for its address gets the exports; one with another CA's gets
+/// nothing, and the push counts it.
+#[test]
+fn the_push_goes_over_tls_to_a_collector_it_verifies() {
+    let dir = temp_dir("otel-tls");
+    let mm = meshmetrics_e2e::controlplane::meshmetrics_bin();
+    let issue = |ca: &str| {
+        let run = |args: &[&str]| {
+            let out = Command::new(&mm)
+                .args(args)
+                .output()
+                .expect("meshmetrics ca");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ca_dir = dir.join(ca);
+        let d = ca_dir.to_str().expect("UTF-8");
+        run(&["ca", "init", "--dir", d, "--mesh", "otel"]);
+        let out = ca_dir.join("collector");
+        run(&[
+            "ca",
+            "issue",
+            "--dir",
+            d,
+            "--mesh",
+            "otel",
+            "--service",
+            "collector",
+            "--ip",
+            "127.0.0.1",
+            "-o",
+            out.to_str().expect("UTF-8"),
+        ]);
+        (
+            ca_dir.join("ca.pem"),
+            out.with_extension("pem"),
+            out.with_extension("key"),
+        )
+    };
+    let (ca, cert, key) = issue("trusted");
+    let (_, other_cert, other_key) = issue("other");
+    meshmetrics_e2e::ENVOY_WORKERS.store(2, std::sync::atomic::Ordering::Relaxed);
+    let shop = app(Reply::text(APP));
+    for (trusted, (cert, key)) in [(true, (&cert, &key)), (false, (&other_cert, &other_key))] {
+        let receiver = Receiver::start_tls(
+            &dir.join(if trusted { "a" } else { "b" }),
+            Some((cert.as_path(), key.as_path())),
+        );
+        let yaml = format!(
+            "type: MeshMetric\nname: otel\nmesh: default\nspec:\n  targetRef: {{kind: Mesh}}\n  default:\n    applications: [{{name: shop, port: {}}}]\n    backends:\n    - {{type: Prometheus, prometheus: {{port: 5670}}}}\n    - {{type: OpenTelemetry, openTelemetry: {{endpoint: '127.0.0.1:{}', refreshInterval: 1s}}}}\n---\ntype: Mesh\nname: default\n---\ntype: Dataplane\nmesh: default\nname: web-1\nnetworking:\n  address: 127.0.0.1\n  inbound: [{{port: 18080, tags: {{kuma.io/service: web}}}}]\n",
+            shop.addr.port(),
+            receiver.port
+        );
+        let proxy = Proxy::start(
+            Backend::Envoy,
+            effective_of(&resources(&yaml), "web-1"),
+            |o| {
+                o.otel_ca = Some(ca.clone());
+            },
+        );
+        if trusted {
+            assert!(
+                within(Duration::from_secs(20), || !receiver.exports().is_empty()).is_some(),
+                "nothing over TLS: {}",
+                proxy.log()
+            );
+            let e = &receiver.exports()[0];
+            assert_eq!(
+                metric(e, "shop", "queue_depth")["gauge"]["data_points"][0]["as_double"],
+                7.0
+            );
+        } else {
+            let counted = within(Duration::from_secs(20), || {
+                self_count(
+                    &proxy.scrape(&[]).body,
+                    "meshmetrics_otel_failures_total{reason=\"unavailable\"} ",
+                ) >= 2.0
+            });
+            assert!(counted.is_some(), "{}", proxy.log());
+            assert!(
+                receiver.exports().is_empty(),
+                "pushed to a collector it cannot verify"
+            );
+        }
+    }
 }

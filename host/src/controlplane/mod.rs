@@ -231,6 +231,8 @@ pub struct Config {
     pub max_answering_bytes: u64,
     /// The proxies' metrics listeners' connection limit (see `Options::max_connections`).
     pub max_metrics_connections: u64,
+    /// The OpenTelemetry collector's CA on the proxies (see `Options::otel_ca`).
+    pub otel_ca: Option<PathBuf>,
     /// Dataplane tokens: the signing keys and the revocation list (watched).
     pub auth: Option<crate::auth::Sources>,
     /// The control plane's TLS identity for ADS and its HTTP side.
@@ -320,6 +322,7 @@ pub async fn serve(
     options.envoy_body = c.envoy_body;
     options.max_answering_bytes = c.max_answering_bytes;
     options.max_connections = c.max_metrics_connections;
+    options.otel_ca = c.otel_ca.clone();
     options.delivery = Delivery::Ads;
     options.mesh_ca = c.mesh_ca.clone();
     options.provided_tls = c.provided_tls.clone();

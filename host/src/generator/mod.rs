@@ -119,6 +119,9 @@ pub struct Options {
     /// Connections the metrics listener holds open at once (see
     /// [`listener::DEFAULT_MAX_CONNECTIONS`]).
     pub max_connections: u64,
+    /// The CA of the OpenTelemetry collector's certificate (a path on the proxy): the push then
+    /// goes over TLS, the collector's name (or IP) checked. `None`: plaintext.
+    pub otel_ca: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Options {
@@ -153,6 +156,7 @@ impl Options {
             envoy_body: filter::EnvoyBody::default(),
             max_answering_bytes: meshmetrics_filter::config::DEFAULT_MAX_ANSWERING_BYTES,
             max_connections: listener::DEFAULT_MAX_CONNECTIONS,
+            otel_ca: None,
         }
     }
 }
@@ -200,7 +204,12 @@ pub fn generate(e: &Effective, o: &Options) -> Result<ProxyResources> {
             && let Ok(port) = port.parse::<u16>()
         {
             let host = host.trim_start_matches('[').trim_end_matches(']');
-            clusters.push(cluster::grpc(OTEL_CLUSTER, host, port));
+            let mut collector = cluster::grpc(OTEL_CLUSTER, host, port);
+            if let Some(ca) = &o.otel_ca {
+                collector.transport_socket =
+                    Some(tls::upstream_alpn(&ca.display().to_string(), host, &["h2"]));
+            }
+            clusters.push(collector);
         }
         if e.otel.len() > 1 {
             warnings.push(format!(

@@ -240,6 +240,11 @@ fn absolute(p: &Path) -> Result<String> {
 /// proxy's machine) and names `host` (an IP SAN for an address, a DNS SAN for a name, which is
 /// also sent as SNI). What the proxy uses to reach the control plane's HTTP side.
 pub fn upstream(ca_file: &str, host: &str) -> TransportSocket {
+    upstream_alpn(ca_file, host, &[])
+}
+
+/// [`upstream`], offering `alpn` (gRPC servers want `h2` negotiated).
+pub fn upstream_alpn(ca_file: &str, host: &str, alpn: &[&str]) -> TransportSocket {
     use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
     let san_type = if host.parse::<std::net::IpAddr>().is_ok() {
         subject_alt_name_matcher::SanType::IpAddress
@@ -266,6 +271,7 @@ pub fn upstream(ca_file: &str, host: &str) -> TransportSocket {
                     },
                 ),
             ),
+            alpn_protocols: alpn.iter().map(|a| (*a).to_owned()).collect(),
             ..Default::default()
         }),
         ..Default::default()
