@@ -120,6 +120,9 @@ pub fn encode(
     let mut current: Option<(Vec<u8>, Kind, String, String)> = None;
     let mut help = String::new();
     let mut unit = String::new();
+    let mut key = Vec::new();
+    // The (scope, family) the last sample went to, and where it is.
+    let mut last: Option<(Vec<u8>, Vec<u8>, (usize, usize))> = None;
     for line in open_metrics.split(|b| *b == b'\n') {
         match scanner.scan(line, Format::OpenMetrics, b"") {
             Line::Help { name, text } => {
@@ -151,73 +154,95 @@ pub fn encode(
                     .and_then(|t| parse_f64(t.of(line)))
                     .filter(|t| t.is_finite() && *t >= 0.0)
                     .map_or(now_ns, |t| (t * 1e9) as u64);
-                // The point's labels, its scope, and `le` / `quantile` apart.
+                // The point's scope, its key (labels but identity and `le` / `quantile`), the
+                // bound: read first; its attributes only when the point is new.
                 let mut scope: &[u8] = if family.starts_with(b"meshmetrics_") {
                     SELF_SCOPE.as_bytes()
                 } else {
                     ENVOY_SCOPE.as_bytes()
                 };
-                let mut key = Vec::new();
-                let mut attributes = Vec::new();
+                key.clear();
                 let mut bound = None;
+                let bound_label: &[u8] = match kind {
+                    Kind::Histogram => b"le",
+                    Kind::Summary => b"quantile",
+                    _ => b"",
+                };
                 for l in &scanner.labels {
                     let (n, v) = (l.name.of(line), l.value.of(line));
                     if n == SCOPE_LABEL {
                         scope = v;
                     }
-                    if (*kind == Kind::Histogram && n == b"le")
-                        || (*kind == Kind::Summary && n == b"quantile")
-                    {
+                    if n == bound_label {
                         bound = parse_f64(v);
-                        continue;
+                    } else if !identity.iter().any(|i| i.as_bytes() == n) {
+                        key.extend_from_slice(n);
+                        key.push(b'=');
+                        key.extend_from_slice(v);
+                        key.push(0xff);
                     }
-                    if identity.iter().any(|i| i.as_bytes() == n) {
-                        continue;
-                    }
-                    key.extend_from_slice(n);
-                    key.push(b'=');
-                    key.extend_from_slice(v);
-                    key.push(0xff);
-                    attributes.push(KeyValue {
-                        key: String::from_utf8_lossy(n).into_owned(),
-                        value: Some(AnyValue {
-                            value: Some(any_value::Value::StringValue(unescape(v))),
-                        }),
-                        ..Default::default()
-                    });
                 }
-                let scope = String::from_utf8_lossy(scope).into_owned();
-                let families = match scopes.iter().position(|(s, _)| *s == scope) {
-                    Some(i) => &mut scopes[i].1,
-                    None => {
-                        scopes.push((scope, Vec::new()));
-                        // Just pushed: the last one.
-                        &mut scopes.last_mut().expect("pushed").1
+                // Samples of a family come together, and mostly of one scope: the last family
+                // is asked first, the map only when it changed.
+                let (si, fi) = match &last {
+                    Some((ls, lf, at)) if ls.as_slice() == scope && lf.as_slice() == family.as_slice() => *at,
+                    _ => {
+                        let scope_name = String::from_utf8_lossy(scope).into_owned();
+                        let si = match scopes.iter().position(|(s, _)| *s == scope_name) {
+                            Some(i) => i,
+                            None => {
+                                scopes.push((scope_name, Vec::new()));
+                                scopes.len() - 1
+                            }
+                        };
+                        let families = &mut scopes[si].1;
+                        let fam_name = String::from_utf8_lossy(family);
+                        let fi = match families.iter().rposition(|f| f.name == fam_name) {
+                            Some(i) => i,
+                            None => {
+                                families.push(Family {
+                                    name: fam_name.into_owned(),
+                                    help: help.clone(),
+                                    unit: unit.clone(),
+                                    kind: *kind,
+                                    points: Vec::new(),
+                                    index: HashMap::new(),
+                                });
+                                families.len() - 1
+                            }
+                        };
+                        last = Some((scope.to_vec(), family.clone(), (si, fi)));
+                        (si, fi)
                     }
                 };
-                let fam_name = String::from_utf8_lossy(family).into_owned();
-                let f = match families.iter().position(|f| f.name == fam_name) {
-                    Some(i) => &mut families[i],
+                let f = &mut scopes[si].1[fi];
+                let i = match f.index.get(key.as_slice()) {
+                    Some(i) => *i,
                     None => {
-                        families.push(Family {
-                            name: fam_name,
-                            help: help.clone(),
-                            unit: unit.clone(),
-                            kind: *kind,
-                            points: Vec::new(),
-                            index: HashMap::new(),
+                        let attributes = scanner
+                            .labels
+                            .iter()
+                            .map(|l| (l.name.of(line), l.value.of(line)))
+                            .filter(|(n, _)| {
+                                *n != bound_label && !identity.iter().any(|i| i.as_bytes() == *n)
+                            })
+                            .map(|(n, v)| KeyValue {
+                                key: String::from_utf8_lossy(n).into_owned(),
+                                value: Some(AnyValue {
+                                    value: Some(any_value::Value::StringValue(unescape(v))),
+                                }),
+                                ..Default::default()
+                            })
+                            .collect();
+                        f.points.push(Point {
+                            attributes,
+                            time_ns,
+                            ..Point::default()
                         });
-                        families.last_mut().expect("pushed")
+                        f.index.insert(key.clone(), f.points.len() - 1);
+                        f.points.len() - 1
                     }
                 };
-                let i = *f.index.entry(key).or_insert_with(|| {
-                    f.points.push(Point {
-                        attributes,
-                        time_ns,
-                        ..Point::default()
-                    });
-                    f.points.len() - 1
-                });
                 let p = &mut f.points[i];
                 match (f.kind, suffix) {
                     (Kind::Counter, b"_created")
