@@ -93,6 +93,9 @@ struct Point {
     quantiles: Vec<ValueAtQuantile>,
 }
 
+/// The scope and family the last sample went to, and their indices.
+type LastFamily = (Vec<u8>, Vec<u8>, (usize, usize));
+
 /// One family of one scope, being gathered.
 struct Family {
     name: String,
@@ -122,7 +125,7 @@ pub fn encode(
     let mut unit = String::new();
     let mut key = Vec::new();
     // The (scope, family) the last sample went to, and where it is.
-    let mut last: Option<(Vec<u8>, Vec<u8>, (usize, usize))> = None;
+    let mut last: Option<LastFamily> = None;
     for line in open_metrics.split(|b| *b == b'\n') {
         match scanner.scan(line, Format::OpenMetrics, b"") {
             Line::Help { name, text } => {
