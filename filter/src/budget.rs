@@ -7,7 +7,7 @@ use std::time::Duration;
 /// Answers always admitted at once, whatever their size: one Prometheus, or an HA pair scraping
 /// at the same moment, never waits for the budget.
 pub const MIN_ANSWERS: usize = 2;
-/// Leases kept at most (the store's value stays small: 24 bytes each).
+/// Leases kept at most (the store's value stays small: 32 bytes each).
 pub const MAX_LEASES: usize = 256;
 /// The longest a lease lives when it ends at an assumed reading rate, whatever happens (a VM
 /// that died holds nothing for long).
@@ -21,12 +21,17 @@ pub const MAX_CONNECTION_LEASE: Duration = Duration::from_secs(600);
 /// its bytes; this is what a scraper on the same host or network reads at.
 pub const DRAIN_BYTES_PER_SEC: u64 = 64 << 20;
 
-const ENTRY: usize = 24;
+const ENTRY: usize = 32;
 
 /// One answer's hold on the budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lease {
+    /// The answer's (one per stream).
     pub id: u64,
+    /// Envoy's id of the client connection it went out on, whose close ends it; 0: none (it
+    /// ends at the assumed reading rate). Several streams of one HTTP/2 connection each hold
+    /// their own lease.
+    pub connection: u64,
     pub bytes: u64,
     pub until_ms: u64,
 }
@@ -40,8 +45,9 @@ pub fn decode(b: &[u8]) -> Vec<Lease> {
     b.chunks_exact(ENTRY)
         .map(|c| Lease {
             id: field(c, 0),
-            bytes: field(c, 1),
-            until_ms: field(c, 2),
+            connection: field(c, 1),
+            bytes: field(c, 2),
+            until_ms: field(c, 3),
         })
         .collect()
 }
@@ -50,19 +56,22 @@ pub fn encode(leases: &[Lease]) -> Vec<u8> {
     let mut out = Vec::with_capacity(leases.len() * ENTRY);
     for l in leases {
         out.extend_from_slice(&l.id.to_le_bytes());
+        out.extend_from_slice(&l.connection.to_le_bytes());
         out.extend_from_slice(&l.bytes.to_le_bytes());
         out.extend_from_slice(&l.until_ms.to_le_bytes());
     }
     out
 }
 
-/// Takes a lease of `bytes` for `id` at `now_ms`, for at most `hold`, if it fits: fewer than
-/// [`MIN_ANSWERS`] out, or the bytes out plus these within `budget`. Ended leases are dropped
-/// first; a lease `id` already held is replaced (a connection's next answer: HTTP/1 clients read
-/// one answer before they ask again). Whether it took.
+/// Takes a lease of `bytes` for `id` (sent on `connection`, 0 if none) at `now_ms`, for at
+/// most `hold`, if it fits: fewer than [`MIN_ANSWERS`] out, or the bytes out plus these within
+/// `budget`. Ended leases are dropped first; a lease `id` already held is replaced. Whether it
+/// took.
+#[allow(clippy::too_many_arguments)] // Plain numbers of one decision, named at every call.
 pub fn take(
     leases: &mut Vec<Lease>,
     id: u64,
+    connection: u64,
     bytes: u64,
     now_ms: u64,
     budget: u64,
@@ -75,6 +84,7 @@ pub fn take(
     if fits {
         leases.push(Lease {
             id,
+            connection,
             bytes,
             until_ms: now_ms + hold.as_millis() as u64,
         });
@@ -82,11 +92,12 @@ pub fn take(
     fits
 }
 
-/// `id`'s client connection closed: its lease ends now. Whether there was such a lease.
-pub fn end(leases: &mut Vec<Lease>, id: u64, now_ms: u64) -> bool {
+/// Client connection `connection` closed: the leases of the answers it carried end now.
+/// Whether there were any.
+pub fn end(leases: &mut Vec<Lease>, connection: u64, now_ms: u64) -> bool {
     leases.retain(|l| l.until_ms > now_ms);
     let before = leases.len();
-    leases.retain(|l| l.id != id);
+    leases.retain(|l| connection == 0 || l.connection != connection);
     leases.len() < before
 }
 
@@ -114,11 +125,13 @@ mod tests {
         let l = vec![
             Lease {
                 id: 1,
+                connection: 0,
                 bytes: 10,
                 until_ms: 5,
             },
             Lease {
                 id: u64::MAX,
+                connection: 3,
                 bytes: 20,
                 until_ms: 6,
             },
@@ -131,62 +144,70 @@ mod tests {
     fn two_answers_always_fit_a_third_within_the_budget() {
         let mut l = Vec::new();
         // 14 MB answers against a 32 MB budget: two always, the third waits.
-        assert!(take(&mut l, 1, 14 * MB, 0, 32 * MB, MAX_LEASE));
-        assert!(take(&mut l, 2, 14 * MB, 0, 32 * MB, MAX_LEASE));
-        assert!(!take(&mut l, 3, 14 * MB, 0, 32 * MB, MAX_LEASE));
+        assert!(take(&mut l, 1, 0, 14 * MB, 0, 32 * MB, MAX_LEASE));
+        assert!(take(&mut l, 2, 0, 14 * MB, 0, 32 * MB, MAX_LEASE));
+        assert!(!take(&mut l, 3, 0, 14 * MB, 0, 32 * MB, MAX_LEASE));
         // Even answers larger than the whole budget: two of them.
         let mut big = Vec::new();
-        assert!(take(&mut big, 1, 100 * MB, 0, 32 * MB, MAX_LEASE));
-        assert!(take(&mut big, 2, 100 * MB, 0, 32 * MB, MAX_LEASE));
-        assert!(!take(&mut big, 3, 1, 0, 32 * MB, MAX_LEASE));
+        assert!(take(&mut big, 1, 0, 100 * MB, 0, 32 * MB, MAX_LEASE));
+        assert!(take(&mut big, 2, 0, 100 * MB, 0, 32 * MB, MAX_LEASE));
+        assert!(!take(&mut big, 3, 0, 1, 0, 32 * MB, MAX_LEASE));
         // Small ones share the budget.
         let mut small = Vec::new();
         for id in 0..32 {
-            assert!(take(&mut small, id, MB, 0, 32 * MB, MAX_LEASE), "{id}");
+            assert!(take(&mut small, id, 0, MB, 0, 32 * MB, MAX_LEASE), "{id}");
         }
-        assert!(!take(&mut small, 99, MB, 0, 32 * MB, MAX_LEASE));
+        assert!(!take(&mut small, 99, 0, MB, 0, 32 * MB, MAX_LEASE));
     }
 
     #[test]
     fn a_settled_lease_ends_when_its_client_could_have_read_it() {
         let mut l = Vec::new();
-        assert!(take(&mut l, 1, 14 * MB, 0, 14 * MB, MAX_LEASE));
-        assert!(take(&mut l, 2, 14 * MB, 0, 14 * MB, MAX_LEASE));
+        assert!(take(&mut l, 1, 0, 14 * MB, 0, 14 * MB, MAX_LEASE));
+        assert!(take(&mut l, 2, 0, 14 * MB, 0, 14 * MB, MAX_LEASE));
         assert!(settle(&mut l, 1, 1000));
         let ends = 1000 + 14 * MB * 1000 / DRAIN_BYTES_PER_SEC;
-        assert!(!take(&mut l, 3, 14 * MB, ends - 1, 14 * MB, MAX_LEASE));
-        assert!(take(&mut l, 3, 14 * MB, ends, 14 * MB, MAX_LEASE));
+        assert!(!take(&mut l, 3, 0, 14 * MB, ends - 1, 14 * MB, MAX_LEASE));
+        assert!(take(&mut l, 3, 0, 14 * MB, ends, 14 * MB, MAX_LEASE));
         assert!(!settle(&mut l, 42, ends), "no such lease");
     }
 
     #[test]
     fn an_unsettled_lease_ends_after_the_longest_lease() {
         let mut l = Vec::new();
-        assert!(take(&mut l, 1, MB, 0, MB, MAX_LEASE));
-        assert!(take(&mut l, 2, MB, 0, MB, MAX_LEASE));
+        assert!(take(&mut l, 1, 0, MB, 0, MB, MAX_LEASE));
+        assert!(take(&mut l, 2, 0, MB, 0, MB, MAX_LEASE));
         let max = MAX_LEASE.as_millis() as u64;
-        assert!(!take(&mut l, 3, MB, max - 1, MB, MAX_LEASE));
-        assert!(take(&mut l, 3, MB, max, MB, MAX_LEASE));
+        assert!(!take(&mut l, 3, 0, MB, max - 1, MB, MAX_LEASE));
+        assert!(take(&mut l, 3, 0, MB, max, MB, MAX_LEASE));
     }
 
     #[test]
     fn a_connection_lease_ends_when_its_connection_closes() {
         let mut l = Vec::new();
         let hold = MAX_CONNECTION_LEASE;
-        assert!(take(&mut l, 7, 14 * MB, 0, 14 * MB, hold));
-        assert!(take(&mut l, 8, 14 * MB, 0, 14 * MB, hold));
+        // Two streams of one HTTP/2 connection (7), one of another (8): a lease each.
+        assert!(take(&mut l, 1, 7, 14 * MB, 0, 14 * MB, hold));
+        assert!(take(&mut l, 2, 7, 14 * MB, 0, 14 * MB, hold));
+        assert!(
+            !take(&mut l, 3, 8, 14 * MB, 0, 14 * MB, hold),
+            "the second stream counts"
+        );
         // Held long past any assumed reading rate: the client has not gone.
-        assert!(!take(&mut l, 9, 14 * MB, 120_000, 14 * MB, hold));
-        assert!(end(&mut l, 7, 120_000));
-        assert!(take(&mut l, 9, 14 * MB, 120_000, 14 * MB, hold));
+        assert!(!take(&mut l, 3, 8, 14 * MB, 120_000, 14 * MB, hold));
+        assert!(end(&mut l, 7, 120_000), "both of connection 7's end");
+        assert!(l.is_empty());
+        assert!(take(&mut l, 3, 8, 14 * MB, 120_000, 14 * MB, hold));
         assert!(!end(&mut l, 7, 120_000), "ended once");
-        // The connection's next answer replaces its lease rather than adding one.
-        assert!(take(&mut l, 8, MB, 120_001, 14 * MB, hold));
-        assert_eq!(l.iter().filter(|x| x.id == 8).count(), 1);
+        // A stream's next answer replaces its lease rather than adding one.
+        assert!(take(&mut l, 3, 8, MB, 120_001, 14 * MB, hold));
+        assert_eq!(l.iter().filter(|x| x.id == 3).count(), 1);
         // A VM that died never hears the close: the lease ends after the longest hold.
-        assert!(!take(&mut l, 10, 14 * MB, 120_001, 14 * MB, hold));
+        assert!(take(&mut l, 4, 9, 14 * MB, 120_001, 14 * MB, hold));
+        assert!(!take(&mut l, 5, 10, 14 * MB, 120_001, 14 * MB, hold));
         assert!(take(
             &mut l,
+            5,
             10,
             14 * MB,
             120_001 + hold.as_millis() as u64,

@@ -72,9 +72,10 @@ enum Kind {
 fn kind_of(word: &[u8]) -> Kind {
     match word {
         b"counter" => Kind::Counter,
-        b"histogram" => Kind::Histogram,
+        // A gauge histogram's buckets, `_gcount` and `_gsum` are a histogram's point.
+        b"histogram" | b"gaugehistogram" => Kind::Histogram,
         b"summary" => Kind::Summary,
-        // gauge, unknown, info, stateset, gaugehistogram: each sample a gauge's point.
+        // gauge, unknown, info, stateset: each sample a gauge's point.
         _ => Kind::Gauge,
     }
 }
@@ -128,11 +129,22 @@ pub fn encode(
     let mut last: Option<LastFamily> = None;
     for line in open_metrics.split(|b| *b == b'\n') {
         match scanner.scan(line, Format::OpenMetrics, b"") {
+            // A family's HELP and UNIT may come before its TYPE or after it (the engine writes
+            // UNIT after TYPE): after, they are the current family's.
             Line::Help { name, text } => {
-                let _ = name;
-                help = String::from_utf8_lossy(text).into_owned();
+                let text = String::from_utf8_lossy(text).into_owned();
+                match current.as_mut().filter(|c| c.0 == name) {
+                    Some(c) => c.2 = text,
+                    None => help = text,
+                }
             }
-            Line::Unit { unit: u, .. } => unit = String::from_utf8_lossy(u).into_owned(),
+            Line::Unit { name, unit: u } => {
+                let u = String::from_utf8_lossy(u).into_owned();
+                match current.as_mut().filter(|c| c.0 == name) {
+                    Some(c) => c.3 = u,
+                    None => unit = u,
+                }
+            }
             Line::Type { name, word } => {
                 current = Some((
                     name.to_vec(),
@@ -188,7 +200,11 @@ pub fn encode(
                 // Samples of a family come together, and mostly of one scope: the last family
                 // is asked first, the map only when it changed.
                 let (si, fi) = match &last {
-                    Some((ls, lf, at)) if ls.as_slice() == scope && lf.as_slice() == family.as_slice() => *at,
+                    Some((ls, lf, at))
+                        if ls.as_slice() == scope && lf.as_slice() == family.as_slice() =>
+                    {
+                        *at
+                    }
                     _ => {
                         let scope_name = String::from_utf8_lossy(scope).into_owned();
                         let si = match scopes.iter().position(|(s, _)| *s == scope_name) {
@@ -258,10 +274,10 @@ pub fn encode(
                             p.buckets.push((b, value.max(0.0) as u64));
                         }
                     }
-                    (Kind::Histogram | Kind::Summary, b"_count") => {
+                    (Kind::Histogram | Kind::Summary, b"_count" | b"_gcount") => {
                         p.count = Some(value.max(0.0) as u64)
                     }
-                    (Kind::Histogram | Kind::Summary, b"_sum") => p.sum = Some(value),
+                    (Kind::Histogram | Kind::Summary, b"_sum" | b"_gsum") => p.sum = Some(value),
                     (Kind::Summary, b"") => {
                         if let Some(q) = bound {
                             p.quantiles.push(ValueAtQuantile { quantile: q, value });
@@ -459,7 +475,9 @@ mod tests {
 # TYPE envoy_cluster_upstream_rq counter\nenvoy_cluster_upstream_rq_total{envoy_cluster_name=\"a\"} 7\n\
 # TYPE rq_latency histogram\nrq_latency_bucket{mesh=\"m\",aggregate=\"api\",le=\"0.1\"} 2\nrq_latency_bucket{mesh=\"m\",aggregate=\"api\",le=\"1\"} 5\nrq_latency_bucket{mesh=\"m\",aggregate=\"api\",le=\"+Inf\"} 6\nrq_latency_count{mesh=\"m\",aggregate=\"api\"} 6\nrq_latency_sum{mesh=\"m\",aggregate=\"api\"} 3.5\n\
 # TYPE rpc summary\nrpc{mesh=\"m\",aggregate=\"api\",quantile=\"0.5\"} 0.2\nrpc{mesh=\"m\",aggregate=\"api\",quantile=\"0.9\"} 0.7\nrpc_count{mesh=\"m\",aggregate=\"api\"} 10\nrpc_sum{mesh=\"m\",aggregate=\"api\"} 3\nrpc_created{mesh=\"m\",aggregate=\"api\"} 1700000000\n\
-# TYPE odd unknown\nodd{mesh=\"m\",aggregate=\"api\",path=\"/a\\\"b\"} 4\n# EOF\n";
+# TYPE odd unknown\nodd{mesh=\"m\",aggregate=\"api\",path=\"/a\\\"b\"} 4\n\
+# TYPE wait_seconds gauge\n# UNIT wait_seconds seconds\nwait_seconds{aggregate=\"api\"} 1\n# TYPE depth gauge\ndepth{aggregate=\"api\"} 2\n\
+# TYPE q gaugehistogram\nq_bucket{aggregate=\"api\",le=\"1\"} 3\nq_bucket{aggregate=\"api\",le=\"+Inf\"} 4\nq_gcount{aggregate=\"api\"} 4\nq_gsum{aggregate=\"api\"} 2.5\n# EOF\n";
 
     fn metrics(r: &ExportMetricsServiceRequest, scope: &str) -> Vec<Metric> {
         r.resource_metrics[0]
@@ -533,6 +551,17 @@ mod tests {
                 value: Some(any_value::Value::StringValue("/a\"b".into()))
             }),
             "untyped is a gauge, its label unescaped"
+        );
+        // A UNIT after its TYPE is its family's, not the next one's.
+        assert_eq!(api[3].unit, "seconds");
+        assert_eq!(api[4].unit, "");
+        let Some(metric::Data::Histogram(gh)) = &api[5].data else {
+            panic!("{:?}", api[5])
+        };
+        let p = &gh.data_points[0];
+        assert_eq!(
+            (p.count, p.sum, p.bucket_counts.clone()),
+            (4, Some(2.5), vec![3, 1])
         );
         // The next push: a cumulative series keeps its start.
         let again = encode(SCRAPE.as_bytes(), &resource, &[], 9_000, &mut starts);

@@ -229,19 +229,19 @@ fn stat_pattern(kind: MatchKind, pattern: &str) -> Option<String> {
         MatchKind::Contains => (pattern, false),
         MatchKind::Regex => regex_literal(pattern)?,
     };
-    let literal = if anchored {
-        match literal.strip_prefix("envoy_") {
-            Some(rest) => rest,
-            // Every family of Envoy's starts `envoy_`: this rule keeps none of them.
-            None if !"envoy_".starts_with(literal) => return Some("^$".into()),
-            None => return None,
-        }
-    } else {
-        literal
+    // Not anchored in the stat name, even when the rule is in the family's: a tag extractor may
+    // take out the stat's leading segment (`<prefix>.rbac.allowed` is `envoy_rbac_allowed`).
+    // A rule on names without `envoy_` (a custom stat namespace, rendered without it) narrows
+    // nothing known.
+    let literal = match (anchored, literal.strip_prefix("envoy_")) {
+        (true, Some(rest)) => rest,
+        (true, None) => return None,
+        (false, _) => literal,
     };
     let tokens: Vec<&str> = literal
         .split('_')
         .filter(|t| !t.is_empty())
+        // A token that could be part of the `envoy_` prefix is not required.
         .filter(|t| anchored || !"envoy".contains(t))
         .collect();
     if tokens.is_empty()
@@ -251,8 +251,7 @@ fn stat_pattern(kind: MatchKind, pattern: &str) -> Option<String> {
     {
         return None;
     }
-    let caret = if anchored { "^" } else { "" };
-    Some(format!("{caret}{}", tokens.join(".*")))
+    Some(tokens.join(".*"))
 }
 
 /// The literal a regex's every match starts with, and whether it is anchored at the start;
@@ -405,13 +404,22 @@ mod tests {
                 m(MatchKind::Exact, "envoy_cluster_upstream_cx_total"),
             ]))
             .as_deref(),
-            Some("^cluster.*upstream.*cx.*total|^server|http.*downstream")
+            Some("cluster.*upstream.*cx.*total|http.*downstream|server")
         );
         // Nothing of Envoy's: a stat name is never empty.
         assert_eq!(envoy_filter(&none(vec![])).as_deref(), Some("^$"));
+        // Stats of a custom namespace are rendered without `envoy_`: nothing is known.
         assert_eq!(
-            envoy_filter(&none(vec![m(MatchKind::Prefix, "app_")])).as_deref(),
-            Some("^$")
+            envoy_filter(&none(vec![m(MatchKind::Prefix, "app_")])),
+            None
+        );
+        // A tag extractor may take out a stat's leading segment: never anchored.
+        let rbac = envoy_filter(&none(vec![m(MatchKind::Prefix, "envoy_rbac_")])).unwrap();
+        assert!(
+            regex_lite::Regex::new(&rbac)
+                .unwrap()
+                .is_match("my_rbac_prefix.rbac.allowed"),
+            "{rbac}"
         );
         // What cannot be said: All (exclude only), an alternation, no literal.
         for include in [
@@ -442,7 +450,7 @@ mod tests {
         })
         .unwrap();
         assert!(
-            basic.contains("^server") && basic.contains("rq.*time"),
+            basic.contains("server") && basic.contains("rq.*time"),
             "{basic}"
         );
         let re = regex_lite::Regex::new(&basic).unwrap();

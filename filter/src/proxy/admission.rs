@@ -13,8 +13,9 @@
 //! - A lease ends when its client's connection closes: Envoy holds an answer's bytes until its
 //!   client has read them, and tells an HTTP filter nothing of it, so the same module also runs
 //!   as a network filter on the listener ([`crate::config::CONNECTIONS_ROOT_ID`]), whose only
-//!   work is to hear each connection close ([`closed`]). Leases are keyed by Envoy's connection
-//!   id, unique across workers. A client that reads slowly keeps its lease, so slow readers hold
+//!   work is to hear each connection close ([`closed`]). Each answer has its own lease (an
+//!   HTTP/2 connection's streams each count), tagged with Envoy's connection id, unique across
+//!   workers. A client that reads slowly keeps its lease, so slow readers hold
 //!   the budget, never more than it: past it, scrapes wait and are refused, and Envoy's memory
 //!   stays bounded. A connection never heard closing (its VM died) frees its lease after
 //!   [`budget::MAX_CONNECTION_LEASE`].
@@ -60,31 +61,38 @@ fn update<T>(fallback: T, mut f: impl FnMut(&mut Vec<Lease>) -> T) -> T {
     fallback
 }
 
-/// Takes a lease of `bytes` for `id`, if the budget has room. `limit` 0: no budget.
-pub(crate) fn take(id: u64, bytes: u64, now: SystemTime, limit: u64) -> bool {
+/// Takes a lease of `bytes` for `context`'s answer, if the budget has room. `limit` 0: no
+/// budget.
+pub(crate) fn take(context: u32, bytes: u64, now: SystemTime, limit: u64) -> bool {
     if limit == 0 {
         return true;
     }
     let now_ms = millis(now);
-    let hold = if id & CONNECTION != 0 {
-        budget::MAX_CONNECTION_LEASE
-    } else {
-        budget::MAX_LEASE
+    let connection = CONNECTIONS.with(|c| c.borrow().get(&context).copied());
+    let hold = match connection {
+        Some(_) => budget::MAX_CONNECTION_LEASE,
+        None => budget::MAX_LEASE,
     };
+    let id = id(context, now);
     update(true, |leases| {
-        budget::take(leases, id, bytes, now_ms, limit, hold)
+        budget::take(
+            leases,
+            id,
+            connection.unwrap_or(0),
+            bytes,
+            now_ms,
+            limit,
+            hold,
+        )
     })
 }
 
-/// Marks a lease id that is a client connection's (Envoy's connection ids are small counters;
-/// the ids of [`id`] without a connection have their low bit set and this one clear).
-const CONNECTION: u64 = 1 << 63;
-
-/// Envoy's id of the connection the current stream came on, if the host tells it.
+/// Envoy's id of the connection the current stream came on, if the host tells it (never 0:
+/// Envoy counts connections from 1).
 pub(crate) fn connection_id() -> Option<u64> {
     let raw = hostcalls::get_property(vec!["connection_id"]).ok()??;
     let bytes: [u8; 8] = raw.get(..8)?.try_into().ok()?;
-    Some(u64::from_le_bytes(bytes) & !CONNECTION)
+    Some(u64::from_le_bytes(bytes)).filter(|c| *c != 0)
 }
 
 /// `context`'s answer is leased on its connection `connection` (see the module's docs).
@@ -98,7 +106,7 @@ pub(crate) fn on_connection(context: u32, connection: u64) {
 pub(crate) fn closed(connection: u64, now: SystemTime) {
     let now_ms = millis(now);
     update((), |leases| {
-        budget::end(leases, CONNECTION | connection, now_ms);
+        budget::end(leases, connection, now_ms);
     });
 }
 
@@ -132,12 +140,8 @@ pub(crate) fn saw_answer(bytes: u64) {
     LAST_ANSWER.with(|c| c.set(bytes.max(1)));
 }
 
-/// The lease id of `context`: its connection's, when its lease ends with it; else its own on
-/// this VM.
+/// The lease id of `context`'s answer on this VM.
 pub(crate) fn id(context: u32, now: SystemTime) -> u64 {
-    if let Some(connection) = CONNECTIONS.with(|c| c.borrow().get(&context).copied()) {
-        return CONNECTION | connection;
-    }
     let vm = VM.with(|v| {
         if v.get() == 0 {
             let nanos = now
@@ -147,7 +151,7 @@ pub(crate) fn id(context: u32, now: SystemTime) -> u64 {
         }
         v.get()
     });
-    (vm & !0xffff_ffff & !CONNECTION) | u64::from(context)
+    (vm & !0xffff_ffff) | u64::from(context)
 }
 
 /// Remembers that `context` holds a lease (settled by [`done`]).
@@ -241,7 +245,7 @@ pub(crate) fn ready(now: SystemTime, budget: u64) -> (Vec<Waiting>, Vec<Waiting>
             if w.deadline <= now {
                 expired.push(w);
             } else if take(
-                id(w.context, now),
+                w.context,
                 w.body.with_bytes(|b| b.len() as u64),
                 now,
                 budget,

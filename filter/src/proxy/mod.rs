@@ -168,13 +168,9 @@ impl RootContext for Root {
                 });
                 // Every configuration counts as the newest, with a push or without: a push
                 // removed over LDS stops in the root its listener's drain keeps alive.
-                let configured_ms = otel::configured();
+                let identity = otel::configured(&raw);
                 if plugin.config.otel.is_some() {
-                    self.pusher = Some(otel::Pusher::new(
-                        Rc::clone(&plugin),
-                        self.id,
-                        configured_ms,
-                    ));
+                    self.pusher = Some(otel::Pusher::new(Rc::clone(&plugin), self.id, identity));
                     let _ = hostcalls::set_tick_period(otel::TICK);
                 }
                 self.plugin = Some(plugin);

@@ -31,6 +31,8 @@ use crate::plan;
 
 const LEADER: &str = "meshmetrics/otel/leader";
 const NEWEST: &str = "meshmetrics/otel/newest";
+/// The largest collector answer read.
+const MAX_RESPONSE: usize = 64 << 10;
 /// How often a root with a push configured looks at the clock.
 pub(crate) const TICK: Duration = Duration::from_secs(1);
 const SERVICE: &str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
@@ -117,23 +119,17 @@ pub(crate) fn stats() -> OtelStats {
     }
 }
 
-/// A root context of the metrics filter was configured (any configuration, with a push or
-/// without): it is the newest, and roots configured before it (a replaced listener draining)
-/// stop pushing. When it was, in ms.
-pub(crate) fn configured() -> u64 {
-    let configured_ms = millis(now());
-    for _ in 0..8 {
-        let Ok((value, cas)) = hostcalls::get_shared_data(NEWEST) else {
-            break;
-        };
-        let (newest, _) = two(value);
-        if newest >= configured_ms
-            || hostcalls::set_shared_data(NEWEST, Some(&pair(configured_ms, 0)), cas).is_ok()
-        {
-            break;
-        }
-    }
-    configured_ms
+/// A root context of the metrics filter was configured with `raw` (any configuration, with a
+/// push or without): that configuration is the newest, and roots of other configurations (a
+/// replaced listener draining) stop pushing. Every worker's root of one configuration has the
+/// same identity (a hash of its bytes), so any of them may take over when the pushing VM dies.
+pub(crate) fn configured(raw: &[u8]) -> u64 {
+    // FNV-1a: a configuration's identity, not a secret.
+    let hash = raw.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let _ = hostcalls::set_shared_data(NEWEST, Some(&pair(hash, millis(now()))), None);
+    hash
 }
 
 /// A push being gathered.
@@ -148,7 +144,8 @@ pub(crate) struct Pusher {
     plugin: Rc<Plugin>,
     /// Who this root is, in the election.
     me: u64,
-    configured_ms: u64,
+    /// Its configuration's identity (see [`configured`]).
+    config: u64,
     next_ms: u64,
     started: Option<SystemTime>,
     gathering: Option<Gathering>,
@@ -158,9 +155,9 @@ pub(crate) struct Pusher {
 }
 
 impl Pusher {
-    /// The push of the configuration `plugin` (configured at `configured_ms`, see
-    /// [`configured`]) in root context `root`.
-    pub(crate) fn new(plugin: Rc<Plugin>, root: u32, configured_ms: u64) -> Pusher {
+    /// The push of the configuration `plugin` (whose identity is `config`, see [`configured`])
+    /// in root context `root`.
+    pub(crate) fn new(plugin: Rc<Plugin>, root: u32, config: u64) -> Pusher {
         let t = now();
         let me = (t
             .duration_since(UNIX_EPOCH)
@@ -171,9 +168,9 @@ impl Pusher {
         Pusher {
             plugin,
             me,
-            configured_ms,
+            config,
             // The first push soon after start, not a whole interval later.
-            next_ms: configured_ms + 1000,
+            next_ms: millis(t) + 1000,
             started: None,
             gathering: None,
             export: None,
@@ -189,14 +186,15 @@ impl Pusher {
             .map_or(60_000, |o| o.interval_ms)
     }
 
-    /// Whether this root pushes now: the newest configuration, and the elected VM. The leader
-    /// record holds its owner, until when, and its configuration's time: a root of a newer
-    /// configuration takes over at once, not when an old root's hold runs out.
+    /// Whether this root pushes now: a root of the newest configuration, and the elected one.
+    /// The leader record holds its owner, until when, and its configuration: a root of the
+    /// newest configuration takes over at once from one of another, and from one of its own
+    /// when that one's hold ran out (its VM died).
     fn elected(&self, now_ms: u64) -> bool {
         let newest = hostcalls::get_shared_data(NEWEST)
             .map(|(v, _)| two(v).0)
             .unwrap_or(0);
-        if newest > self.configured_ms {
+        if newest != self.config {
             return false;
         }
         let hold = self.interval().saturating_mul(3);
@@ -206,10 +204,10 @@ impl Pusher {
             };
             let (owner, until, of) = three(value.as_deref());
             let held = owner != 0 && owner != self.me && until > now_ms;
-            if held && of >= self.configured_ms {
+            if held && of == self.config {
                 return false;
             }
-            let mine = [self.me, now_ms + hold, self.configured_ms];
+            let mine = [self.me, now_ms + hold, self.config];
             if hostcalls::set_shared_data(LEADER, Some(&encode(&mine)), cas).is_ok() {
                 return true;
             }
@@ -397,6 +395,9 @@ impl Pusher {
             return;
         };
         match status {
+            // An ExportMetricsServiceResponse is a few bytes (a partial success's message at
+            // most): a larger one is not read into the VM, whose memory never shrinks.
+            0 if size > MAX_RESPONSE => self.fail("bad_response"),
             0 => {
                 let body = hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
                     .ok()

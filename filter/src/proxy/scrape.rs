@@ -132,7 +132,7 @@ fn deliver(
     let size = answer.with_bytes(|b| b.len() as u64);
     for &(context, head, deadline) in recipients {
         // A HEAD answer carries no body: nothing of it stays in Envoy.
-        let admitted = head || admission::take(admission::id(context, now), size, now, limit);
+        let admitted = head || admission::take(context, size, now, limit);
         if admitted {
             if !head {
                 admission::leased(context);
@@ -267,12 +267,7 @@ impl Scrape {
         let limit = self.plugin.config.max_answering_bytes;
         let may_stream = self.plugin.config.stream_envoy
             && !head
-            && admission::take(
-                admission::id(self.id, arrived),
-                admission::last_answer_bytes(),
-                arrived,
-                limit,
-            );
+            && admission::take(self.id, admission::last_answer_bytes(), arrived, limit);
         if may_stream {
             admission::leased(self.id);
         }

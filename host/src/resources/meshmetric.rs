@@ -19,6 +19,8 @@ pub const DEFAULT_PORT: u16 = 5670;
 pub const DEFAULT_PATH: &str = "/metrics";
 /// Kuma's default `refreshInterval` of an OpenTelemetry backend.
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(60);
+/// The shortest `refreshInterval` accepted.
+pub const MIN_REFRESH: Duration = Duration::from_secs(1);
 
 /// What a policy selects.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -311,13 +313,19 @@ fn check_default(ctx: &mut Ctx<'_>, v: &Value, path: &str) {
                     ),
                     Some(_) => {}
                 }
-                if let Some(i) = otel.string(ctx, "refreshInterval")
-                    && parse_duration(&i).is_none()
-                {
-                    ctx.error(
-                        &otel.field("refreshInterval"),
-                        format!("{i:?} is not a positive duration (such as 30s, 1m, 1m30s)"),
-                    );
+                if let Some(i) = otel.string(ctx, "refreshInterval") {
+                    match parse_duration(&i) {
+                        None => ctx.error(
+                            &otel.field("refreshInterval"),
+                            format!("{i:?} is not a positive duration (such as 30s, 1m, 1m30s)"),
+                        ),
+                        // The filter pushes on a one-second tick.
+                        Some(d) if d < MIN_REFRESH => ctx.error(
+                            &otel.field("refreshInterval"),
+                            format!("{i:?} is under 1s, the shortest interval a push may have"),
+                        ),
+                        Some(_) => {}
+                    }
                 }
             }
             Some(other) => ctx.error(
@@ -616,7 +624,7 @@ mod tests {
     #[test]
     fn kumas_messages_with_the_field_path_first() {
         let e = errors(
-            "type: MeshMetric\nname: bad\nmesh: default\nspec:\n  default:\n    sidecar:\n      profiles:\n        appendProfiles: [{name: Most}]\n        exclude: [{type: Regex, match: '('}]\n        include: [{type: Glob, match: x}]\n    applications: [{port: 0}]\n    backends:\n    - type: Prometheus\n      prometheus: {port: 70000}\n    - type: OpenTelemetry\n      openTelemetry: {endpoint: 'http://collector:4317', refreshInterval: soon}\n    - type: Graphite\n",
+            "type: MeshMetric\nname: bad\nmesh: default\nspec:\n  default:\n    sidecar:\n      profiles:\n        appendProfiles: [{name: Most}]\n        exclude: [{type: Regex, match: '('}]\n        include: [{type: Glob, match: x}]\n    applications: [{port: 0}]\n    backends:\n    - type: Prometheus\n      prometheus: {port: 70000}\n    - type: OpenTelemetry\n      openTelemetry: {endpoint: 'http://collector:4317', refreshInterval: soon}\n    - type: OpenTelemetry\n      openTelemetry: {endpoint: 'collector:4317', refreshInterval: 500ms}\n    - type: Graphite\n",
         );
         let want = [
             "MeshMetric default/bad: spec.default.sidecar.profiles.appendProfiles[0].name: unrecognized profile name",
@@ -626,7 +634,8 @@ mod tests {
             "MeshMetric default/bad: spec.default.backends[0].prometheus.port: 70000 is not a port: port must be a valid (1-65535)",
             "MeshMetric default/bad: spec.default.backends[1].openTelemetry.endpoint: must be in host:port format, not a URL",
             "MeshMetric default/bad: spec.default.backends[1].openTelemetry.refreshInterval: \"soon\" is not a positive duration",
-            "MeshMetric default/bad: spec.default.backends[2].type: unrecognized type \"Graphite\"",
+            "MeshMetric default/bad: spec.default.backends[2].openTelemetry.refreshInterval: \"500ms\" is under 1s",
+            "MeshMetric default/bad: spec.default.backends[3].type: unrecognized type \"Graphite\"",
         ];
         for w in want {
             assert!(e.iter().any(|x| x.contains(w)), "{w}\nnot in:\n{e:#?}");
