@@ -20,9 +20,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::state::State;
 use super::{PUSH_ORDER, Snapshot, short};
 use crate::auth::{Authority, Claims, Refusal};
-use crate::controlplane::State;
 
 /// The most resource names one request may list (a proxy asks for a handful).
 pub const MAX_RESOURCE_NAMES: usize = 1024;
@@ -220,7 +220,7 @@ impl ProxyStream {
     /// Builds this proxy's snapshot from the current world; pushes what changed.
     async fn rebuild(
         &mut self,
-        world: &tokio::sync::watch::Receiver<Arc<crate::controlplane::World>>,
+        world: &tokio::sync::watch::Receiver<Arc<super::state::World>>,
     ) -> Result<(), ()> {
         let Some(node) = &self.node else {
             return Ok(());
@@ -279,7 +279,7 @@ impl ProxyStream {
     async fn handle(
         &mut self,
         req: DiscoveryRequest,
-        world: &tokio::sync::watch::Receiver<Arc<crate::controlplane::World>>,
+        world: &tokio::sync::watch::Receiver<Arc<super::state::World>>,
     ) -> Result<(), ()> {
         if self.node.is_none() {
             let Some(node) = req.node.clone() else {
@@ -291,9 +291,9 @@ impl ProxyStream {
                     .await;
                 return Err(());
             };
-            self.who = crate::controlplane::selector(&node);
+            self.who = super::state::selector(&node);
             if let Some(auth) = &self.auth {
-                let named = crate::controlplane::node_dataplane(&node);
+                let named = super::state::node_dataplane(&node);
                 let c = &auth.claims;
                 if named.as_ref().map(|(m, d)| (m.as_str(), d.as_str()))
                     != Some((c.mesh.as_str(), c.name.as_str()))

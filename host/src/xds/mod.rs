@@ -8,6 +8,7 @@
 
 pub mod ads;
 pub mod snapshot;
+pub mod state;
 pub mod stats;
 
 pub use snapshot::Snapshot;
