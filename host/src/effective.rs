@@ -399,11 +399,7 @@ fn compute(res: &Resources, dp: &Dataplane, diags: &mut Diagnostics) -> Option<E
         dataplane: dp.name.clone(),
         id: dp.id(),
         service: dp.service().unwrap_or(&dp.name).to_owned(),
-        address: if dp.apps_on_loopback {
-            "0.0.0.0".into()
-        } else {
-            dp.address.clone().unwrap_or_else(|| "0.0.0.0".into())
-        },
+        address: listener_address(dp),
         port,
         path: conf.path.unwrap_or_else(|| DEFAULT_PATH.to_owned()),
         tags: conf.tags,
@@ -440,6 +436,16 @@ fn inbound_tags(dp: &Dataplane, ctx: &mut Ctx<'_>) -> Vec<(String, String)> {
         );
     }
     tags
+}
+
+/// Where the metrics listener binds: every interface of a Pod (its own network namespace), else
+/// the dataplane's address (every interface when it has none).
+fn listener_address(dp: &Dataplane) -> String {
+    if dp.apps_on_loopback {
+        "0.0.0.0".into()
+    } else {
+        dp.address.clone().unwrap_or_else(|| "0.0.0.0".into())
+    }
 }
 
 /// Where a dataplane's applications are by default: its own network namespace for a Pod, else
@@ -584,10 +590,8 @@ fn from_policy(
         service: dp.service().unwrap_or(&dp.name).to_owned(),
         address: if push_only {
             "127.0.0.1".into()
-        } else if dp.apps_on_loopback {
-            "0.0.0.0".into()
         } else {
-            dp.address.clone().unwrap_or_else(|| "0.0.0.0".into())
+            listener_address(dp)
         },
         port: first.port,
         path: first.path,

@@ -85,17 +85,8 @@ enum Command {
         /// (`stream`), or fetched whole by a dispatched call (`dispatch`).
         #[arg(long, default_value = "stream")]
         envoy_body: meshmetrics::generator::EnvoyBody,
-        /// Bytes of answers the proxy hands to Envoy at once before more wait (then 503 with
-        /// Retry-After); two answers always pass. 0: no budget.
-        #[arg(long, default_value_t = meshmetrics_filter::config::DEFAULT_MAX_ANSWERING_BYTES)]
-        max_answering_bytes: u64,
-        /// Connections the metrics listener holds open at once; more are closed as they come.
-        #[arg(long, default_value_t = meshmetrics::generator::listener::DEFAULT_MAX_CONNECTIONS)]
-        max_metrics_connections: u64,
-        /// The CA of the OpenTelemetry collector's certificate, as a path on the proxies: the
-        /// push then goes over TLS and checks the collector's name (default: plaintext).
-        #[arg(long)]
-        otel_ca: Option<PathBuf>,
+        #[command(flatten)]
+        proxy: ProxyArgs,
         #[command(flatten)]
         tls: TlsArgs,
     },
@@ -169,17 +160,8 @@ enum Command {
         /// (`stream`), or fetched whole by a dispatched call (`dispatch`).
         #[arg(long, default_value = "stream")]
         envoy_body: meshmetrics::generator::EnvoyBody,
-        /// Bytes of answers the proxy hands to Envoy at once before more wait (then 503 with
-        /// Retry-After); two answers always pass. 0: no budget.
-        #[arg(long, default_value_t = meshmetrics_filter::config::DEFAULT_MAX_ANSWERING_BYTES)]
-        max_answering_bytes: u64,
-        /// Connections the metrics listener holds open at once; more are closed as they come.
-        #[arg(long, default_value_t = meshmetrics::generator::listener::DEFAULT_MAX_CONNECTIONS)]
-        max_metrics_connections: u64,
-        /// The CA of the OpenTelemetry collector's certificate, as a path on the proxies: the
-        /// push then goes over TLS and checks the collector's name (default: plaintext).
-        #[arg(long)]
-        otel_ca: Option<PathBuf>,
+        #[command(flatten)]
+        proxy: ProxyArgs,
         /// Signing keys of dataplane tokens (`generate signing-key`); watched: every ADS
         /// stream must present a token of its dataplane.
         #[arg(long)]
@@ -267,6 +249,22 @@ enum Command {
         #[arg(long)]
         openmetrics: bool,
     },
+}
+
+/// What every proxy's metrics listener and push get, in a static bootstrap or over xDS.
+#[derive(clap::Args)]
+struct ProxyArgs {
+    /// Bytes of answers the proxy hands to Envoy at once before more wait (then 503 with
+    /// Retry-After); two answers always pass. 0: no budget.
+    #[arg(long, default_value_t = meshmetrics_filter::config::DEFAULT_MAX_ANSWERING_BYTES)]
+    max_answering_bytes: u64,
+    /// Connections the metrics listener holds open at once; more are closed as they come.
+    #[arg(long, default_value_t = meshmetrics::generator::listener::DEFAULT_MAX_CONNECTIONS)]
+    max_metrics_connections: u64,
+    /// The CA of the OpenTelemetry collector's certificate, as a path on the proxies: the
+    /// push then goes over TLS and checks the collector's name (default: plaintext).
+    #[arg(long)]
+    otel_ca: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -512,9 +510,7 @@ fn run(cli: Cli) -> Result<()> {
             envoy_labels,
             compression,
             envoy_body,
-            max_answering_bytes,
-            max_metrics_connections,
-            otel_ca,
+            proxy,
             tls,
             control_plane: None,
             mesh: _,
@@ -545,9 +541,9 @@ fn run(cli: Cli) -> Result<()> {
                 envoy_labels,
                 compression,
                 envoy_body,
-                max_answering_bytes,
-                max_connections: max_metrics_connections,
-                otel_ca,
+                max_answering_bytes: proxy.max_answering_bytes,
+                max_connections: proxy.max_metrics_connections,
+                otel_ca: proxy.otel_ca,
                 provided_tls,
                 allow_plaintext_fallback: tls.allow_plaintext_fallback,
                 mesh_ca: tls.mesh_ca,
@@ -581,9 +577,7 @@ fn run(cli: Cli) -> Result<()> {
             timeout_ms,
             compression,
             envoy_body,
-            max_answering_bytes,
-            max_metrics_connections,
-            otel_ca,
+            proxy,
             keys,
             revocations,
             xds_cert,
@@ -615,9 +609,9 @@ fn run(cli: Cli) -> Result<()> {
                 timeout_ms,
                 compression,
                 envoy_body,
-                max_answering_bytes,
-                max_metrics_connections,
-                otel_ca,
+                max_answering_bytes: proxy.max_answering_bytes,
+                max_metrics_connections: proxy.max_metrics_connections,
+                otel_ca: proxy.otel_ca,
                 auth: keys.map(|keys| meshmetrics::auth::Sources { keys, revocations }),
                 tls,
                 discovery_token: discovery_token_file
