@@ -2,30 +2,29 @@
 //! text 0.0.4 and OpenMetrics.
 //!
 //! It reads the engine's own OpenMetrics output (every family typed, `_created` kept, each
-//! family once, labels in a fixed order), scanned by the same scanner the sources are. Kinds
-//! become OTLP's (Kuma's rules, and where ours does better): gauge, unknown, info and stateset
-//! → Gauge (Kuma drops untyped); counter → monotonic cumulative Sum; histogram → explicit-bounds
-//! Histogram, its cumulative buckets de-cumulated and the `+Inf` bound dropped (OTLP's last
-//! count is the overflow bucket); summary → Summary (Kuma writes gauges). The proxy's identity
-//! is the resource's attributes; each application's samples (its `aggregate` label) are one
-//! instrumentation scope named after it, Envoy's another ([`ENVOY_SCOPE`]), the filter's own
-//! families a third ([`SELF_SCOPE`]). A cumulative point's start is its `_created` when the
-//! source gave one, else the first time this writer saw the series ([`StartTimes`]).
+//! family once and contiguous, a series' lines together, labels in a fixed order), a piece at a
+//! time as the merger hands it out, scanned by the same scanner the sources are, and writes
+//! protobuf's wire format straight away: no message structures in between, no family held but
+//! the one being read. So a push costs about what a scrape costs, and holds the request being
+//! written, never the scrape it came from. The field numbers are opentelemetry-proto's (the
+//! OpenTelemetry project's own `.proto` files); the tests decode every request with its prost
+//! messages, so a wrong one cannot pass.
+//!
+//! Kinds become OTLP's (Kuma's rules, and where ours does better): gauge, unknown, info and
+//! stateset → Gauge (Kuma drops untyped); counter → monotonic cumulative Sum; histogram and gauge
+//! histogram → explicit-bounds Histogram, its cumulative buckets de-cumulated and the `+Inf`
+//! bound dropped (OTLP's last count is the overflow bucket); summary → Summary (Kuma writes
+//! gauges). The proxy's identity is the resource's attributes; each application's samples (its
+//! `aggregate` label) are one instrumentation scope named after it, Envoy's another
+//! ([`ENVOY_SCOPE`]), the filter's own families a third ([`SELF_SCOPE`]). A cumulative point's
+//! start is its `_created` when the source gave one, else the first time this writer saw the
+//! series ([`StartTimes`]).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
-use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
-    ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint, metric, number_data_point,
-    summary_data_point::ValueAtQuantile,
-};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-
 use super::Format;
-use super::scan::{Line, Scanner};
+use super::scan::{Line, Sample, Scanner};
 
 /// The scope of Envoy's own families.
 pub const ENVOY_SCOPE: &str = "envoy";
@@ -40,13 +39,14 @@ const SCOPE_LABEL: &[u8] = b"aggregate";
 #[derive(Default)]
 pub struct StartTimes {
     first: HashMap<u64, u64>,
+    // SipHash, keyed per VM: an application chooses its label values.
     hasher: std::collections::hash_map::RandomState,
 }
 
 impl StartTimes {
     pub const MAX: usize = 1 << 20;
 
-    fn of(&mut self, key: &[&[u8]], now_ns: u64) -> u64 {
+    fn of(&mut self, key: [&[u8]; 3], now_ns: u64) -> u64 {
         let mut h = self.hasher.build_hasher();
         for part in key {
             h.write(part);
@@ -60,30 +60,176 @@ impl StartTimes {
     }
 }
 
+/// Protobuf's wire format, as much of it as OTLP's messages need.
+mod wire {
+    const I64: u64 = 1;
+    const LEN: u64 = 2;
+
+    pub(super) fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    pub(super) fn varint_len(v: u64) -> usize {
+        (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+    }
+
+    /// A length-delimited field's key and length; its `len` bytes follow.
+    pub(super) fn head(out: &mut Vec<u8>, field: u64, len: usize) {
+        varint(out, field << 3 | LEN);
+        varint(out, len as u64);
+    }
+
+    pub(super) fn bytes(out: &mut Vec<u8>, field: u64, b: &[u8]) {
+        head(out, field, b.len());
+        out.extend_from_slice(b);
+    }
+
+    pub(super) fn fixed64(out: &mut Vec<u8>, field: u64, v: u64) {
+        varint(out, field << 3 | I64);
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+
+    pub(super) fn double(out: &mut Vec<u8>, field: u64, v: f64) {
+        fixed64(out, field, v.to_bits());
+    }
+
+    /// A varint field (an enum, a bool).
+    pub(super) fn uint(out: &mut Vec<u8>, field: u64, v: u64) {
+        varint(out, field << 3);
+        varint(out, v);
+    }
+
+    /// The size of a length-delimited field holding `len` bytes.
+    pub(super) fn field_len(field: u64, len: usize) -> usize {
+        varint_len(field << 3) + varint_len(len as u64) + len
+    }
+
+    /// The size of a fixed64 or double field.
+    pub(super) const FIXED: usize = 9;
+}
+
+/// Field numbers, from opentelemetry-proto's messages (`metrics/v1`, `common/v1`,
+/// `resource/v1`, `collector/metrics/v1`).
+mod field {
+    pub(super) const REQUEST_RESOURCE_METRICS: u64 = 1;
+    pub(super) const RESOURCE_METRICS_RESOURCE: u64 = 1;
+    pub(super) const RESOURCE_METRICS_SCOPE_METRICS: u64 = 2;
+    pub(super) const RESOURCE_ATTRIBUTES: u64 = 1;
+    pub(super) const SCOPE_METRICS_SCOPE: u64 = 1;
+    pub(super) const SCOPE_METRICS_METRICS: u64 = 2;
+    pub(super) const SCOPE_NAME: u64 = 1;
+    pub(super) const METRIC_NAME: u64 = 1;
+    pub(super) const METRIC_DESCRIPTION: u64 = 2;
+    pub(super) const METRIC_UNIT: u64 = 3;
+    pub(super) const METRIC_GAUGE: u64 = 5;
+    pub(super) const METRIC_SUM: u64 = 7;
+    pub(super) const METRIC_HISTOGRAM: u64 = 9;
+    pub(super) const METRIC_SUMMARY: u64 = 11;
+    /// Gauge, Sum, Histogram and Summary alike.
+    pub(super) const DATA_POINTS: u64 = 1;
+    /// Sum and Histogram alike.
+    pub(super) const AGGREGATION_TEMPORALITY: u64 = 2;
+    pub(super) const SUM_IS_MONOTONIC: u64 = 3;
+    pub(super) const CUMULATIVE: u64 = 2;
+    /// Every data point's.
+    pub(super) const POINT_START: u64 = 2;
+    pub(super) const POINT_TIME: u64 = 3;
+    pub(super) const NUMBER_ATTRIBUTES: u64 = 7;
+    pub(super) const NUMBER_AS_DOUBLE: u64 = 4;
+    pub(super) const HISTOGRAM_ATTRIBUTES: u64 = 9;
+    /// Histogram and Summary points alike.
+    pub(super) const POINT_COUNT: u64 = 4;
+    pub(super) const POINT_SUM: u64 = 5;
+    pub(super) const HISTOGRAM_BUCKET_COUNTS: u64 = 6;
+    pub(super) const HISTOGRAM_EXPLICIT_BOUNDS: u64 = 7;
+    pub(super) const SUMMARY_ATTRIBUTES: u64 = 7;
+    pub(super) const SUMMARY_QUANTILE_VALUES: u64 = 6;
+    pub(super) const QUANTILE: u64 = 1;
+    pub(super) const QUANTILE_VALUE: u64 = 2;
+    pub(super) const KEY_VALUE_KEY: u64 = 1;
+    pub(super) const KEY_VALUE_VALUE: u64 = 2;
+    pub(super) const ANY_VALUE_STRING: u64 = 1;
+}
+
 /// The kinds as OpenMetrics declares them.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 enum Kind {
     Counter,
+    #[default]
     Gauge,
     Histogram,
     Summary,
 }
 
-fn kind_of(word: &[u8]) -> Kind {
-    match word {
-        b"counter" => Kind::Counter,
-        // A gauge histogram's buckets, `_gcount` and `_gsum` are a histogram's point.
-        b"histogram" | b"gaugehistogram" => Kind::Histogram,
-        b"summary" => Kind::Summary,
-        // gauge, unknown, info, stateset: each sample a gauge's point.
-        _ => Kind::Gauge,
+impl Kind {
+    fn of(word: &[u8]) -> Kind {
+        match word {
+            b"counter" => Kind::Counter,
+            // A gauge histogram's buckets, `_gcount` and `_gsum` are a histogram's point.
+            b"histogram" | b"gaugehistogram" => Kind::Histogram,
+            b"summary" => Kind::Summary,
+            // gauge, unknown, info, stateset: each sample a gauge's point.
+            _ => Kind::Gauge,
+        }
+    }
+
+    /// The label that tells a point's lines apart, not one of its attributes.
+    fn bound_label(self) -> &'static [u8] {
+        match self {
+            Kind::Histogram => b"le",
+            Kind::Summary => b"quantile",
+            _ => b"",
+        }
+    }
+
+    fn attributes_field(self) -> u64 {
+        match self {
+            Kind::Histogram => field::HISTOGRAM_ATTRIBUTES,
+            Kind::Summary => field::SUMMARY_ATTRIBUTES,
+            _ => field::NUMBER_ATTRIBUTES,
+        }
+    }
+
+    fn metric_field(self) -> u64 {
+        match self {
+            Kind::Counter => field::METRIC_SUM,
+            Kind::Gauge => field::METRIC_GAUGE,
+            Kind::Histogram => field::METRIC_HISTOGRAM,
+            Kind::Summary => field::METRIC_SUMMARY,
+        }
+    }
+
+    fn cumulative(self) -> bool {
+        self != Kind::Gauge
     }
 }
 
-/// One data point being gathered (a histogram's or summary's lines, one by one).
+/// The family being read: its header.
+#[derive(Default)]
+struct Family {
+    open: bool,
+    name: Vec<u8>,
+    help: Vec<u8>,
+    unit: Vec<u8>,
+    kind: Kind,
+}
+
+/// The data point being read: a series' lines (a histogram's buckets, `_count`, `_sum`,
+/// `_created`; a counter's `_total` and `_created`) come together, so a point is written when
+/// the next line is another series'.
 #[derive(Default)]
 struct Point {
-    attributes: Vec<KeyValue>,
+    open: bool,
+    /// Index into [`OtlpWriter::scopes`].
+    scope: usize,
+    /// Its labels but the identity and the bound label, as written: tells the series apart.
+    key: Vec<u8>,
+    /// Its attributes, encoded (each a KeyValue field).
+    attributes: Vec<u8>,
     time_ns: u64,
     created_ns: Option<u64>,
     value: f64,
@@ -91,353 +237,536 @@ struct Point {
     sum: Option<f64>,
     /// (upper bound, cumulative count), `+Inf` included.
     buckets: Vec<(f64, u64)>,
-    quantiles: Vec<ValueAtQuantile>,
+    /// (quantile, value).
+    quantiles: Vec<(f64, f64)>,
 }
 
-/// The scope and family the last sample went to, and their indices.
-type LastFamily = (Vec<u8>, Vec<u8>, (usize, usize));
+/// The request was larger than its bound: it was not finished.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TooLarge;
 
-/// One family of one scope, being gathered.
-struct Family {
-    name: String,
-    help: String,
-    unit: String,
-    kind: Kind,
-    /// Points by their label set (the line's labels but `le` / `quantile`), in order.
-    points: Vec<Point>,
-    index: HashMap<Vec<u8>, usize>,
+/// Writes OpenMetrics text, fed a piece at a time, as one encoded `ExportMetricsServiceRequest`.
+pub struct OtlpWriter<'a> {
+    resource: &'a [(String, String)],
+    /// Labels the filter added that the resource (and the scope) already say: left out of
+    /// every point.
+    identity: &'a [&'a str],
+    now_ns: u64,
+    limit: usize,
+    starts: &'a mut StartTimes,
+    scanner: Scanner,
+    /// The end of a line cut by a piece's end.
+    carry: Vec<u8>,
+    /// Scopes in the order first seen: the name, its Metric fields written so far.
+    scopes: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Bytes held in `scopes` and `parts`, against `limit`.
+    held: usize,
+    over: bool,
+    family: Family,
+    /// A HELP or UNIT seen before its family's TYPE.
+    early_help: Vec<u8>,
+    early_unit: Vec<u8>,
+    /// The open family's points, per scope: (scope index, encoded DataPoint fields).
+    parts: Vec<(usize, Vec<u8>)>,
+    spare: Vec<Vec<u8>>,
+    point: Point,
+    key: Vec<u8>,
+    /// Scratch: one point's body, a histogram's bounds and counts, an unescaped value.
+    body: Vec<u8>,
+    bounds: Vec<f64>,
+    counts: Vec<u64>,
+    text: Vec<u8>,
 }
 
-/// Writes the merged scrape `open_metrics` (the engine's OpenMetrics output) as one OTLP
-/// request, with `resource` as the resource's attributes; `identity` names the labels the
-/// filter added that the resource (and the scope) already say, left out of every point.
+impl<'a> OtlpWriter<'a> {
+    /// A request with `resource` as its resource's attributes, written at `now_ns`, at most
+    /// `limit` bytes (past it the writer stops holding more and [`OtlpWriter::finish`] says
+    /// [`TooLarge`]).
+    pub fn new(
+        resource: &'a [(String, String)],
+        identity: &'a [&'a str],
+        now_ns: u64,
+        limit: usize,
+        starts: &'a mut StartTimes,
+    ) -> Self {
+        OtlpWriter {
+            resource,
+            identity,
+            now_ns,
+            limit,
+            starts,
+            scanner: Scanner::default(),
+            carry: Vec::new(),
+            scopes: Vec::new(),
+            held: 0,
+            over: false,
+            family: Family::default(),
+            early_help: Vec::new(),
+            early_unit: Vec::new(),
+            parts: Vec::new(),
+            spare: Vec::new(),
+            point: Point::default(),
+            key: Vec::new(),
+            body: Vec::new(),
+            bounds: Vec::new(),
+            counts: Vec::new(),
+            text: Vec::new(),
+        }
+    }
+
+    /// Reads the next piece of the OpenMetrics text; pieces may cut lines anywhere.
+    pub fn feed(&mut self, mut piece: &[u8]) {
+        if self.over {
+            return;
+        }
+        if !self.carry.is_empty() {
+            let Some(nl) = memchr::memchr(b'\n', piece) else {
+                self.carry.extend_from_slice(piece);
+                return;
+            };
+            let mut line = std::mem::take(&mut self.carry);
+            line.extend_from_slice(&piece[..nl]);
+            self.line(&line);
+            line.clear();
+            self.carry = line;
+            piece = &piece[nl + 1..];
+        }
+        let mut lines = piece;
+        while let Some(nl) = memchr::memchr(b'\n', lines) {
+            self.line(&lines[..nl]);
+            lines = &lines[nl + 1..];
+        }
+        self.carry.extend_from_slice(lines);
+    }
+
+    /// Ends the text and returns the encoded request.
+    pub fn finish(mut self) -> Result<Vec<u8>, TooLarge> {
+        if !self.carry.is_empty() {
+            let line = std::mem::take(&mut self.carry);
+            self.line(&line);
+        }
+        self.end_family();
+        if self.over {
+            return Err(TooLarge);
+        }
+        let kv_len = |k: &str, v: &str| {
+            let any = wire::field_len(field::ANY_VALUE_STRING, v.len());
+            wire::field_len(field::KEY_VALUE_KEY, k.len())
+                + wire::field_len(field::KEY_VALUE_VALUE, any)
+        };
+        let resource_len: usize = self
+            .resource
+            .iter()
+            .map(|(k, v)| wire::field_len(field::RESOURCE_ATTRIBUTES, kv_len(k, v)))
+            .sum();
+        let scope_len = |name: &[u8]| {
+            wire::field_len(
+                field::SCOPE_METRICS_SCOPE,
+                wire::field_len(field::SCOPE_NAME, name.len()),
+            )
+        };
+        let scope_metrics_len =
+            |(name, metrics): &(Vec<u8>, Vec<u8>)| scope_len(name) + metrics.len();
+        let resource_metrics_len = wire::field_len(field::RESOURCE_METRICS_RESOURCE, resource_len)
+            + self
+                .scopes
+                .iter()
+                .map(|s| {
+                    wire::field_len(field::RESOURCE_METRICS_SCOPE_METRICS, scope_metrics_len(s))
+                })
+                .sum::<usize>();
+        let scope_head = |out: &mut Vec<u8>, s: &(Vec<u8>, Vec<u8>)| {
+            wire::head(
+                out,
+                field::RESOURCE_METRICS_SCOPE_METRICS,
+                scope_metrics_len(s),
+            );
+            wire::head(
+                out,
+                field::SCOPE_METRICS_SCOPE,
+                wire::field_len(field::SCOPE_NAME, s.0.len()),
+            );
+            wire::bytes(out, field::SCOPE_NAME, &s.0);
+        };
+        let mut head = Vec::with_capacity(resource_len + 64);
+        wire::head(
+            &mut head,
+            field::REQUEST_RESOURCE_METRICS,
+            resource_metrics_len,
+        );
+        wire::head(&mut head, field::RESOURCE_METRICS_RESOURCE, resource_len);
+        for (k, v) in self.resource {
+            wire::head(&mut head, field::RESOURCE_ATTRIBUTES, kv_len(k, v));
+            key_value(&mut head, k.as_bytes(), v.as_bytes());
+        }
+        let mut scopes = std::mem::take(&mut self.scopes).into_iter();
+        let Some(first) = scopes.next() else {
+            return Ok(head);
+        };
+        scope_head(&mut head, &first);
+        // The first scope (Envoy's, mostly: the bulk of the request) stays where it was
+        // written; its head is put in front of it, the other scopes after it.
+        let (_, mut out) = first;
+        let n = out.len();
+        out.resize(n + head.len(), 0);
+        out.copy_within(..n, head.len());
+        out[..head.len()].copy_from_slice(&head);
+        for s in scopes {
+            scope_head(&mut out, &s);
+            out.extend_from_slice(&s.1);
+        }
+        Ok(out)
+    }
+
+    fn line(&mut self, line: &[u8]) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let known: &[u8] = if self.family.open {
+            &self.family.name
+        } else {
+            b""
+        };
+        match self.scanner.scan(line, Format::OpenMetrics, known) {
+            // A family's HELP and UNIT may come before its TYPE or after it (the engine writes
+            // UNIT after TYPE): after, they are the current family's.
+            Line::Help { name, text } => {
+                let to = if self.family.open && self.family.name == name {
+                    &mut self.family.help
+                } else {
+                    &mut self.early_help
+                };
+                to.clear();
+                unescape_into(to, text);
+            }
+            Line::Unit { name, unit } => {
+                let to = if self.family.open && self.family.name == name {
+                    &mut self.family.unit
+                } else {
+                    &mut self.early_unit
+                };
+                to.clear();
+                to.extend_from_slice(unit);
+            }
+            Line::Type { name, word } => {
+                self.end_family();
+                let f = &mut self.family;
+                f.open = true;
+                f.kind = Kind::of(word);
+                f.name.clear();
+                f.name.extend_from_slice(name);
+                std::mem::swap(&mut f.help, &mut self.early_help);
+                std::mem::swap(&mut f.unit, &mut self.early_unit);
+                self.early_help.clear();
+                self.early_unit.clear();
+            }
+            Line::Sample(s) if self.family.open => self.sample(line, s),
+            _ => {}
+        }
+    }
+
+    /// One sample line of the open family (the scanner's last line).
+    fn sample(&mut self, line: &[u8], s: Sample) {
+        let kind = self.family.kind;
+        let Some(suffix) = s.name.of(line).strip_prefix(self.family.name.as_slice()) else {
+            return;
+        };
+        let Some(value) = parse_f64(s.value.of(line)) else {
+            return;
+        };
+        let time_ns = s
+            .timestamp
+            .and_then(|t| parse_f64(t.of(line)))
+            .filter(|t| t.is_finite() && *t >= 0.0)
+            .map_or(self.now_ns, |t| (t * 1e9) as u64);
+        // The point's scope, its key (labels but identity and the bound) and the bound: read
+        // first; its attributes only when the point is new.
+        let mut scope: &[u8] = if self.family.name.starts_with(b"meshmetrics_") {
+            SELF_SCOPE.as_bytes()
+        } else {
+            ENVOY_SCOPE.as_bytes()
+        };
+        let bound_label = kind.bound_label();
+        let mut bound = None;
+        self.key.clear();
+        for l in &self.scanner.labels {
+            let (n, v) = (l.name.of(line), l.value.of(line));
+            if n == SCOPE_LABEL {
+                scope = v;
+            }
+            if n == bound_label {
+                bound = parse_f64(v);
+            } else if !self.identity.iter().any(|i| i.as_bytes() == n) {
+                self.key.extend_from_slice(n);
+                self.key.push(b'=');
+                self.key.extend_from_slice(v);
+                self.key.push(0xff);
+            }
+        }
+        let same = self.point.open
+            && self.point.key == self.key
+            && self
+                .scopes
+                .get(self.point.scope)
+                .is_some_and(|s| s.0 == scope);
+        if !same {
+            self.end_point();
+            if self.over {
+                return;
+            }
+            let scope = match self.scopes.iter().position(|s| s.0 == scope) {
+                Some(i) => i,
+                None => {
+                    self.scopes.push((scope.to_vec(), Vec::new()));
+                    self.scopes.len() - 1
+                }
+            };
+            let p = &mut self.point;
+            p.open = true;
+            p.scope = scope;
+            std::mem::swap(&mut p.key, &mut self.key);
+            p.attributes.clear();
+            p.created_ns = None;
+            p.value = 0.0;
+            p.count = None;
+            p.sum = None;
+            p.buckets.clear();
+            p.quantiles.clear();
+            let field = kind.attributes_field();
+            for l in &self.scanner.labels {
+                let (n, v) = (l.name.of(line), l.value.of(line));
+                if n == bound_label || self.identity.iter().any(|i| i.as_bytes() == n) {
+                    continue;
+                }
+                self.text.clear();
+                unescape_into(&mut self.text, v);
+                let n = utf8(n);
+                let len = key_value_len(&n, &self.text);
+                wire::head(&mut p.attributes, field, len);
+                key_value(&mut p.attributes, &n, &self.text);
+            }
+        }
+        let p = &mut self.point;
+        match (kind, suffix) {
+            (Kind::Counter | Kind::Histogram | Kind::Summary, b"_created") => {
+                p.created_ns = Some((value.max(0.0) * 1e9) as u64)
+            }
+            (Kind::Histogram, b"_bucket") => {
+                if let Some(b) = bound {
+                    p.buckets.push((b, value.max(0.0) as u64));
+                }
+            }
+            (Kind::Histogram | Kind::Summary, b"_count" | b"_gcount") => {
+                p.count = Some(value.max(0.0) as u64)
+            }
+            (Kind::Histogram | Kind::Summary, b"_sum" | b"_gsum") => p.sum = Some(value),
+            (Kind::Summary, b"") => {
+                if let Some(q) = bound {
+                    p.quantiles.push((q, value));
+                }
+            }
+            (Kind::Counter, b"_total" | b"") | (Kind::Gauge, _) => p.value = value,
+            _ => {}
+        }
+        p.time_ns = time_ns;
+    }
+
+    /// Writes the open point into its scope's part of the open family.
+    fn end_point(&mut self) {
+        if !self.point.open {
+            return;
+        }
+        self.point.open = false;
+        let kind = self.family.kind;
+        let p = &mut self.point;
+        let start = if kind.cumulative() {
+            let scope = self.scopes.get(p.scope).map_or(&[][..], |s| &s.0);
+            Some(p.created_ns.unwrap_or_else(|| {
+                self.starts
+                    .of([scope, &self.family.name, &p.key], self.now_ns)
+            }))
+        } else {
+            None
+        };
+        let b = &mut self.body;
+        b.clear();
+        b.extend_from_slice(&p.attributes);
+        if let Some(start) = start {
+            wire::fixed64(b, field::POINT_START, start);
+        }
+        wire::fixed64(b, field::POINT_TIME, p.time_ns);
+        match kind {
+            Kind::Gauge | Kind::Counter => wire::double(b, field::NUMBER_AS_DOUBLE, p.value),
+            Kind::Histogram => {
+                p.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+                self.bounds.clear();
+                self.counts.clear();
+                let mut below = 0u64;
+                for &(le, cumulative) in &p.buckets {
+                    if le.is_infinite() && le > 0.0 {
+                        continue;
+                    }
+                    self.bounds.push(le);
+                    self.counts.push(cumulative.saturating_sub(below));
+                    below = below.max(cumulative);
+                }
+                let total = p.count.unwrap_or_else(|| {
+                    p.buckets
+                        .iter()
+                        .find(|(le, _)| le.is_infinite())
+                        .map_or(below, |(_, c)| *c)
+                });
+                // The overflow bucket: what no finite bound holds.
+                self.counts.push(total.saturating_sub(below));
+                wire::fixed64(b, field::POINT_COUNT, total);
+                if let Some(sum) = p.sum {
+                    wire::double(b, field::POINT_SUM, sum);
+                }
+                // Packed, as proto3 writes repeated numbers.
+                wire::head(b, field::HISTOGRAM_BUCKET_COUNTS, self.counts.len() * 8);
+                for c in &self.counts {
+                    b.extend_from_slice(&c.to_le_bytes());
+                }
+                if !self.bounds.is_empty() {
+                    wire::head(b, field::HISTOGRAM_EXPLICIT_BOUNDS, self.bounds.len() * 8);
+                    for le in &self.bounds {
+                        b.extend_from_slice(&le.to_bits().to_le_bytes());
+                    }
+                }
+            }
+            Kind::Summary => {
+                wire::fixed64(b, field::POINT_COUNT, p.count.unwrap_or(0));
+                wire::double(b, field::POINT_SUM, p.sum.unwrap_or(0.0));
+                for &(q, v) in &p.quantiles {
+                    wire::head(b, field::SUMMARY_QUANTILE_VALUES, 2 * wire::FIXED);
+                    wire::double(b, field::QUANTILE, q);
+                    wire::double(b, field::QUANTILE_VALUE, v);
+                }
+            }
+        }
+        let part = match self.parts.iter().position(|(s, _)| *s == p.scope) {
+            Some(i) => i,
+            None => {
+                let buf = self.spare.pop().unwrap_or_default();
+                self.parts.push((p.scope, buf));
+                self.parts.len() - 1
+            }
+        };
+        let out = &mut self.parts[part].1;
+        let before = out.len();
+        wire::head(out, field::DATA_POINTS, b.len());
+        out.extend_from_slice(b);
+        self.held += out.len() - before;
+        if self.held > self.limit {
+            // Not one byte more is held: the push is dropped as too large.
+            self.over = true;
+            self.scopes.clear();
+            self.parts.clear();
+            self.spare.clear();
+        }
+    }
+
+    /// The open family ends: its points, one Metric per scope that has some.
+    fn end_family(&mut self) {
+        self.end_point();
+        let f = &self.family;
+        if !f.open {
+            return;
+        }
+        let kind = f.kind;
+        let name = utf8(&f.name);
+        let help = utf8(&f.help);
+        let unit = utf8(&f.unit);
+        for (scope, mut points) in self.parts.drain(..) {
+            let data_len = points.len()
+                + match kind {
+                    // aggregation_temporality, is_monotonic: two bytes each.
+                    Kind::Counter => 4,
+                    Kind::Histogram => 2,
+                    _ => 0,
+                };
+            let text_len = |field: u64, t: &[u8]| {
+                if t.is_empty() {
+                    0
+                } else {
+                    wire::field_len(field, t.len())
+                }
+            };
+            let metric_len = wire::field_len(field::METRIC_NAME, name.len())
+                + text_len(field::METRIC_DESCRIPTION, &help)
+                + text_len(field::METRIC_UNIT, &unit)
+                + wire::field_len(kind.metric_field(), data_len);
+            if let Some((_, out)) = self.scopes.get_mut(scope) {
+                let before = out.len();
+                wire::head(out, field::SCOPE_METRICS_METRICS, metric_len);
+                wire::bytes(out, field::METRIC_NAME, &name);
+                if !help.is_empty() {
+                    wire::bytes(out, field::METRIC_DESCRIPTION, &help);
+                }
+                if !unit.is_empty() {
+                    wire::bytes(out, field::METRIC_UNIT, &unit);
+                }
+                wire::head(out, kind.metric_field(), data_len);
+                out.extend_from_slice(&points);
+                if kind.cumulative() && kind != Kind::Summary {
+                    wire::uint(out, field::AGGREGATION_TEMPORALITY, field::CUMULATIVE);
+                }
+                if kind == Kind::Counter {
+                    wire::uint(out, field::SUM_IS_MONOTONIC, 1);
+                }
+                // The points were counted as they were written.
+                self.held += out.len() - before - points.len();
+            }
+            points.clear();
+            self.spare.push(points);
+        }
+        self.family.open = false;
+    }
+}
+
+/// A KeyValue's fields with a string value.
+fn key_value(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    wire::bytes(out, field::KEY_VALUE_KEY, key);
+    wire::head(
+        out,
+        field::KEY_VALUE_VALUE,
+        wire::field_len(field::ANY_VALUE_STRING, value.len()),
+    );
+    wire::bytes(out, field::ANY_VALUE_STRING, value);
+}
+
+fn key_value_len(key: &[u8], value: &[u8]) -> usize {
+    wire::field_len(field::KEY_VALUE_KEY, key.len())
+        + wire::field_len(
+            field::KEY_VALUE_VALUE,
+            wire::field_len(field::ANY_VALUE_STRING, value.len()),
+        )
+}
+
+/// Protobuf's strings are UTF-8: bytes that are not are replaced, never sent.
+fn utf8(b: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    match String::from_utf8_lossy(b) {
+        std::borrow::Cow::Borrowed(s) => std::borrow::Cow::Borrowed(s.as_bytes()),
+        std::borrow::Cow::Owned(s) => std::borrow::Cow::Owned(s.into_bytes()),
+    }
+}
+
+/// Writes the whole request for `open_metrics` at once (see [`OtlpWriter`]).
 pub fn encode(
     open_metrics: &[u8],
     resource: &[(String, String)],
     identity: &[&str],
     now_ns: u64,
     starts: &mut StartTimes,
-) -> ExportMetricsServiceRequest {
-    let mut scanner = Scanner::default();
-    // (scope, family name) → family; scopes in the order first seen.
-    let mut scopes: Vec<(String, Vec<Family>)> = Vec::new();
-    let mut current: Option<(Vec<u8>, Kind, String, String)> = None;
-    let mut help = String::new();
-    let mut unit = String::new();
-    let mut key = Vec::new();
-    // The (scope, family) the last sample went to, and where it is.
-    let mut last: Option<LastFamily> = None;
-    for line in open_metrics.split(|b| *b == b'\n') {
-        match scanner.scan(line, Format::OpenMetrics, b"") {
-            // A family's HELP and UNIT may come before its TYPE or after it (the engine writes
-            // UNIT after TYPE): after, they are the current family's.
-            Line::Help { name, text } => {
-                let text = String::from_utf8_lossy(text).into_owned();
-                match current.as_mut().filter(|c| c.0 == name) {
-                    Some(c) => c.2 = text,
-                    None => help = text,
-                }
-            }
-            Line::Unit { name, unit: u } => {
-                let u = String::from_utf8_lossy(u).into_owned();
-                match current.as_mut().filter(|c| c.0 == name) {
-                    Some(c) => c.3 = u,
-                    None => unit = u,
-                }
-            }
-            Line::Type { name, word } => {
-                current = Some((
-                    name.to_vec(),
-                    kind_of(word),
-                    std::mem::take(&mut help),
-                    std::mem::take(&mut unit),
-                ));
-            }
-            Line::Sample(s) => {
-                let Some((family, kind, help, unit)) = current.as_ref() else {
-                    continue;
-                };
-                let name = s.name.of(line);
-                let Some(suffix) = name.strip_prefix(family.as_slice()) else {
-                    continue;
-                };
-                let Some(value) = parse_f64(s.value.of(line)) else {
-                    continue;
-                };
-                let time_ns = s
-                    .timestamp
-                    .and_then(|t| parse_f64(t.of(line)))
-                    .filter(|t| t.is_finite() && *t >= 0.0)
-                    .map_or(now_ns, |t| (t * 1e9) as u64);
-                // The point's scope, its key (labels but identity and `le` / `quantile`), the
-                // bound: read first; its attributes only when the point is new.
-                let mut scope: &[u8] = if family.starts_with(b"meshmetrics_") {
-                    SELF_SCOPE.as_bytes()
-                } else {
-                    ENVOY_SCOPE.as_bytes()
-                };
-                key.clear();
-                let mut bound = None;
-                let bound_label: &[u8] = match kind {
-                    Kind::Histogram => b"le",
-                    Kind::Summary => b"quantile",
-                    _ => b"",
-                };
-                for l in &scanner.labels {
-                    let (n, v) = (l.name.of(line), l.value.of(line));
-                    if n == SCOPE_LABEL {
-                        scope = v;
-                    }
-                    if n == bound_label {
-                        bound = parse_f64(v);
-                    } else if !identity.iter().any(|i| i.as_bytes() == n) {
-                        key.extend_from_slice(n);
-                        key.push(b'=');
-                        key.extend_from_slice(v);
-                        key.push(0xff);
-                    }
-                }
-                // Samples of a family come together, and mostly of one scope: the last family
-                // is asked first, the map only when it changed.
-                let (si, fi) = match &last {
-                    Some((ls, lf, at))
-                        if ls.as_slice() == scope && lf.as_slice() == family.as_slice() =>
-                    {
-                        *at
-                    }
-                    _ => {
-                        let scope_name = String::from_utf8_lossy(scope).into_owned();
-                        let si = match scopes.iter().position(|(s, _)| *s == scope_name) {
-                            Some(i) => i,
-                            None => {
-                                scopes.push((scope_name, Vec::new()));
-                                scopes.len() - 1
-                            }
-                        };
-                        let families = &mut scopes[si].1;
-                        let fam_name = String::from_utf8_lossy(family);
-                        let fi = match families.iter().rposition(|f| f.name == fam_name) {
-                            Some(i) => i,
-                            None => {
-                                families.push(Family {
-                                    name: fam_name.into_owned(),
-                                    help: help.clone(),
-                                    unit: unit.clone(),
-                                    kind: *kind,
-                                    points: Vec::new(),
-                                    index: HashMap::new(),
-                                });
-                                families.len() - 1
-                            }
-                        };
-                        last = Some((scope.to_vec(), family.clone(), (si, fi)));
-                        (si, fi)
-                    }
-                };
-                let f = &mut scopes[si].1[fi];
-                let i = match f.index.get(key.as_slice()) {
-                    Some(i) => *i,
-                    None => {
-                        let attributes = scanner
-                            .labels
-                            .iter()
-                            .map(|l| (l.name.of(line), l.value.of(line)))
-                            .filter(|(n, _)| {
-                                *n != bound_label && !identity.iter().any(|i| i.as_bytes() == *n)
-                            })
-                            .map(|(n, v)| KeyValue {
-                                key: String::from_utf8_lossy(n).into_owned(),
-                                value: Some(AnyValue {
-                                    value: Some(any_value::Value::StringValue(unescape(v))),
-                                }),
-                                ..Default::default()
-                            })
-                            .collect();
-                        f.points.push(Point {
-                            attributes,
-                            time_ns,
-                            ..Point::default()
-                        });
-                        f.index.insert(key.clone(), f.points.len() - 1);
-                        f.points.len() - 1
-                    }
-                };
-                let p = &mut f.points[i];
-                match (f.kind, suffix) {
-                    (Kind::Counter, b"_created")
-                    | (Kind::Histogram, b"_created")
-                    | (Kind::Summary, b"_created") => {
-                        p.created_ns = Some((value.max(0.0) * 1e9) as u64)
-                    }
-                    (Kind::Histogram, b"_bucket") => {
-                        if let Some(b) = bound {
-                            p.buckets.push((b, value.max(0.0) as u64));
-                        }
-                    }
-                    (Kind::Histogram | Kind::Summary, b"_count" | b"_gcount") => {
-                        p.count = Some(value.max(0.0) as u64)
-                    }
-                    (Kind::Histogram | Kind::Summary, b"_sum" | b"_gsum") => p.sum = Some(value),
-                    (Kind::Summary, b"") => {
-                        if let Some(q) = bound {
-                            p.quantiles.push(ValueAtQuantile { quantile: q, value });
-                        }
-                    }
-                    (Kind::Counter, b"_total") | (Kind::Gauge, _) | (Kind::Counter, b"") => {
-                        p.value = value
-                    }
-                    _ => {}
-                }
-                p.time_ns = time_ns;
-            }
-            _ => {}
-        }
-    }
-    let scope_metrics = scopes
-        .into_iter()
-        .map(|(scope, families)| ScopeMetrics {
-            scope: Some(InstrumentationScope {
-                name: scope.clone(),
-                ..Default::default()
-            }),
-            metrics: families
-                .into_iter()
-                .map(|f| metric(f, &scope, now_ns, starts))
-                .collect(),
-            ..Default::default()
-        })
-        .collect();
-    ExportMetricsServiceRequest {
-        resource_metrics: vec![ResourceMetrics {
-            resource: Some(Resource {
-                attributes: resource
-                    .iter()
-                    .map(|(k, v)| KeyValue {
-                        key: k.clone(),
-                        value: Some(AnyValue {
-                            value: Some(any_value::Value::StringValue(v.clone())),
-                        }),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            }),
-            scope_metrics,
-            ..Default::default()
-        }],
-    }
-}
-
-fn metric(f: Family, scope: &str, now_ns: u64, starts: &mut StartTimes) -> Metric {
-    let cumulative = AggregationTemporality::Cumulative as i32;
-    let mut start_of = |p: &Point| {
-        p.created_ns.unwrap_or_else(|| {
-            let key: Vec<&[u8]> = std::iter::once(scope.as_bytes())
-                .chain([f.name.as_bytes()])
-                .chain(p.attributes.iter().map(|a| a.key.as_bytes()))
-                .chain(p.attributes.iter().filter_map(|a| match &a.value {
-                    Some(AnyValue {
-                        value: Some(any_value::Value::StringValue(s)),
-                    }) => Some(s.as_bytes()),
-                    _ => None,
-                }))
-                .collect();
-            starts.of(&key, now_ns)
-        })
-    };
-    let data = match f.kind {
-        Kind::Gauge => metric::Data::Gauge(Gauge {
-            data_points: f
-                .points
-                .into_iter()
-                .map(|p| NumberDataPoint {
-                    attributes: p.attributes,
-                    time_unix_nano: p.time_ns,
-                    value: Some(number_data_point::Value::AsDouble(p.value)),
-                    ..Default::default()
-                })
-                .collect(),
-        }),
-        Kind::Counter => metric::Data::Sum(Sum {
-            data_points: f
-                .points
-                .into_iter()
-                .map(|p| NumberDataPoint {
-                    start_time_unix_nano: start_of(&p),
-                    attributes: p.attributes,
-                    time_unix_nano: p.time_ns,
-                    value: Some(number_data_point::Value::AsDouble(p.value)),
-                    ..Default::default()
-                })
-                .collect(),
-            aggregation_temporality: cumulative,
-            is_monotonic: true,
-        }),
-        Kind::Histogram => metric::Data::Histogram(Histogram {
-            data_points: f
-                .points
-                .into_iter()
-                .map(|mut p| {
-                    p.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-                    let mut bounds = Vec::with_capacity(p.buckets.len());
-                    let mut counts = Vec::with_capacity(p.buckets.len() + 1);
-                    let mut below = 0u64;
-                    for &(le, cumulative) in &p.buckets {
-                        if le.is_infinite() && le > 0.0 {
-                            continue;
-                        }
-                        bounds.push(le);
-                        counts.push(cumulative.saturating_sub(below));
-                        below = below.max(cumulative);
-                    }
-                    let total = p.count.unwrap_or_else(|| {
-                        p.buckets
-                            .iter()
-                            .find(|(le, _)| le.is_infinite())
-                            .map_or(below, |(_, c)| *c)
-                    });
-                    // The overflow bucket: what no finite bound holds.
-                    counts.push(total.saturating_sub(below));
-                    HistogramDataPoint {
-                        start_time_unix_nano: start_of(&p),
-                        attributes: p.attributes,
-                        time_unix_nano: p.time_ns,
-                        count: total,
-                        sum: p.sum,
-                        bucket_counts: counts,
-                        explicit_bounds: bounds,
-                        ..Default::default()
-                    }
-                })
-                .collect(),
-            aggregation_temporality: cumulative,
-        }),
-        Kind::Summary => metric::Data::Summary(Summary {
-            data_points: f
-                .points
-                .into_iter()
-                .map(|p| SummaryDataPoint {
-                    start_time_unix_nano: start_of(&p),
-                    attributes: p.attributes,
-                    time_unix_nano: p.time_ns,
-                    count: p.count.unwrap_or(0),
-                    sum: p.sum.unwrap_or(0.0),
-                    quantile_values: p.quantiles,
-                    ..Default::default()
-                })
-                .collect(),
-        }),
-    };
-    Metric {
-        name: f.name,
-        description: f.help,
-        unit: f.unit,
-        data: Some(data),
-        ..Default::default()
-    }
+) -> Result<Vec<u8>, TooLarge> {
+    let mut w = OtlpWriter::new(resource, identity, now_ns, usize::MAX, starts);
+    w.feed(open_metrics);
+    w.finish()
 }
 
 fn parse_f64(v: &[u8]) -> Option<f64> {
+    // Most values are small integers (Envoy's counters): read without the float parser.
+    if !v.is_empty() && v.len() <= 15 && v.iter().all(u8::is_ascii_digit) {
+        return Some(v.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')) as f64);
+    }
     match v {
         b"+Inf" | b"Inf" => Some(f64::INFINITY),
         b"-Inf" => Some(f64::NEG_INFINITY),
@@ -446,30 +775,55 @@ fn parse_f64(v: &[u8]) -> Option<f64> {
     }
 }
 
-/// A label value as written (`\\`, `\"`, `\n` escaped) as its text.
-fn unescape(v: &[u8]) -> String {
+/// A label value or HELP text as written (`\\`, `\"`, `\n` escaped) as its text, in UTF-8.
+fn unescape_into(out: &mut Vec<u8>, v: &[u8]) {
+    let start = out.len();
     if !v.contains(&b'\\') {
-        return String::from_utf8_lossy(v).into_owned();
-    }
-    let mut out = Vec::with_capacity(v.len());
-    let mut it = v.iter();
-    while let Some(&b) = it.next() {
-        if b == b'\\' {
-            match it.next() {
-                Some(b'n') => out.push(b'\n'),
-                Some(&c) => out.push(c),
-                None => out.push(b'\\'),
+        out.extend_from_slice(v);
+    } else {
+        let mut it = v.iter();
+        while let Some(&b) = it.next() {
+            if b == b'\\' {
+                match it.next() {
+                    Some(b'n') => out.push(b'\n'),
+                    Some(&c) => out.push(c),
+                    None => out.push(b'\\'),
+                }
+            } else {
+                out.push(b);
             }
-        } else {
-            out.push(b);
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    if std::str::from_utf8(&out[start..]).is_err() {
+        let fixed = String::from_utf8_lossy(&out[start..]).into_owned();
+        out.truncate(start);
+        out.extend_from_slice(fixed.as_bytes());
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        AggregationTemporality, Metric, metric, number_data_point,
+    };
+    use prost::Message;
+
     use super::*;
+
+    /// Encoded by the writer, decoded by the OpenTelemetry project's own messages.
+    fn encode(
+        open_metrics: &[u8],
+        resource: &[(String, String)],
+        identity: &[&str],
+        now_ns: u64,
+        starts: &mut StartTimes,
+    ) -> ExportMetricsServiceRequest {
+        let bytes =
+            super::encode(open_metrics, resource, identity, now_ns, starts).expect("no limit");
+        ExportMetricsServiceRequest::decode(bytes.as_slice()).expect("a valid request")
+    }
 
     const SCRAPE: &str = "# TYPE envoy_server_live gauge\nenvoy_server_live 1\n\
 # TYPE envoy_cluster_upstream_rq counter\nenvoy_cluster_upstream_rq_total{envoy_cluster_name=\"a\"} 7\n\
@@ -570,5 +924,36 @@ mod tests {
         };
         assert_eq!(s.data_points[0].start_time_unix_nano, 5_000);
         assert_eq!(s.data_points[0].time_unix_nano, 9_000);
+    }
+
+    #[test]
+    fn pieces_cut_anywhere_write_the_same_request() {
+        let resource = [("mesh".to_owned(), "m".to_owned())];
+        let whole = super::encode(
+            SCRAPE.as_bytes(),
+            &resource,
+            &[],
+            1,
+            &mut StartTimes::default(),
+        );
+        for cut in 0..SCRAPE.len() {
+            let mut starts = StartTimes::default();
+            let mut w = OtlpWriter::new(&resource, &[], 1, usize::MAX, &mut starts);
+            w.feed(&SCRAPE.as_bytes()[..cut]);
+            w.feed(&SCRAPE.as_bytes()[cut..]);
+            assert_eq!(w.finish(), whole, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_request_over_its_bound_is_not_written() {
+        let mut starts = StartTimes::default();
+        let whole = super::encode(SCRAPE.as_bytes(), &[], &[], 1, &mut starts).expect("no limit");
+        let mut w = OtlpWriter::new(&[], &[], 1, whole.len() / 2, &mut starts);
+        w.feed(SCRAPE.as_bytes());
+        assert_eq!(w.finish(), Err(TooLarge));
+        let mut w = OtlpWriter::new(&[], &[], 1, whole.len(), &mut starts);
+        w.feed(SCRAPE.as_bytes());
+        assert_eq!(w.finish().map(|b| b.len()), Ok(whole.len()));
     }
 }

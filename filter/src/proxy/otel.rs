@@ -1,8 +1,10 @@
 //! The OTLP push (MeshMetric's OpenTelemetry backend, SPEC §11), from inside Envoy: no process
-//! beside it. Every `interval_ms` the root context gathers the sources as a dispatched scrape
-//! does (the same merger, rules, labels and limits; answered in OpenMetrics, which keeps every
-//! kind), writes one `ExportMetricsServiceRequest` (`exposition::otlp`) and sends it with
-//! Envoy's gRPC client to the collector's cluster.
+//! beside it. Every `interval_ms` the root context gathers the sources as a streamed scrape
+//! does (the same merger, rules, labels and limits): the applications first, then Envoy's
+//! answer read a window at a time through the merger, in OpenMetrics (which keeps every kind),
+//! each piece that became final handed to the OTLP writer (`exposition::otlp`) as it leaves.
+//! The VM so holds the request being written, never Envoy's answer nor its OpenMetrics. The
+//! request goes to the collector's cluster through Envoy's gRPC client.
 //!
 //! - **One VM per Envoy pushes**, not one per worker: the pusher is elected in Envoy's shared
 //!   data (`meshmetrics/otel/leader`: its id and until when), taken by compare-and-swap when
@@ -10,10 +12,10 @@
 //!   intervals. A configuration replaced over LDS runs beside the new one while its listener
 //!   drains: only the newest configuration's root pushes (`meshmetrics/otel/newest`).
 //! - **One push in flight per VM**; the encoded request is bounded by the scrape's output
-//!   budget (`max_scrape_bytes`). Whatever fails (a source, the collector down, slow, refusing,
-//!   answering garbage) drops that push and is counted (`meshmetrics_otel_*`, in every scrape's
-//!   own families); the next interval pushes again. Scrapes never wait for a push, nor a push
-//!   for a scrape.
+//!   budget (`max_scrape_bytes`): past it the writer stops holding more. Whatever fails (a
+//!   source, the collector down, slow, refusing, answering garbage) drops that push and is
+//!   counted (`meshmetrics_otel_*`, in every scrape's own families); the next interval pushes
+//!   again. Scrapes never wait for a push, nor a push for a scrape.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -25,7 +27,7 @@ use proxy_wasm::types::{BufferType, LogLevel, MapType};
 
 use super::{Plugin, log};
 use crate::config::{OTEL_FAILURES, SourceKind};
-use crate::exposition::otlp::{self, StartTimes};
+use crate::exposition::otlp::{OtlpWriter, StartTimes};
 use crate::exposition::{Format, Merger, OtelStats};
 use crate::plan;
 
@@ -76,6 +78,30 @@ fn pair(a: u64, b: u64) -> Vec<u8> {
     let mut v = a.to_le_bytes().to_vec();
     v.extend_from_slice(&b.to_le_bytes());
     v
+}
+
+/// Asks source `i` of `plugin`'s configuration for its metrics, waiting at most `timeout`: the
+/// call's token, or `None` when Envoy did not take it (the source then missing from the push).
+fn dispatch(plugin: &Plugin, i: usize, timeout: Duration) -> Option<u32> {
+    let source = plugin.config.sources.get(i)?;
+    let path = source.request_path();
+    let accept = match source.kind {
+        SourceKind::EnvoyAdmin => "text/plain",
+        SourceKind::App => Format::OpenMetrics.accept_for_sources(),
+    };
+    let headers = vec![
+        (":method", "GET"),
+        (":path", path.as_str()),
+        (":authority", source.authority.as_str()),
+        ("accept", accept),
+    ];
+    let wait = plan::deadline(
+        Duration::from_millis(source.timeout_ms),
+        None,
+        Duration::ZERO,
+    )
+    .min(timeout);
+    hostcalls::dispatch_http_call(&source.cluster, headers, None, vec![], wait).ok()
 }
 
 /// Counts of the push, in shared data: every worker's scrape shows the same.
@@ -137,6 +163,12 @@ struct Gathering {
     merger: Merger,
     /// Dispatched calls: token → source index.
     pending: HashMap<u32, usize>,
+    /// Envoy's admin, the lead: asked once the applications are in, and streamed (see
+    /// [`Merger::stream_lead`]). `None` once asked, or when the first source is an app.
+    lead: Option<usize>,
+    /// The call that asked it.
+    lead_token: Option<u32>,
+    timeout: Duration,
 }
 
 /// One root context's push.
@@ -245,67 +277,70 @@ impl Pusher {
     fn gather(&mut self, t: SystemTime, timeout: Duration) {
         let plugin = Rc::clone(&self.plugin);
         let config = &plugin.config;
-        let mut merger = Merger::new();
+        // Envoy's answer is streamed through the merger after the apps, as a scrape's is: the
+        // apps must be known before any of the lead's bytes is final.
+        let lead = config
+            .sources
+            .first()
+            .is_some_and(|s| s.kind == SourceKind::EnvoyAdmin)
+            .then_some(0);
+        // A streamed scrape's merger: the push holds what such a scrape holds, and no more.
+        let mut merger = super::pool::take(true);
         merger.set_limits(config.limits());
-        merger.trust_lead(
-            config
-                .sources
-                .first()
-                .is_some_and(|s| s.kind == SourceKind::EnvoyAdmin),
-        );
+        merger.trust_lead(lead.is_some());
         // OpenMetrics keeps every kind and `_created`: what the OTLP writer reads.
         merger.begin(Format::OpenMetrics, None);
         merger.select_lead(plugin.selection.clone());
         let mut pending = HashMap::new();
-        for (i, source) in config.sources.iter().enumerate() {
-            let path = source.request_path();
-            let accept = match source.kind {
-                SourceKind::EnvoyAdmin => "text/plain",
-                SourceKind::App => Format::OpenMetrics.accept_for_sources(),
-            };
-            let headers = vec![
-                (":method", "GET"),
-                (":path", path.as_str()),
-                (":authority", source.authority.as_str()),
-                ("accept", accept),
-            ];
-            let wait = plan::deadline(
-                Duration::from_millis(source.timeout_ms),
-                None,
-                Duration::ZERO,
-            )
-            .min(timeout);
-            if let Ok(token) =
-                hostcalls::dispatch_http_call(&source.cluster, headers, None, vec![], wait)
-            {
+        for i in (0..config.sources.len()).filter(|i| Some(*i) != lead) {
+            if let Some(token) = dispatch(&plugin, i, timeout) {
                 pending.insert(token, i);
             }
         }
         self.started = Some(t);
-        self.gathering = Some(Gathering { merger, pending });
-        if self
-            .gathering
-            .as_ref()
-            .is_some_and(|g| g.pending.is_empty())
-        {
-            self.export_now();
+        self.gathering = Some(Gathering {
+            merger,
+            pending,
+            lead,
+            lead_token: None,
+            timeout,
+        });
+        self.next_step();
+    }
+
+    /// The apps are in: Envoy is asked, or, when it was, the request is written.
+    fn next_step(&mut self) {
+        let Some(g) = self.gathering.as_mut() else {
+            return;
+        };
+        if !g.pending.is_empty() || g.lead_token.is_some() {
+            return;
         }
+        if let Some(i) = g.lead.take() {
+            let elapsed = now()
+                .duration_since(self.started.unwrap_or(UNIX_EPOCH))
+                .unwrap_or_default();
+            let left = g.timeout.saturating_sub(elapsed);
+            if let Some(token) = dispatch(&self.plugin, i, left) {
+                g.lead_token = Some(token);
+                return;
+            }
+        }
+        self.export_now(None);
     }
 
     /// Whether `token` is one of this push's calls.
     pub(crate) fn owns(&self, token: u32) -> bool {
         self.gathering
             .as_ref()
-            .is_some_and(|g| g.pending.contains_key(&token))
+            .is_some_and(|g| g.pending.contains_key(&token) || g.lead_token == Some(token))
     }
 
-    /// A source answered (or failed): merged as a scrape merges it.
+    /// A source answered (or failed): merged as a scrape merges it; Envoy's, streamed into the
+    /// request.
     pub(crate) fn on_answer(&mut self, token: u32, body_size: usize) {
         let max_body = self.plugin.config.max_body_bytes;
         let Some(g) = self.gathering.as_mut() else {
-            return;
-        };
-        let Some(i) = g.pending.remove(&token) else {
             return;
         };
         let map = hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default();
@@ -314,7 +349,16 @@ impl Pusher {
                 .find(|(k, _)| k.eq_ignore_ascii_case(n))
                 .map(|(_, v)| v.as_str())
         };
-        if let Ok(format) = plan::judge(get(":status"), get("content-type"), body_size, max_body) {
+        let judged = plan::judge(get(":status"), get("content-type"), body_size, max_body);
+        if g.lead_token == Some(token) {
+            g.lead_token = None;
+            let lead = judged.ok().map(|format| (format, body_size));
+            return self.export_now(lead);
+        }
+        let Some(i) = g.pending.remove(&token) else {
+            return;
+        };
+        if let Ok(format) = judged {
             let priority = u16::try_from(i).unwrap_or(u16::MAX - 1);
             let mut reader =
                 g.merger
@@ -323,47 +367,46 @@ impl Pusher {
             super::body::read_call(body_size, |piece| reader.feed(piece));
             reader.finish();
         }
-        if g.pending.is_empty() {
-            self.export_now();
-        }
+        self.next_step();
     }
 
-    /// Every source is in: the request is written and sent.
-    fn export_now(&mut self) {
+    /// Every app is in, and Envoy answered `lead` (its format and size) in this call's
+    /// response, or could not: the request is written and sent.
+    fn export_now(&mut self, lead: Option<(Format, usize)>) {
         let Some(mut g) = self.gathering.take() else {
             return;
         };
-        g.merger.resolve();
+        let Some(o) = self.plugin.config.otel.as_ref() else {
+            return self.fail("not_dispatched");
+        };
         let t = now();
         let now_ns = t
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        let resource: Vec<(String, String)> = self
-            .plugin
-            .config
-            .otel
-            .as_ref()
-            .map(|o| {
-                o.resource
-                    .iter()
-                    .map(|l| (l.name.clone(), l.value.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let request = otlp::encode(
-            g.merger.finish(),
-            &resource,
-            &IDENTITY,
-            now_ns,
-            &mut self.starts,
-        );
-        drop(g);
-        let bytes = request.encode_to_vec();
-        if bytes.len() as u64 > self.plugin.config.max_scrape_bytes {
-            return self.fail("too_large");
+        let resource: Vec<(String, String)> = o
+            .resource
+            .iter()
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect();
+        let limit = usize::try_from(self.plugin.config.max_scrape_bytes).unwrap_or(usize::MAX);
+        let mut writer = OtlpWriter::new(&resource, &IDENTITY, now_ns, limit, &mut self.starts);
+        let merger = &mut g.merger;
+        if let Some((format, size)) = lead {
+            let mut stream = merger.stream_lead(format, &self.plugin.labels[0]);
+            super::body::read_call(size, |piece| {
+                merger.feed_lead(&mut stream, piece);
+                writer.feed(merger.ready());
+                merger.consume_ready();
+            });
+            merger.end_lead(stream);
+            writer.feed(merger.ready());
+            merger.consume_ready();
         }
-        let Some(o) = self.plugin.config.otel.as_ref() else {
-            return self.fail("not_dispatched");
+        merger.finish_into(&mut |piece| writer.feed(piece));
+        let request = writer.finish();
+        super::pool::give_back(g.merger, true);
+        let Ok(bytes) = request else {
+            return self.fail("too_large");
         };
         let elapsed = t
             .duration_since(self.started.unwrap_or(t))
