@@ -3,6 +3,7 @@
 //! relabel + merge.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use meshmetrics_filter::exposition::otlp::{OtlpWriter, StartTimes};
 use meshmetrics_filter::exposition::{Format, LabelSet, Merger};
 
 mod inputs;
@@ -62,6 +63,26 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+
+    // The OTLP push's engine work: Envoy's answer merged into OpenMetrics, handed piece by
+    // piece to the OTLP writer (as `proxy/otel.rs` does).
+    let resource = [("mesh".to_owned(), "default".to_owned())];
+    let mut starts = StartTimes::default();
+    g.bench_function("envoy_2000_clusters/otlp/3_labels", |b| {
+        b.iter(|| {
+            let mut w = OtlpWriter::new(
+                &resource,
+                &["mesh", "dataplane", "service"],
+                1,
+                usize::MAX,
+                &mut starts,
+            );
+            merger.begin(Format::OpenMetrics, None);
+            merger.add_source(&envoy, Format::Text, &identity);
+            merger.finish_into(&mut |piece| w.feed(piece));
+            w.finish().map_or(0, |r| r.len())
+        })
+    });
 
     g.throughput(Throughput::Bytes(app.len() as u64));
     let labels = app_labels("app");
