@@ -28,6 +28,9 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 
 use crate::exposition::{FamilyFilter, LabelError, LabelSet};
+// The rules on Envoy's families are the engine's own types (`exposition/decide/select.rs`):
+// the configuration carries them, the engine never reads the configuration.
+pub use crate::exposition::{FamilyRules, MatchKind, Matcher, Profile};
 
 /// Default cap on one source's body. Envoy with 2,000 clusters renders ~26 MB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 << 20;
@@ -166,47 +169,6 @@ pub struct Source {
     /// profiles, `exclude`, `include`), decided per family. Absent: every family.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub families: Option<FamilyRules>,
-}
-
-/// MeshMetric's rules on Envoy's families: the profile keeps a set, `exclude` drops from it,
-/// `include` adds back (whatever the profile and `exclude` said), by the family's text name.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FamilyRules {
-    pub profile: Profile,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub exclude: Vec<Matcher>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub include: Vec<Matcher>,
-}
-
-/// Kuma's profiles of Envoy's families.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Profile {
-    /// Every family.
-    All,
-    /// Kuma's list of the families worth a dashboard (`exposition::select`).
-    Basic,
-    /// No family (`include` adds some back).
-    None,
-}
-
-/// One `exclude` / `include` item.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Matcher {
-    #[serde(rename = "type")]
-    pub kind: MatchKind,
-    #[serde(rename = "match")]
-    pub pattern: String,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MatchKind {
-    Regex,
-    Prefix,
-    Exact,
-    Contains,
 }
 
 /// What a source is; decides how it is asked.

@@ -29,7 +29,7 @@
 //!   it wrote them), each once, its samples together, the sources' samples in priority order.
 //! - `meshmetrics_*` families are the filter's own: a source's are dropped and counted.
 //!
-//! # Families in the output (`resolve.rs`)
+//! # Families in the output (`decide/resolve.rs`)
 //! Judged on the names the output format gives, in priority order:
 //!
 //! | case | text 0.0.4 out | OpenMetrics out |
@@ -69,7 +69,7 @@
 //! # Samples that would make the output unparseable
 //!
 //! Prometheus refuses a whole scrape for one bad line, so these are dropped and counted
-//! (`meshmetrics_source_samples_dropped_total`), never written (`validity.rs`, `histogram.rs`):
+//! (`meshmetrics_source_samples_dropped_total`), never written (`decide/validity.rs`, `decide/histogram.rs`):
 //!
 //! | sample | text 0.0.4 out | OpenMetrics out |
 //! |---|---|---|
@@ -95,7 +95,7 @@
 //! read: `Merger::pass_lead` looks only at the lines that start with `#`, and the filter leaves
 //! Envoy's pieces where they are. The first family an app may take (or a `meshmetrics_` one,
 //! or any comment but `# TYPE`) hands the rest to the engine (`Merger::take_over`), which reads
-//! it as a streamed lead. The bytes are still the buffered scrape's (`passing.rs`).
+//! it as a streamed lead. The bytes are still the buffered scrape's (`merge/passing.rs`).
 //!
 //! # Limits
 //!
@@ -106,39 +106,25 @@
 //! `max_scrape_bytes` (128 MiB) is left out whole and reported the same way. Both are applied so
 //! that the arrival order changes nothing.
 
-mod assemble;
-mod bytes;
-mod escape;
-mod filter;
-mod format;
-mod histogram;
-mod kind;
-mod labels;
+// The phases a byte goes through, each depending only on the ones before it:
+// `read` (what the bytes say) <- `decide` (what a family is, where it goes, what is valid)
+// <- `write` (the output's bytes) <- `merge` (one scrape, driving the three).
+mod decide;
 mod merge;
-mod names;
-pub mod otlp;
-mod passing;
-mod resolve;
-mod rewrite;
-mod scan;
-mod select;
-mod selfmetrics;
-mod side;
-mod stats;
-mod validity;
-mod value;
+mod read;
+mod write;
 
-pub use filter::{FamilyFilter, FilterError};
-pub use format::Format;
-pub(crate) use kind::Kind;
-pub use labels::{LabelError, LabelSet};
-pub use merge::{Limits, Merger};
-pub use names::is_legacy_label_name;
-pub use passing::{Passed, Passing};
-pub use rewrite::{LeadStream, SourceReader};
-pub use select::{
-    BASIC_CONTAINS, BASIC_EXACT, BASIC_PREFIXES, FamilySelection, Matchers, SelectionError,
-    envoy_filter,
+pub use decide::filter::{FamilyFilter, FilterError};
+pub use decide::select::{
+    BASIC_CONTAINS, BASIC_EXACT, BASIC_PREFIXES, FamilyRules, FamilySelection, MatchKind, Matcher,
+    Matchers, Profile, SelectionError, envoy_filter,
 };
-pub use selfmetrics::{OtelStats, SourceReport, render_self_metrics};
-pub use stats::SourceStats;
+pub use merge::pass::{LeadStream, SourceReader};
+pub use merge::passing::{Passed, Passing};
+pub use merge::selfmetrics::{OtelStats, SourceReport, render_self_metrics};
+pub use merge::stats::SourceStats;
+pub use merge::{Limits, Merger};
+pub use read::format::Format;
+pub use read::names::is_legacy_label_name;
+pub use write::labels::{LabelError, LabelSet};
+pub use write::otlp;

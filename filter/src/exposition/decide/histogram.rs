@@ -9,8 +9,8 @@
 //! copied when the scrape ends anyway, so leaving a group out costs nothing then. Envoy's
 //! histograms are well-formed and keep their fast path.
 
-use super::kind::Suffix;
-use super::scan::LabelSpan;
+use crate::exposition::decide::kind::Suffix;
+use crate::exposition::read::scan::LabelSpan;
 
 /// The state of one group while its lines are read.
 #[derive(Default)]

@@ -1,8 +1,10 @@
 //! The families meshmetrics adds about itself: how each source fared in this scrape.
 
-use super::escape::write_escaped_label_value;
-use super::merge::OWN_PRIORITY;
-use super::{Format, LabelSet, Merger};
+use crate::exposition::decide::family::OWN_PRIORITY;
+use crate::exposition::merge::Merger;
+use crate::exposition::read::Format;
+use crate::exposition::read::escape::write_escaped_label_value;
+use crate::exposition::write::LabelSet;
 
 /// How one source fared, for the self-metrics.
 #[derive(Clone, Debug, PartialEq)]

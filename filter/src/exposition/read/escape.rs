@@ -5,7 +5,7 @@
 //! literal backslash Prometheus would have stored; and `# HELP` text, whose escapes differ (text:
 //! `\\`, `\n`; OpenMetrics adds `\"`).
 
-use super::Format;
+use crate::exposition::read::Format;
 
 /// Appends a label value (raw, as between its quotes) with every escape that is not `\\`, `\"` or
 /// `\n` turned into an escaped backslash followed by the character.

@@ -24,9 +24,9 @@
 
 use std::collections::HashMap;
 
-use super::Format;
-use super::kind::{Kind, Suffix};
-use super::merge::SourceFamily;
+use crate::exposition::decide::family::SourceFamily;
+use crate::exposition::decide::kind::{Kind, Suffix};
+use crate::exposition::read::Format;
 
 /// What a source family puts into an output family.
 #[derive(Clone, Copy, Debug)]

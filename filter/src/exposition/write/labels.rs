@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use super::escape::write_escaped_label_value;
-use super::names::is_legacy_label_name;
+use crate::exposition::read::escape::write_escaped_label_value;
+use crate::exposition::read::names::is_legacy_label_name;
 
 /// Labels added, in this order, before each sample's own labels.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -65,7 +65,9 @@ impl LabelSet {
     /// Asked for each label of each sample: word compares, not wasm's byte-loop `memcmp`.
     #[inline]
     pub(crate) fn contains(&self, name: &[u8]) -> bool {
-        self.names.iter().any(|n| super::bytes::eq(n, name))
+        self.names
+            .iter()
+            .any(|n| crate::exposition::read::bytes::eq(n, name))
     }
 
     /// `a="x",b="y"` (empty for no labels).

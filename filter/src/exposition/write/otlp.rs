@@ -23,8 +23,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 
-use super::Format;
-use super::scan::{Line, Sample, Scanner};
+use crate::exposition::read::Format;
+use crate::exposition::read::scan::{Line, Sample, Scanner};
 
 /// The scope of Envoy's own families.
 pub const ENVOY_SCOPE: &str = "envoy";

@@ -2,23 +2,34 @@
 //!
 //! Each source's families are kept apart while the sources are read ("source families"), and
 //! only when the scrape ends are they bound to the output's families, in priority order
-//! ([`super::resolve`]): which family wins a conflict, and the order of families and samples,
+//! ([`crate::exposition::decide::resolve`]): which family wins a conflict, and the order of families and samples,
 //! never depend on the order in which answers arrived.
 //!
 //! Rewritten lines go straight into an arena. The *lead* source (priority 0, Envoy) writes into
 //! the main arena, which becomes the response body; its families are bound as it is read, so
 //! their headers are written in place and, in the usual case, its 34 MB never move again. The
 //! other sources (the apps, small) write into a side arena and are copied after the lead's
-//! families when the scrape ends ([`super::assemble`]).
+//! families when the scrape ends ([`crate::exposition::write::assemble`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::kind::Suffix;
-use super::resolve::{Placement, Resolver};
-use super::scan::Scanner;
-use super::side::{Region, SideArena};
-use super::{FamilyFilter, FamilySelection, Format, Kind};
+use crate::exposition::decide::family::{
+    Header, OWN_PREFIX, OWN_PRIORITY, SameBase, SourceFamily, family_names,
+};
+use crate::exposition::decide::kind::Suffix;
+use crate::exposition::decide::resolve::{Placement, Resolver};
+use crate::exposition::decide::{FamilyFilter, FamilySelection, Kind};
+use crate::exposition::read::Format;
+use crate::exposition::read::scan::Scanner;
+use crate::exposition::write::assemble::{self, Assembly, Piece};
+use crate::exposition::write::header::write_header;
+use crate::exposition::write::side::{Region, SideArena};
+
+pub(crate) mod pass;
+pub(crate) mod passing;
+pub(crate) mod selfmetrics;
+pub(crate) mod stats;
 
 /// Bytes the main arena keeps free beyond a source's expected output (see [`Merger::reserve`]).
 const HEADROOM: usize = 64 * 1024;
@@ -26,12 +37,6 @@ const HEADROOM: usize = 64 * 1024;
 /// The same for a side chunk: one per app, so a few dozen small apps must not each keep 64 KiB;
 /// a chunk that outgrows its guess copies only its own source's bytes.
 const SIDE_HEADROOM: usize = 4 * 1024;
-
-/// The prefix of the filter's own families: no source may write under it.
-pub(crate) const OWN_PREFIX: &[u8] = b"meshmetrics_";
-
-/// Priority of the filter's own families: after every source.
-pub(crate) const OWN_PRIORITY: u16 = u16::MAX;
 
 /// Bounds on what one scrape writes. The VM's memory follows from them, whatever the sources
 /// send: a body of 30 MB of `a 1` grows twentyfold with the mesh's labels, and a wasm VM that
@@ -75,50 +80,6 @@ pub(crate) enum Stream {
     Held,
 }
 
-/// A family as one source declared it.
-pub(crate) struct SourceFamily {
-    /// The source's priority: 0 is the lead (Envoy), then the aggregates in configured order.
-    pub source: u16,
-    pub input: Format,
-    pub kind: Kind,
-    /// The name every sample starts with (without `_total`, `_bucket`...).
-    pub base: Box<[u8]>,
-    pub help: Option<Box<[u8]>>,
-    pub unit: Option<Box<[u8]>>,
-    /// Its samples are not written: left out by the scrape's filter, or blocked.
-    pub excluded: bool,
-    /// Its samples are dropped and counted: under our own prefix, or a true conflict.
-    pub blocked: bool,
-    /// Its name is not one the output formats can carry (a quoted UTF-8 name).
-    pub unwritable: bool,
-    /// Its ranges are in the main arena (a lead family), not the side arena.
-    pub in_main: bool,
-    /// Bound to an output family.
-    pub placed: bool,
-    /// The header written in the main arena when it was bound: (output family, range).
-    pub inline_header: Option<(u32, usize, usize)>,
-    /// Arena ranges of its samples, in order.
-    pub segments: Vec<(usize, usize)>,
-    /// Arena ranges of histogram groups that cannot be written validly (see `histogram.rs`).
-    pub skip: Vec<(usize, usize)>,
-    /// The suffixes of the samples written (bit `Suffix as u8`).
-    pub seen: u16,
-    /// The families its `_created` / `_gcount` / `_gsum` samples go to when the output format
-    /// has no place for them here (`u32::MAX`: none yet).
-    pub companions: [u32; 3],
-    /// A streamed lead family: its bytes left as they were written, nothing may join it.
-    pub streamed: bool,
-    /// The previous family of this source with the same base name (`u32::MAX`: none).
-    prev_same_base: u32,
-}
-
-/// Metadata of a family as a source declared it, for its header.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct Header<'a> {
-    pub help: Option<&'a [u8]>,
-    pub unit: Option<&'a [u8]>,
-}
-
 /// Merges sources into one exposition; reused from scrape to scrape so its buffers keep their
 /// capacity (a wasm VM's memory never shrinks: growing it once is all we can afford).
 pub struct Merger {
@@ -151,7 +112,7 @@ pub struct Merger {
     key: Vec<u8>,
     pub(crate) scratch: Vec<u8>,
     pub(crate) generated: Vec<u8>,
-    pub(crate) pieces: Vec<super::assemble::Piece>,
+    pub(crate) pieces: Vec<Piece>,
     /// Bytes of the main arena that `finish` had to move (see [`Merger::moved_bytes`]).
     pub(crate) moved: usize,
     pub(crate) limits: Limits,
@@ -382,7 +343,7 @@ impl Merger {
     /// Sets the bounds of every scrape from now on (see [`Limits`]). A source that would write
     /// more than its share stops at a line boundary and says so ([`SourceStats::output_limit`]).
     ///
-    /// [`SourceStats::output_limit`]: super::SourceStats::output_limit
+    /// [`SourceStats::output_limit`]: crate::exposition::SourceStats::output_limit
     pub fn set_limits(&mut self, limits: Limits) {
         self.limits = limits;
     }
@@ -540,7 +501,7 @@ impl Merger {
                 || selection.is_some_and(|s| !s.keeps(&text_name))
         };
         let own = source != OWN_PRIORITY && base.starts_with(OWN_PREFIX);
-        let unwritable = !super::names::is_legacy_metric_name(base);
+        let unwritable = !crate::exposition::read::names::is_legacy_metric_name(base);
         let id = self.families.len() as u32;
         self.index_key(source, base);
         let prev_same_base = self
@@ -589,7 +550,7 @@ impl Merger {
                 let start = self.pos();
                 let fam = &self.resolver.families[t as usize];
                 let sf = &self.families[id as usize];
-                super::assemble::write_header(
+                write_header(
                     &fam.name,
                     fam.kind,
                     sf.help.as_deref(),
@@ -674,7 +635,8 @@ impl Merger {
                 .unwrap_or(seg)
                 .split(|&b| b == b'\n')
             {
-                if let super::scan::Line::Sample(sample) = self.scanner.scan(line, self.format, b"")
+                if let crate::exposition::read::scan::Line::Sample(sample) =
+                    self.scanner.scan(line, self.format, b"")
                     && sample.name.of(line) == want.as_slice()
                 {
                     n += 1;
@@ -766,28 +728,95 @@ fn region_of<'a>(
     }
 }
 
-/// Every name family `f` may take in the output: its header name, the names its type claims and
-/// its sample names.
-fn family_names(f: &SourceFamily, format: Format, each: impl FnMut(&[u8])) {
-    names_of(&f.base, f.kind, format, each);
-}
-
-/// Every name a family of `kind` with base name `base` takes in `format`: its header name, the
-/// names its type claims, its sample names.
-pub(crate) fn names_of(base: &[u8], kind: Kind, format: Format, mut each: impl FnMut(&[u8])) {
-    let mut name = Vec::with_capacity(base.len() + 16);
-    let mut with = |suffix: &[u8], each: &mut dyn FnMut(&[u8])| {
-        name.clear();
-        name.extend_from_slice(base);
-        name.extend_from_slice(suffix);
-        each(&name);
-    };
-    with(kind.header_suffix(format), &mut each);
-    for s in kind.claimed_suffixes(format) {
-        with(s.bytes(), &mut each);
+/// Writing the body: the bound families as pieces (`write/assemble.rs`), in place or handed out.
+impl Merger {
+    /// Builds the body in the main arena from the bound families.
+    fn assemble(&mut self) {
+        let base = self.pos() - self.arena.len();
+        let (pieces, first_moved, cursor) = self.plan();
+        let rest = &pieces[first_moved..];
+        let total: usize = rest.iter().map(assemble::piece_len).sum();
+        if rest.iter().any(|p| matches!(p, Piece::Main(..))) {
+            // Some of the main arena moves: copy what follows the in-place part aside first.
+            self.scratch.clear();
+            self.scratch.reserve_exact(total);
+            for p in rest {
+                self.scratch.extend_from_slice(assemble::slice(
+                    p,
+                    &self.arena,
+                    base,
+                    &self.side,
+                    &self.generated,
+                ));
+            }
+            self.arena.truncate(cursor - base);
+            self.arena.extend_from_slice(&self.scratch);
+            self.scratch.clear();
+            self.moved = total;
+        } else {
+            self.arena.truncate(cursor - base);
+            self.arena.reserve_exact(total + 64);
+            for p in rest {
+                let (main, side, generated) = (&mut self.arena, &self.side, &self.generated);
+                let part = match *p {
+                    Piece::Side(s, e) => side.get(s, e),
+                    Piece::Generated(s, e) => &generated[s..e],
+                    Piece::Main(..) => continue,
+                };
+                main.extend_from_slice(part);
+            }
+        }
+        self.pieces = pieces;
     }
-    for s in kind.sample_suffixes(format) {
-        with(s.bytes(), &mut each);
+
+    /// Hands the rest of the body to `emit` piece by piece, never copying it into one buffer:
+    /// what the main arena holds in place, then the other pieces where they are (the apps' bytes
+    /// in the side arena). For a streamed scrape, whose last bytes are appended to Envoy's last
+    /// piece one by one: a second copy of the apps' output is spared.
+    fn emit_pieces(&mut self, emit: &mut dyn FnMut(&[u8])) {
+        let base = self.pos() - self.arena.len();
+        let (pieces, first_moved, cursor) = self.plan();
+        emit(&self.arena[..cursor - base]);
+        for p in &pieces[first_moved..] {
+            emit(assemble::slice(
+                p,
+                &self.arena,
+                base,
+                &self.side,
+                &self.generated,
+            ));
+        }
+        self.pieces = pieces;
+    }
+
+    /// The pieces of the body from the bound families, where the first one not in place in the
+    /// main arena is, and where the in-place part ends.
+    fn plan(&mut self) -> (Vec<Piece>, usize, usize) {
+        let mut pieces = std::mem::take(&mut self.pieces);
+        pieces.clear();
+        self.generated.clear();
+        let base = self.pos() - self.arena.len();
+        // Sealed families were sent as the lead streamed (or wait in `ready`): they come first.
+        let ready = self.ready().len();
+        if ready > 0 {
+            pieces.push(Piece::Main(base, base + ready));
+        }
+        for &(s, e) in self.late_segments() {
+            pieces.push(Piece::Main(s, e));
+        }
+        Assembly {
+            families: &self.families,
+            out: &mut self.resolver.families,
+            main: &self.arena,
+            base,
+            side: &self.side,
+            scanner: &mut self.scanner,
+            format: self.format,
+            generated: &mut self.generated,
+        }
+        .pieces(&mut pieces);
+        let (first_moved, cursor) = assemble::in_place(&pieces, base);
+        (pieces, first_moved, cursor)
     }
 }
 
@@ -809,22 +838,5 @@ impl Merger {
         }
         // Not a body any more: a later `finish` must not return what is left of it.
         self.arena.clear();
-    }
-}
-
-/// Iterates a source's families that share a base name.
-pub(crate) struct SameBase<'a> {
-    families: &'a [SourceFamily],
-    next: u32,
-}
-
-impl<'a> Iterator for SameBase<'a> {
-    type Item = (u32, &'a SourceFamily);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let f = self.families.get(self.next as usize)?;
-        let id = self.next;
-        self.next = f.prev_same_base;
-        Some((id, f))
     }
 }

@@ -5,16 +5,20 @@
 //! and a copy. Runs of lines that need no change at all (Envoy's samples when no labels are added)
 //! are not even copied line by line: they are copied as one block when the run ends.
 
-use super::bytes;
-use super::escape::write_repaired_label_value;
-use super::kind::{Companion, Suffix, accepts_masked};
-use super::merge::{Header, Merger};
-use super::names::{is_legacy_label_name, is_legacy_metric_name, write_name};
-use super::passing::Passing;
-use super::scan::{Line, NamesKey, Sample};
-use super::validity::{self, Invalid};
-use super::value::write_timestamp;
-use super::{Format, Kind, LabelSet, SourceStats};
+use crate::exposition::decide::Kind;
+use crate::exposition::decide::family::Header;
+use crate::exposition::decide::kind::{Companion, Suffix, accepts_masked};
+use crate::exposition::decide::validity::{self, Invalid};
+use crate::exposition::merge::Merger;
+use crate::exposition::merge::passing::Passing;
+use crate::exposition::merge::stats::SourceStats;
+use crate::exposition::read::Format;
+use crate::exposition::read::bytes;
+use crate::exposition::read::escape::write_repaired_label_value;
+use crate::exposition::read::names::{is_legacy_label_name, is_legacy_metric_name, write_name};
+use crate::exposition::read::scan::{Line, NamesKey, Sample};
+use crate::exposition::read::value::write_timestamp;
+use crate::exposition::write::LabelSet;
 
 /// What a family costs beyond its lines, charged against its source's allowance: its record,
 /// index entry and claims (a few hundred bytes of bookkeeping in all).
@@ -99,7 +103,7 @@ struct State {
     /// every source's but a trusted lead's ([`Merger::trust_lead`]).
     check_samples: bool,
     /// The histogram group being written.
-    group: Option<super::histogram::Group>,
+    group: Option<crate::exposition::decide::histogram::Group>,
     cur_base: Vec<u8>,
     /// `cur_base` is a legacy metric name, so the scanner may trust a line starting with it.
     cur_base_legacy: bool,
@@ -723,7 +727,7 @@ impl Pass<'_> {
             let position = (line_start, self.position());
             let value = s.value.of(line);
             let labels = &self.merger.scanner.labels;
-            if let Some(ended) = super::histogram::follow(
+            if let Some(ended) = crate::exposition::decide::histogram::follow(
                 &mut self.st.group,
                 family,
                 line,
@@ -745,7 +749,7 @@ impl Pass<'_> {
     }
 
     /// An app's histogram group OpenMetrics would refuse is left out (see `histogram.rs`).
-    fn judge_group(&mut self, g: super::histogram::Group) {
+    fn judge_group(&mut self, g: crate::exposition::decide::histogram::Group) {
         if !g.valid() {
             self.merger.families[g.family as usize]
                 .skip
@@ -957,7 +961,7 @@ fn write_label_name(name: &[u8], out: &mut Vec<u8>) {
 fn write_exported_name(
     name: &[u8],
     line: &[u8],
-    own: &[super::scan::LabelSpan],
+    own: &[crate::exposition::read::scan::LabelSpan],
     injected: &LabelSet,
     out: &mut Vec<u8>,
 ) {

@@ -16,11 +16,11 @@
 //! without a value check return before parsing anything, and whole numbers are recognized
 //! without parsing.
 
-use super::Format;
-use super::kind::{Kind, Suffix};
-use super::names::is_legacy_metric_name;
-use super::scan::{LabelSpan, Sample};
-use super::value::is_float;
+use crate::exposition::decide::kind::{Kind, Suffix};
+use crate::exposition::read::Format;
+use crate::exposition::read::names::is_legacy_metric_name;
+use crate::exposition::read::scan::{LabelSpan, Sample};
+use crate::exposition::read::value::is_float;
 
 /// Why a sample cannot be written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,9 +5,9 @@
 //! blanks and trailing commas text 0.0.4 parsers accept); the result says whether the line is
 //! already in canonical form, so the writer can copy it instead of rebuilding it.
 
-use super::Format;
-use super::names::{is_label_cont, label_name_len, metric_name_len};
-use super::value::{is_float, is_timestamp};
+use crate::exposition::read::Format;
+use crate::exposition::read::names::{is_label_cont, label_name_len, metric_name_len};
+use crate::exposition::read::value::{is_float, is_timestamp};
 
 /// A byte range within the line being scanned.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -136,7 +136,7 @@ impl NameCache {
         let end = i + prev.len();
         if prev.is_empty()
             || line.get(end..end + 2) != Some(b"=\"")
-            || !super::bytes::eq(&line[i..end], prev)
+            || !crate::exposition::read::bytes::eq(&line[i..end], prev)
         {
             return None;
         }
@@ -149,7 +149,7 @@ impl NameCache {
     fn label_name_len(&mut self, slot: usize, s: &[u8]) -> usize {
         if let Some(prev) = self.slots.get(slot)
             && !prev.is_empty()
-            && super::bytes::starts_with(s, prev)
+            && crate::exposition::read::bytes::starts_with(s, prev)
             && !s.get(prev.len()).is_some_and(|&b| is_label_cont(b))
         {
             return prev.len();
@@ -193,7 +193,7 @@ fn quoted(line: &[u8], i: usize) -> Option<(Span, usize, bool)> {
     let mut repair = false;
     let mut high = false;
     loop {
-        let (k, high_here) = super::bytes::find_quote_or_backslash(line, j)?;
+        let (k, high_here) = crate::exposition::read::bytes::find_quote_or_backslash(line, j)?;
         high |= high_here;
         if line[k] == b'"' {
             if high && std::str::from_utf8(&line[start..k]).is_err() {
@@ -279,13 +279,18 @@ impl Scanner {
                 )?,
                 _ => return None,
             };
-            canonical &= !super::names::is_legacy_metric_name(span.of(line));
+            canonical &= !crate::exposition::read::names::is_legacy_metric_name(span.of(line));
             name = span;
             quoted_name = true;
             open = None;
         } else {
-            let n = if !known_prefix.is_empty() && super::bytes::starts_with(line, known_prefix) {
-                known_prefix.len() + super::names::metric_name_cont_len(&line[known_prefix.len()..])
+            let n = if !known_prefix.is_empty()
+                && crate::exposition::read::bytes::starts_with(line, known_prefix)
+            {
+                known_prefix.len()
+                    + crate::exposition::read::names::metric_name_cont_len(
+                        &line[known_prefix.len()..],
+                    )
             } else {
                 metric_name_len(line)
             };
@@ -519,7 +524,8 @@ fn label_set(
                     if repair || name.is_empty() {
                         return None;
                     }
-                    let legacy = super::names::is_legacy_label_name(name.of(line));
+                    let legacy =
+                        crate::exposition::read::names::is_legacy_label_name(name.of(line));
                     *canonical &= !legacy;
                     // Not in the slots: this line's names have no key.
                     names.quoted = true;
@@ -590,7 +596,7 @@ fn has_duplicate(line: &[u8], labels: &[LabelSpan], scratch: &mut Vec<Span>) -> 
         return labels.iter().enumerate().any(|(i, a)| {
             labels[i + 1..]
                 .iter()
-                .any(|b| super::bytes::eq(a.name.of(line), b.name.of(line)))
+                .any(|b| crate::exposition::read::bytes::eq(a.name.of(line), b.name.of(line)))
         });
     }
     scratch.clear();

@@ -18,12 +18,13 @@
 //! Envoy's renderer writes `# TYPE` before each family's samples and never a family twice: the
 //! samples under a passed header are that family's.
 
-use super::LabelSet;
-use super::format::Format;
-use super::kind::Kind;
-use super::merge::{Merger, OWN_PREFIX, names_of};
-use super::scan::Line;
-use super::stats::SourceStats;
+use crate::exposition::decide::family::{OWN_PREFIX, names_of};
+use crate::exposition::decide::kind::Kind;
+use crate::exposition::merge::Merger;
+use crate::exposition::merge::stats::SourceStats;
+use crate::exposition::read::format::Format;
+use crate::exposition::read::scan::Line;
+use crate::exposition::write::LabelSet;
 
 /// A comment line longer than this, split across pieces, goes to the engine (which bounds
 /// lines by the source's share) rather than be held here.

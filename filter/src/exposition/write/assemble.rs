@@ -9,59 +9,19 @@
 
 use std::collections::HashMap;
 
-use super::Format;
-use super::escape::write_help;
-use super::kind::{Kind, Suffix};
-use super::merge::{Merger, SourceFamily};
-use super::names::{is_legacy_metric_name, write_name};
-use super::resolve::Member;
-use super::scan::{Line, Scanner};
-use super::side::{Region, SideArena};
+use crate::exposition::decide::family::SourceFamily;
+use crate::exposition::decide::kind::Suffix;
+use crate::exposition::decide::resolve::{Member, OutFamily};
+use crate::exposition::read::Format;
+use crate::exposition::read::scan::{Line, Scanner};
+use crate::exposition::write::header::write_header;
+use crate::exposition::write::side::{Region, SideArena};
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Piece {
     Main(usize, usize),
     Side(usize, usize),
     Generated(usize, usize),
-}
-
-/// Writes a family's `# HELP`, `# TYPE` and (OpenMetrics) `# UNIT` lines.
-pub(crate) fn write_header(
-    name: &[u8],
-    kind: Kind,
-    help: Option<&[u8]>,
-    unit: Option<&[u8]>,
-    help_format: Format,
-    format: Format,
-    out: &mut Vec<u8>,
-) {
-    let legacy = is_legacy_metric_name(name);
-    let write_name = |out: &mut Vec<u8>| write_name(name, legacy, out);
-    if let Some(help) = help.filter(|h| !h.is_empty()) {
-        out.extend_from_slice(b"# HELP ");
-        write_name(out);
-        out.push(b' ');
-        write_help(help, help_format, format, out);
-        out.push(b'\n');
-    }
-    out.extend_from_slice(b"# TYPE ");
-    write_name(out);
-    out.push(b' ');
-    out.extend_from_slice(kind.type_word(format).as_bytes());
-    out.push(b'\n');
-    if format == Format::OpenMetrics
-        && !matches!(kind, Kind::Info | Kind::StateSet)
-        && let Some(unit) = unit.filter(|u| !u.is_empty())
-        && name.len() > unit.len()
-        && name.ends_with(unit)
-        && name[name.len() - unit.len() - 1] == b'_'
-    {
-        out.extend_from_slice(b"# UNIT ");
-        write_name(out);
-        out.push(b' ');
-        out.extend_from_slice(unit);
-        out.push(b'\n');
-    }
 }
 
 fn member_key(families: &[SourceFamily], m: &Member) -> (u16, u32, u8) {
@@ -116,115 +76,49 @@ fn group_key(scanner: &mut Scanner, line: &[u8], format: Format, key: &mut Vec<u
     }
 }
 
-impl Merger {
-    /// Builds the body in the main arena from the bound families.
-    pub(crate) fn assemble(&mut self) {
-        let base = self.pos() - self.arena.len();
-        let (pieces, first_moved, cursor) = self.plan();
-        let rest = &pieces[first_moved..];
-        let total: usize = rest.iter().map(piece_len).sum();
-        if rest.iter().any(|p| matches!(p, Piece::Main(..))) {
-            // Some of the main arena moves: copy what follows the in-place part aside first.
-            self.scratch.clear();
-            self.scratch.reserve_exact(total);
-            for p in rest {
-                self.scratch.extend_from_slice(slice(
-                    p,
-                    &self.arena,
-                    base,
-                    &self.side,
-                    &self.generated,
-                ));
-            }
-            self.arena.truncate(cursor - base);
-            self.arena.extend_from_slice(&self.scratch);
-            self.scratch.clear();
-            self.moved = total;
-        } else {
-            self.arena.truncate(cursor - base);
-            self.arena.reserve_exact(total + 64);
-            for p in rest {
-                let (main, side, generated) = (&mut self.arena, &self.side, &self.generated);
-                let part = match *p {
-                    Piece::Side(s, e) => side.get(s, e),
-                    Piece::Generated(s, e) => &generated[s..e],
-                    Piece::Main(..) => continue,
-                };
-                main.extend_from_slice(part);
-            }
-        }
-        self.pieces = pieces;
-    }
+/// The bound families of one scrape and where their bytes lie: what the body is assembled from.
+/// The merger lends its parts for the time of one assembly.
+pub(crate) struct Assembly<'a> {
+    pub families: &'a [SourceFamily],
+    pub out: &'a mut [OutFamily],
+    /// The main arena, its first byte at position `base`.
+    pub main: &'a [u8],
+    pub base: usize,
+    pub side: &'a SideArena,
+    pub scanner: &'a mut Scanner,
+    pub format: Format,
+    /// Where headers and picked or reordered lines are written.
+    pub generated: &'a mut Vec<u8>,
+}
 
-    /// Hands the rest of the body to `emit` piece by piece, never copying it into one buffer:
-    /// what the main arena holds in place, then the other pieces where they are (the apps' bytes
-    /// in the side arena). For a streamed scrape, whose last bytes are appended to Envoy's last
-    /// piece one by one: a second copy of the apps' output is spared.
-    pub(crate) fn emit_pieces(&mut self, emit: &mut dyn FnMut(&[u8])) {
-        let base = self.pos() - self.arena.len();
-        let (pieces, first_moved, cursor) = self.plan();
-        emit(&self.arena[..cursor - base]);
-        for p in &pieces[first_moved..] {
-            emit(slice(p, &self.arena, base, &self.side, &self.generated));
-        }
-        self.pieces = pieces;
-    }
-
-    /// The pieces of the body from the bound families, where the first one not in place in the
-    /// main arena is, and where the in-place part ends.
-    fn plan(&mut self) -> (Vec<Piece>, usize, usize) {
-        let format = self.format;
-        // Sealed families were sent as the lead streamed (or wait in `ready`): they come first.
-        let mut order: Vec<u32> = (0..self.resolver.families.len() as u32)
+impl Assembly<'_> {
+    /// Appends the pieces of every output family not sealed (sealed ones left as the lead
+    /// streamed), in output order: by their first member's (source, family).
+    pub(crate) fn pieces(&mut self, pieces: &mut Vec<Piece>) {
+        let mut order: Vec<u32> = (0..self.out.len() as u32)
             .filter(|&t| {
-                let fam = &self.resolver.families[t as usize];
+                let fam = &self.out[t as usize];
                 !fam.dead && !fam.sealed
             })
             .collect();
         for &t in &order {
-            let fam = &mut self.resolver.families[t as usize];
-            let families = &self.families;
+            let fam = &mut self.out[t as usize];
+            let families = self.families;
             fam.members.sort_by_key(|m| member_key(families, m));
             if let Some(first) = fam.members.first() {
                 fam.key = member_key(families, first);
             }
         }
-        order.sort_by_key(|&t| self.resolver.families[t as usize].key);
-
-        let mut pieces = std::mem::take(&mut self.pieces);
-        pieces.clear();
-        self.generated.clear();
-        let base = self.pos() - self.arena.len();
-        let ready = self.ready().len();
-        if ready > 0 {
-            pieces.push(Piece::Main(base, base + ready));
-        }
-        for &(s, e) in self.late_segments() {
-            pieces.push(Piece::Main(s, e));
-        }
+        order.sort_by_key(|&t| self.out[t as usize].key);
         for t in order {
-            self.family_pieces(t, format, &mut pieces);
+            self.family_pieces(t, pieces);
         }
-
-        // The leading pieces already in place in the main arena stay.
-        let mut cursor = base;
-        let mut first_moved = pieces.len();
-        for (i, p) in pieces.iter().enumerate() {
-            match *p {
-                Piece::Main(s, e) if s == cursor => cursor = e,
-                _ => {
-                    first_moved = i;
-                    break;
-                }
-            }
-        }
-        (pieces, first_moved, cursor)
     }
 
     /// The pieces of output family `t`: its header, then its members' samples.
-    fn family_pieces(&mut self, t: u32, format: Format, pieces: &mut Vec<Piece>) {
-        let base = self.pos() - self.arena.len();
-        let fam = &self.resolver.families[t as usize];
+    fn family_pieces(&mut self, t: u32, pieces: &mut Vec<Piece>) {
+        let (base, format) = (self.base, self.format);
+        let fam = &self.out[t as usize];
         let members = &fam.members;
         let Some(first) = members.first() else {
             return;
@@ -250,20 +144,20 @@ impl Merger {
                     lead.unit.as_deref(),
                     lead.input,
                     format,
-                    &mut self.generated,
+                    self.generated,
                 );
                 pieces.push(Piece::Generated(start, self.generated.len()));
             }
         }
         if members.iter().any(|m| m.created) {
-            return self.interleave_created(t, format, pieces);
+            return self.interleave_created(t, pieces);
         }
         for m in members {
             let f = &self.families[m.sf as usize];
             let whole = m.only.is_none_or(|s| f.seen & !(1 << s as u8) == 0);
             if whole && !f.skip.is_empty() {
                 // Histogram groups left out (see `histogram.rs`): the rest, copied.
-                let region = region_of(f, &self.arena, base, &self.side);
+                let region = region_of(f, self.main, base, self.side);
                 let start = self.generated.len();
                 for &(s, e) in &f.segments {
                     let mut at = s;
@@ -291,10 +185,10 @@ impl Merger {
             let suffix = m.only.unwrap_or(Suffix::Bare);
             let mut want = f.base.to_vec();
             want.extend_from_slice(suffix.bytes());
-            let region = region_of(f, &self.arena, base, &self.side);
+            let region = region_of(f, self.main, base, self.side);
             let start = self.generated.len();
             for line in lines(region, &f.segments) {
-                if sample_name(&mut self.scanner, line, format) == want.as_slice() {
+                if sample_name(self.scanner, line, format) == want.as_slice() {
                     self.generated.extend_from_slice(line);
                     self.generated.push(b'\n');
                 }
@@ -305,10 +199,9 @@ impl Merger {
 
     /// A family with folded `_created` samples: each goes right after the samples with the same
     /// labels, where OpenMetrics wants it (samples of one label set are one group).
-    fn interleave_created(&mut self, t: u32, format: Format, pieces: &mut Vec<Piece>) {
-        let fam = &self.resolver.families[t as usize];
-        let (main, side) = (&self.arena, &self.side);
-        let base = self.pos() - main.len();
+    fn interleave_created(&mut self, t: u32, pieces: &mut Vec<Piece>) {
+        let fam = &self.out[t as usize];
+        let (main, side, base, format) = (self.main, self.side, self.base, self.format);
 
         // The created lines, by group, in order.
         let mut created: Vec<(&[u8], bool)> = Vec::new();
@@ -317,13 +210,13 @@ impl Merger {
         for m in fam.members.iter().filter(|m| m.created) {
             let f = &self.families[m.sf as usize];
             for line in lines(region_of(f, main, base, side), &f.segments) {
-                group_key(&mut self.scanner, line, format, &mut key);
+                group_key(self.scanner, line, format, &mut key);
                 by_group.entry(key.clone()).or_default().push(created.len());
                 created.push((line, false));
             }
         }
         let start = self.generated.len();
-        let out = &mut self.generated;
+        let out = &mut *self.generated;
         let mut emit = |group: &[u8], created: &mut Vec<(&[u8], bool)>, out: &mut Vec<u8>| {
             if let Some(ids) = by_group.remove(group) {
                 for i in ids {
@@ -337,7 +230,7 @@ impl Merger {
         for m in fam.members.iter().filter(|m| !m.created) {
             let f = &self.families[m.sf as usize];
             for line in lines(region_of(f, main, base, side), &f.segments) {
-                group_key(&mut self.scanner, line, format, &mut key);
+                group_key(self.scanner, line, format, &mut key);
                 if current.as_deref() != Some(key.as_slice()) {
                     if let Some(prev) = current.take() {
                         emit(&prev, &mut created, out);
@@ -361,13 +254,14 @@ impl Merger {
     }
 }
 
-fn piece_len(p: &Piece) -> usize {
+pub(crate) fn piece_len(p: &Piece) -> usize {
     match *p {
         Piece::Main(s, e) | Piece::Side(s, e) | Piece::Generated(s, e) => e - s,
     }
 }
 
-fn slice<'a>(
+/// The bytes of a piece, wherever they lie.
+pub(crate) fn slice<'a>(
     p: &Piece,
     main: &'a [u8],
     base: usize,
@@ -379,4 +273,18 @@ fn slice<'a>(
         Piece::Side(s, e) => side.get(s, e),
         Piece::Generated(s, e) => &generated[s..e],
     }
+}
+
+/// The leading pieces that already lie where they belong in the main arena (its first byte at
+/// position `base`) stay there: the index of the first piece that does not, and the position
+/// where the in-place part ends.
+pub(crate) fn in_place(pieces: &[Piece], base: usize) -> (usize, usize) {
+    let mut cursor = base;
+    for (i, p) in pieces.iter().enumerate() {
+        match *p {
+            Piece::Main(s, e) if s == cursor => cursor = e,
+            _ => return (i, cursor),
+        }
+    }
+    (pieces.len(), cursor)
 }

@@ -18,7 +18,7 @@ pub struct SourceStats {
     /// Samples the output format cannot carry or that could not be converted (a timestamp out
     /// of range).
     pub unrepresentable: u64,
-    /// The source reached its share of the scrape's output ([`super::Limits`]): it was
+    /// The source reached its share of the scrape's output ([`Limits`](crate::exposition::Limits)): it was
     /// stopped at a line boundary; what came before is merged.
     pub output_limit: bool,
     /// Lines left unread after the source was stopped.

@@ -9,9 +9,50 @@
 use std::collections::HashSet;
 
 use aho_corasick::AhoCorasick;
+use serde::{Deserialize, Serialize};
 
-use super::filter::{FamilyFilter, FilterError};
-use crate::config::{FamilyRules, MatchKind, Matcher, Profile};
+use crate::exposition::decide::filter::{FamilyFilter, FilterError};
+
+/// MeshMetric's rules on Envoy's families: the profile keeps a set, `exclude` drops from it,
+/// `include` adds back (whatever the profile and `exclude` said), by the family's text name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FamilyRules {
+    pub profile: Profile,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<Matcher>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<Matcher>,
+}
+
+/// Kuma's profiles of Envoy's families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Profile {
+    /// Every family.
+    All,
+    /// Kuma's list of the families worth a dashboard ([`BASIC_CONTAINS`], [`BASIC_EXACT`], [`BASIC_PREFIXES`]).
+    Basic,
+    /// No family (`include` adds some back).
+    None,
+}
+
+/// One `exclude` / `include` item.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Matcher {
+    #[serde(rename = "type")]
+    pub kind: MatchKind,
+    #[serde(rename = "match")]
+    pub pattern: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MatchKind {
+    Regex,
+    Prefix,
+    Exact,
+    Contains,
+}
 
 /// Kuma's Basic profile: a family whose name contains one of these is kept.
 pub const BASIC_CONTAINS: [&str; 29] = [

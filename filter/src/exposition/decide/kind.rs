@@ -4,7 +4,7 @@
 //! (`# TYPE requests_total counter`), OpenMetrics after the stem (`# TYPE requests counter` with
 //! samples `requests_total`). Sample names never change between formats; only the header does.
 
-use super::Format;
+use crate::exposition::read::Format;
 
 /// The type of a metric family, normalised across both input formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,7 +45,7 @@ pub(crate) enum Suffix {
 /// sample: a length switch, word compares and a bit test.
 #[inline]
 pub(crate) fn accepts_masked(mask: u16, base: &[u8], name: &[u8]) -> Option<Suffix> {
-    if !super::bytes::starts_with(name, base) {
+    if !crate::exposition::read::bytes::starts_with(name, base) {
         return None;
     }
     let suffix = match &name[base.len()..] {
