@@ -119,11 +119,12 @@ pub use decide::select::{
     BASIC_CONTAINS, BASIC_EXACT, BASIC_PREFIXES, FamilyRules, FamilySelection, MatchKind, Matcher,
     Matchers, Profile, SelectionError, envoy_filter,
 };
+pub use merge::Merger;
+pub use merge::budget::Limits;
 pub use merge::pass::{LeadStream, SourceReader};
 pub use merge::passing::{Passed, Passing};
 pub use merge::selfmetrics::{OtelStats, SourceReport, render_self_metrics};
 pub use merge::stats::SourceStats;
-pub use merge::{Limits, Merger};
 pub use read::format::Format;
 pub use read::names::is_legacy_label_name;
 pub use write::labels::{LabelError, LabelSet};

@@ -20,53 +20,19 @@ use crate::exposition::decide::family::{
 use crate::exposition::decide::kind::Suffix;
 use crate::exposition::decide::resolve::{Placement, Resolver};
 use crate::exposition::decide::{FamilyFilter, FamilySelection, Kind};
+use crate::exposition::merge::arenas::Arenas;
+use crate::exposition::merge::budget::{Budget, Limits};
 use crate::exposition::read::Format;
 use crate::exposition::read::scan::Scanner;
 use crate::exposition::write::assemble::{self, Assembly, Piece};
 use crate::exposition::write::header::write_header;
-use crate::exposition::write::side::{Region, SideArena};
 
+pub(crate) mod arenas;
+pub(crate) mod budget;
 pub(crate) mod pass;
 pub(crate) mod passing;
 pub(crate) mod selfmetrics;
 pub(crate) mod stats;
-
-/// Bytes the main arena keeps free beyond a source's expected output (see [`Merger::reserve`]).
-const HEADROOM: usize = 64 * 1024;
-
-/// The same for a side chunk: one per app, so a few dozen small apps must not each keep 64 KiB;
-/// a chunk that outgrows its guess copies only its own source's bytes.
-const SIDE_HEADROOM: usize = 4 * 1024;
-
-/// Bounds on what one scrape writes. The VM's memory follows from them, whatever the sources
-/// send: a body of 30 MB of `a 1` grows twentyfold with the mesh's labels, and a wasm VM that
-/// fails an allocation aborts for good.
-///
-/// Both are applied so that the arrival order changes nothing: a source is stopped at a line
-/// boundary when *it* has written `source_bytes` (what it wrote before stays), and when the
-/// families are bound, in priority order, a source that would take the scrape past
-/// `scrape_bytes` is left out whole ([`Merger::over_budget`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// The output of one scrape, every source together (the filter's own few families on top).
-    pub scrape_bytes: usize,
-    /// One source's share of it.
-    pub source_bytes: usize,
-}
-
-impl Limits {
-    /// No bounds (the engine alone, tests, benchmarks).
-    pub const UNLIMITED: Limits = Limits {
-        scrape_bytes: usize::MAX,
-        source_bytes: usize::MAX,
-    };
-}
-
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits::UNLIMITED
-    }
-}
 
 /// Whether the lead's bytes leave as they are written ([`Merger::stream_lead`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,14 +53,8 @@ pub struct Merger {
     pub(crate) filter: Option<FamilyFilter>,
     /// Which of the lead's (Envoy's) families are kept ([`Merger::select_lead`]).
     pub(crate) lead_selection: Option<Arc<FamilySelection>>,
-    /// The active arena: the main one, or a side chunk while a non-lead source is read.
-    pub(crate) arena: Vec<u8>,
-    /// The main arena while a side chunk is active.
-    parked: Vec<u8>,
-    /// Where the other sources' output waits for the end ([`SideArena`]).
-    pub(crate) side: SideArena,
-    /// `arena` holds a side chunk now.
-    pub(crate) swapped: bool,
+    /// Where the output is written: the main arena (the body) and the side one (`arenas.rs`).
+    pub(crate) arenas: Arenas,
     pub(crate) families: Vec<SourceFamily>,
     /// (source, base name) → that source's latest family with this base.
     index: HashMap<Box<[u8]>, u32>,
@@ -115,17 +75,11 @@ pub struct Merger {
     pub(crate) pieces: Vec<Piece>,
     /// Bytes of the main arena that `finish` had to move (see [`Merger::moved_bytes`]).
     pub(crate) moved: usize,
-    pub(crate) limits: Limits,
+    /// What each source may write, was charged, and who was left out (`budget.rs`).
+    pub(crate) budget: Budget,
     /// The lead source is Envoy's own admin: its samples skip the validity checks.
     pub(crate) trusted_lead: bool,
-    /// What each source (by priority) was charged in this scrape.
-    pub(crate) written: HashMap<u16, usize>,
-    /// Sources left out because the scrape's budget was spent by sources of higher priority.
-    over: Vec<u16>,
     finished: bool,
-    /// Bytes of the main arena handed out and dropped (a streamed lead): positions count from
-    /// the start of the body, and the main arena holds positions `base..`.
-    base: usize,
     pub(crate) stream: Stream,
     /// Every name an app family may take in the output: its header name, the names its type
     /// claims, its sample names, the family a text `_created` folds into. A lead family none of
@@ -151,10 +105,7 @@ impl Merger {
             format: Format::Text,
             filter: None,
             lead_selection: None,
-            arena: Vec::new(),
-            parked: Vec::new(),
-            side: SideArena::default(),
-            swapped: false,
+            arenas: Arenas::default(),
             families: Vec::new(),
             index: HashMap::new(),
             resolver: Resolver::default(),
@@ -168,12 +119,9 @@ impl Merger {
             generated: Vec::new(),
             pieces: Vec::new(),
             moved: 0,
-            limits: Limits::UNLIMITED,
+            budget: Budget::default(),
             trusted_lead: false,
-            written: HashMap::new(),
-            over: Vec::new(),
             finished: false,
-            base: 0,
             stream: Stream::Off,
             app_names: HashSet::new(),
             stream_family: u32::MAX,
@@ -188,8 +136,7 @@ impl Merger {
         self.format = format;
         self.filter = filter;
         self.lead_selection = None;
-        self.arena.clear();
-        self.side.clear();
+        self.arenas.clear();
         self.families.clear();
         self.index.clear();
         self.resolver.begin(format);
@@ -201,10 +148,8 @@ impl Merger {
         self.generated.clear();
         self.pieces.clear();
         self.moved = 0;
-        self.written.clear();
-        self.over.clear();
+        self.budget.clear();
         self.finished = false;
-        self.base = 0;
         self.stream = Stream::Off;
         self.app_names.clear();
         self.stream_family = u32::MAX;
@@ -213,32 +158,10 @@ impl Merger {
     }
 
     /// The position of the next byte written to the active arena, counted from the start of
-    /// its body (the main arena may have handed out and dropped its first `base` bytes).
+    /// its body (the main arena may have handed out and dropped its first bytes).
     #[inline]
     pub(crate) fn pos(&self) -> usize {
-        if self.swapped {
-            self.side.end() + self.arena.len()
-        } else {
-            self.arena.len() + self.base
-        }
-    }
-
-    /// The main arena, and the position of its first byte.
-    fn main(&self) -> (&[u8], usize) {
-        let main = if self.swapped {
-            &self.parked
-        } else {
-            &self.arena
-        };
-        (main, self.base)
-    }
-
-    fn main_mut(&mut self) -> &mut Vec<u8> {
-        if self.swapped {
-            &mut self.parked
-        } else {
-            &mut self.arena
-        }
+        self.arenas.pos()
     }
 
     /// Streaming starts: the apps are all read, so the names they may take are known.
@@ -311,7 +234,7 @@ impl Merger {
     /// they are written, up to the first one that must wait for the end ([`Stream::Held`]).
     /// Empty unless the lead is streamed.
     pub fn ready(&self) -> &[u8] {
-        let (main, base) = self.main();
+        let (main, base) = self.arenas.main();
         match self.stream {
             Stream::Off => &[],
             Stream::Live => main,
@@ -323,13 +246,7 @@ impl Merger {
     /// one piece of a streamed lead, never all of it.
     pub fn consume_ready(&mut self) {
         let n = self.ready().len();
-        let main = self.main_mut();
-        if n == main.len() {
-            main.clear();
-        } else {
-            main.drain(..n);
-        }
-        self.base += n;
+        self.arenas.consume(n);
     }
 
     /// Lead samples and families left out while streaming, because they would have changed
@@ -345,7 +262,7 @@ impl Merger {
     ///
     /// [`SourceStats::output_limit`]: crate::exposition::SourceStats::output_limit
     pub fn set_limits(&mut self, limits: Limits) {
-        self.limits = limits;
+        self.budget.set_limits(limits);
     }
 
     /// Declares the lead source (priority 0) to be Envoy's own admin renderer, whose names are
@@ -358,42 +275,23 @@ impl Merger {
 
     /// What a source of this priority may write in this scrape.
     pub(crate) fn allowance(&self, priority: u16) -> usize {
-        if priority == OWN_PRIORITY {
-            return usize::MAX;
-        }
-        self.limits.source_bytes.min(self.limits.scrape_bytes)
+        self.budget.allowance(priority)
     }
 
     /// Whether the source of this priority was left out because the sources before it spent
     /// the scrape's budget (known once [`Merger::resolve`] has run).
     pub fn over_budget(&self, priority: u16) -> bool {
-        self.over.contains(&priority)
+        self.budget.is_over(priority)
     }
 
     /// Leaves out, in priority order, the sources that do not fit in the scrape's budget.
     fn apply_scrape_budget(&mut self) {
-        let mut sources: Vec<(u16, usize)> = self
-            .written
-            .iter()
-            .filter(|(p, _)| **p != OWN_PRIORITY)
-            .map(|(p, w)| (*p, *w))
-            .collect();
-        sources.sort_unstable();
-        let mut total = 0usize;
-        for (priority, written) in sources {
-            if self.over.contains(&priority) {
-                continue;
+        let families = &mut self.families;
+        self.budget.settle(|priority| {
+            for f in families.iter_mut().filter(|f| f.source == priority) {
+                f.excluded = true;
             }
-            total = total.saturating_add(written);
-            // The lead is bound as it is read, and its share never passes the scrape's.
-            if total > self.limits.scrape_bytes && priority != 0 {
-                total -= written;
-                self.over.push(priority);
-                for f in self.families.iter_mut().filter(|f| f.source == priority) {
-                    f.excluded = true;
-                }
-            }
-        }
+        });
     }
 
     /// The output format of this scrape.
@@ -402,40 +300,24 @@ impl Merger {
     }
 
     /// Reserves room for `additional` more output bytes in the active arena, so a large source
-    /// grows it once.
-    ///
-    /// Grown exactly, plus headroom for what usually follows (the self-metrics, labels longer
-    /// than guessed): left to `Vec`, a 34 MB arena would double to 68 MB for a few hundred bytes
-    /// of self-metrics, and a wasm module's memory never shrinks back.
+    /// grows it once ([`Arenas::reserve`]).
     pub fn reserve(&mut self, additional: usize) {
-        if self.arena.capacity() - self.arena.len() < additional {
-            let headroom = if self.swapped {
-                SIDE_HEADROOM
-            } else {
-                HEADROOM
-            };
-            self.arena
-                .reserve_exact(additional + additional / 16 + headroom);
-        }
+        self.arenas.reserve(additional);
     }
 
     /// Makes the main arena the active one.
     pub(crate) fn use_main(&mut self) {
-        if self.swapped {
+        if self.arenas.on_side() {
             self.close_segment();
-            let chunk = std::mem::replace(&mut self.arena, std::mem::take(&mut self.parked));
-            self.side.close(chunk);
-            self.swapped = false;
+            self.arenas.activate_main();
         }
     }
 
     /// Makes a side chunk the active arena, for a source expected to write about `want` bytes.
     pub(crate) fn use_side(&mut self, want: usize) {
-        if !self.swapped {
+        if !self.arenas.on_side() {
             self.close_segment();
-            let chunk = self.side.open(want);
-            self.parked = std::mem::replace(&mut self.arena, chunk);
-            self.swapped = true;
+            self.arenas.activate_side(want);
         }
     }
 
@@ -519,7 +401,7 @@ impl Merger {
             blocked: own,
             unwritable,
             streamed: false,
-            in_main: !self.swapped,
+            in_main: !self.arenas.on_side(),
             placed: false,
             inline_header: None,
             segments: Vec::new(),
@@ -528,7 +410,7 @@ impl Merger {
             companions: [u32::MAX; 3],
             prev_same_base,
         });
-        if !self.swapped && !filtered && !own && !unwritable {
+        if !self.arenas.on_side() && !filtered && !own && !unwritable {
             self.bind_lead(id);
         }
         id
@@ -557,7 +439,7 @@ impl Merger {
                     sf.unit.as_deref(),
                     sf.input,
                     self.format,
-                    &mut self.arena,
+                    &mut self.arenas.active,
                 );
                 let end = self.pos();
                 self.families[id as usize].inline_header = Some((t, start, end));
@@ -619,14 +501,7 @@ impl Merger {
         want.extend_from_slice(suffix.bytes());
         let mut n = 0;
         // Field by field: the scanner is used while the arena is read.
-        let region = region_of(
-            &self.arena,
-            &self.parked,
-            &self.side,
-            self.swapped,
-            self.base,
-            in_main,
-        );
+        let region = self.arenas.region(in_main);
         let f = &self.families[sf as usize];
         for &(s, e) in &f.segments {
             let seg = region.get(s, e);
@@ -698,33 +573,10 @@ impl Merger {
             self.close_segment();
             self.assemble();
             if self.format == Format::OpenMetrics {
-                self.arena.extend_from_slice(b"# EOF\n");
+                self.arenas.active.extend_from_slice(b"# EOF\n");
             }
         }
-        &self.arena
-    }
-}
-
-/// The main arena's bytes (`in_main`) or the side arena's, by position, wherever each is now:
-/// while a side chunk is written, it is the active arena and the main one is parked.
-fn region_of<'a>(
-    arena: &'a [u8],
-    parked: &'a [u8],
-    side: &'a SideArena,
-    swapped: bool,
-    base: usize,
-    in_main: bool,
-) -> Region<'a> {
-    match (in_main, swapped) {
-        (true, false) => Region::Main { bytes: arena, base },
-        (true, true) => Region::Main {
-            bytes: parked,
-            base,
-        },
-        (false, swapped) => Region::Side {
-            side,
-            active: swapped.then(|| (arena, side.end())),
-        },
+        &self.arenas.active
     }
 }
 
@@ -732,7 +584,7 @@ fn region_of<'a>(
 impl Merger {
     /// Builds the body in the main arena from the bound families.
     fn assemble(&mut self) {
-        let base = self.pos() - self.arena.len();
+        let base = self.pos() - self.arenas.active.len();
         let (pieces, first_moved, cursor) = self.plan();
         let rest = &pieces[first_moved..];
         let total: usize = rest.iter().map(assemble::piece_len).sum();
@@ -743,21 +595,22 @@ impl Merger {
             for p in rest {
                 self.scratch.extend_from_slice(assemble::slice(
                     p,
-                    &self.arena,
+                    &self.arenas.active,
                     base,
-                    &self.side,
+                    &self.arenas.side,
                     &self.generated,
                 ));
             }
-            self.arena.truncate(cursor - base);
-            self.arena.extend_from_slice(&self.scratch);
+            self.arenas.active.truncate(cursor - base);
+            self.arenas.active.extend_from_slice(&self.scratch);
             self.scratch.clear();
             self.moved = total;
         } else {
-            self.arena.truncate(cursor - base);
-            self.arena.reserve_exact(total + 64);
+            self.arenas.active.truncate(cursor - base);
+            self.arenas.active.reserve_exact(total + 64);
             for p in rest {
-                let (main, side, generated) = (&mut self.arena, &self.side, &self.generated);
+                let (main, side, generated) =
+                    (&mut self.arenas.active, &self.arenas.side, &self.generated);
                 let part = match *p {
                     Piece::Side(s, e) => side.get(s, e),
                     Piece::Generated(s, e) => &generated[s..e],
@@ -774,15 +627,15 @@ impl Merger {
     /// in the side arena). For a streamed scrape, whose last bytes are appended to Envoy's last
     /// piece one by one: a second copy of the apps' output is spared.
     fn emit_pieces(&mut self, emit: &mut dyn FnMut(&[u8])) {
-        let base = self.pos() - self.arena.len();
+        let base = self.pos() - self.arenas.active.len();
         let (pieces, first_moved, cursor) = self.plan();
-        emit(&self.arena[..cursor - base]);
+        emit(&self.arenas.active[..cursor - base]);
         for p in &pieces[first_moved..] {
             emit(assemble::slice(
                 p,
-                &self.arena,
+                &self.arenas.active,
                 base,
-                &self.side,
+                &self.arenas.side,
                 &self.generated,
             ));
         }
@@ -795,7 +648,7 @@ impl Merger {
         let mut pieces = std::mem::take(&mut self.pieces);
         pieces.clear();
         self.generated.clear();
-        let base = self.pos() - self.arena.len();
+        let base = self.pos() - self.arenas.active.len();
         // Sealed families were sent as the lead streamed (or wait in `ready`): they come first.
         let ready = self.ready().len();
         if ready > 0 {
@@ -807,9 +660,9 @@ impl Merger {
         Assembly {
             families: &self.families,
             out: &mut self.resolver.families,
-            main: &self.arena,
+            main: &self.arenas.active,
             base,
-            side: &self.side,
+            side: &self.arenas.side,
             scanner: &mut self.scanner,
             format: self.format,
             generated: &mut self.generated,
@@ -826,7 +679,7 @@ impl Merger {
     /// not copied a second time. The merger is spent until the next [`Merger::begin`].
     pub fn finish_into(&mut self, emit: &mut dyn FnMut(&[u8])) {
         if self.finished {
-            emit(&self.arena);
+            emit(&self.arenas.active);
             return;
         }
         self.finished = true;
@@ -837,6 +690,6 @@ impl Merger {
             emit(b"# EOF\n");
         }
         // Not a body any more: a later `finish` must not return what is left of it.
-        self.arena.clear();
+        self.arenas.active.clear();
     }
 }

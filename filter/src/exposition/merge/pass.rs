@@ -214,8 +214,12 @@ impl Merger {
             // (the side arena's capacity is the most they wrote) spares moving the lead's 34 MB.
             // A streamed lead (size 0) is taken out piece by piece: it needs no room ahead.
             if size > 0 {
-                let apps = self.side.capacity();
-                self.reserve(expected.saturating_add(apps).min(self.limits.scrape_bytes));
+                let apps = self.arenas.side.capacity();
+                self.reserve(
+                    expected
+                        .saturating_add(apps)
+                        .min(self.budget.limits().scrape_bytes),
+                );
             }
         } else {
             self.use_side(expected);
@@ -376,12 +380,7 @@ impl Drop for SourceReader<'_> {
             self.pass.judge_group(g);
         }
         let written = self.pass.written();
-        *self
-            .pass
-            .merger
-            .written
-            .entry(self.pass.st.source)
-            .or_default() += written;
+        self.pass.merger.budget.charge(self.pass.st.source, written);
         self.pass.merger.close_segment();
         self.pass.merger.use_main();
     }
@@ -783,7 +782,7 @@ impl Pass<'_> {
                 self.verbatim(body, start, end);
             } else if simple {
                 self.flush(body);
-                let out = &mut self.merger.arena;
+                let out = &mut self.merger.arenas.active;
                 out.extend_from_slice(&line[..cut]);
                 out.push(b'\n');
             } else {
@@ -813,7 +812,7 @@ impl Pass<'_> {
             // The rest of the line is copied with its newline when the body has one right there.
             let lf = cut == line.len() && body.get(end) == Some(&b'\n');
             let rest_end = start + cut + usize::from(lf);
-            let out = &mut self.merger.arena;
+            let out = &mut self.merger.arenas.active;
             out.extend_from_slice(&line[..s.name.end]);
             let framed = self.labels.framed();
             match s.open {
@@ -841,7 +840,7 @@ impl Pass<'_> {
     /// renamed to `exported_<name>` where they collide, escapes repaired, timestamp converted.
     fn rebuild(&mut self, line: &[u8], s: &Sample, keep_exemplar: bool) {
         let m = &mut *self.merger;
-        let out = &mut m.arena;
+        let out = &mut m.arenas.active;
         let own = &m.scanner.labels;
         let injected = self.labels;
         let name = s.name.of(line);
@@ -930,7 +929,7 @@ impl Pass<'_> {
         } else {
             // A CRLF or last unterminated line: the body bytes are not the output bytes.
             self.flush(body);
-            let out = &mut self.merger.arena;
+            let out = &mut self.merger.arenas.active;
             out.extend_from_slice(&body[start..end]);
             out.push(b'\n');
         }
@@ -939,7 +938,10 @@ impl Pass<'_> {
     #[inline]
     fn flush(&mut self, body: &[u8]) {
         if let Some((start, end)) = self.st.run.take() {
-            self.merger.arena.extend_from_slice(&body[start..end]);
+            self.merger
+                .arenas
+                .active
+                .extend_from_slice(&body[start..end]);
         }
     }
 }

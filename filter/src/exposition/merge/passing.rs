@@ -160,7 +160,7 @@ impl Merger {
 
     /// Ends a lead that passed to its end: its share is charged, and it reports what it read.
     pub fn end_passing(&mut self, passing: Passing) -> SourceStats {
-        *self.written.entry(0).or_default() += passing.passed;
+        self.budget.charge(0, passing.passed);
         SourceStats {
             bytes: passing.passed as u64,
             ..SourceStats::default()

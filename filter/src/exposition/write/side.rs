@@ -146,7 +146,7 @@ mod tests {
                 .collect();
             merger.add_source(body.as_bytes(), Format::Text, &labels);
         }
-        let capacity = merger.side.capacity();
+        let capacity = merger.arenas.side.capacity();
         let body = merger.finish();
         assert!(
             body.windows(10).any(|w| w == b"app39_item"),
