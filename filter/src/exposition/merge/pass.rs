@@ -14,11 +14,11 @@ use crate::exposition::merge::passing::Passing;
 use crate::exposition::merge::stats::SourceStats;
 use crate::exposition::read::Format;
 use crate::exposition::read::bytes;
-use crate::exposition::read::escape::write_repaired_label_value;
-use crate::exposition::read::names::{is_legacy_label_name, is_legacy_metric_name, write_name};
+use crate::exposition::read::names::is_legacy_metric_name;
 use crate::exposition::read::scan::{Line, NamesKey, Sample};
 use crate::exposition::read::value::write_timestamp;
 use crate::exposition::write::LabelSet;
+use crate::exposition::write::sample::{SampleParts, write_canonical};
 
 /// What a family costs beyond its lines, charged against its source's allowance: its record,
 /// index entry and claims (a few hundred bytes of bookkeeping in all).
@@ -836,82 +836,24 @@ impl Pass<'_> {
         }
     }
 
-    /// Writes the sample in canonical form from its parts: injected labels first, own labels
-    /// renamed to `exported_<name>` where they collide, escapes repaired, timestamp converted.
+    /// Writes the sample in canonical form from its parts (`write/sample.rs`).
     fn rebuild(&mut self, line: &[u8], s: &Sample, keep_exemplar: bool) {
         let m = &mut *self.merger;
-        let out = &mut m.arenas.active;
-        let own = &m.scanner.labels;
-        let injected = self.labels;
-        let name = s.name.of(line);
-        let legacy = is_legacy_metric_name(name);
-        let any_labels = !injected.is_empty() || !own.is_empty();
-        if legacy {
-            out.extend_from_slice(name);
-            if any_labels {
-                out.push(b'{');
-            }
-        } else {
-            out.extend_from_slice(b"{\"");
-            out.extend_from_slice(name);
-            out.push(b'"');
-            if any_labels {
-                out.push(b',');
-            }
-        }
-        out.extend_from_slice(injected.rendered());
-        let mut first = injected.is_empty();
-        for l in own {
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            let label = l.name.of(line);
-            if injected.contains(label) {
-                write_exported_name(label, line, own, injected, out);
-            } else {
-                write_label_name(label, out);
-            }
-            out.extend_from_slice(b"=\"");
-            if l.repair {
-                write_repaired_label_value(l.value.of(line), out);
-            } else {
-                out.extend_from_slice(l.value.of(line));
-            }
-            out.push(b'"');
-        }
-        if !legacy || any_labels {
-            out.push(b'}');
-        }
-        out.push(b' ');
-        out.extend_from_slice(s.value.of(line));
-        if let Some(ts) = s.timestamp {
-            out.push(b' ');
+        let timestamp = s.timestamp.map(|ts| {
             if self.st.input == m.format {
-                out.extend_from_slice(ts.of(line));
+                ts.of(line)
             } else {
-                out.extend_from_slice(&self.st.ts);
+                &self.st.ts[..]
             }
-        }
-        if let (true, Some(ex)) = (keep_exemplar, s.exemplar) {
-            out.extend_from_slice(b" # {");
-            for (i, l) in m.scanner.exemplar_labels.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_label_name(l.name.of(line), out);
-                out.extend_from_slice(b"=\"");
-                write_repaired_label_value(l.value.of(line), out);
-                out.push(b'"');
-            }
-            out.extend_from_slice(b"} ");
-            out.extend_from_slice(ex.value.of(line));
-            if let Some(ts) = ex.timestamp {
-                out.push(b' ');
-                out.extend_from_slice(ts.of(line));
-            }
-        }
-        out.push(b'\n');
+        });
+        let parts = SampleParts {
+            line,
+            sample: s,
+            own: &m.scanner.labels,
+            exemplar_labels: keep_exemplar.then_some(&m.scanner.exemplar_labels[..]),
+            timestamp,
+        };
+        write_canonical(&parts, self.labels, &mut m.arenas.active);
     }
 
     /// Queues `body[start..end]` (a line that needs no change) for a block copy.
@@ -952,33 +894,5 @@ fn strip_cr(body: &[u8], start: usize, end: usize) -> usize {
         end - 1
     } else {
         end
-    }
-}
-
-fn write_label_name(name: &[u8], out: &mut Vec<u8>) {
-    write_name(name, is_legacy_label_name(name), out);
-}
-
-/// `exported_<name>`, with as many `exported_` as it takes to name no other label of the sample.
-fn write_exported_name(
-    name: &[u8],
-    line: &[u8],
-    own: &[crate::exposition::read::scan::LabelSpan],
-    injected: &LabelSet,
-    out: &mut Vec<u8>,
-) {
-    const PREFIX: &[u8] = b"exported_";
-    let mut depth = 1;
-    loop {
-        let taken = |candidate: &[u8]| {
-            injected.contains(candidate) || own.iter().any(|l| l.name.of(line) == candidate)
-        };
-        let mut candidate = PREFIX.repeat(depth);
-        candidate.extend_from_slice(name);
-        if !taken(&candidate) {
-            write_label_name(&candidate, out);
-            return;
-        }
-        depth += 1;
     }
 }

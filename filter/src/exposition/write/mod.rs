@@ -1,7 +1,7 @@
 //! Writing: the output's bytes, once `decide` has said what goes where.
 //!
 //! `labels.rs` (the added labels, escaped once), `header.rs` (a family's `# HELP` / `# TYPE` /
-//! `# UNIT`), `side.rs` (where the other sources' output waits), `assemble.rs` (the body from the
+//! `# UNIT`), `sample.rs` (one sample in canonical form), `side.rs` (where the other sources' output waits), `assemble.rs` (the body from the
 //! bound families, in pieces), `otlp.rs` (the same merged exposition as an OTLP request).
 //! Depends on `read` and `decide`, never on `merge`.
 
@@ -9,6 +9,7 @@ pub(crate) mod assemble;
 pub(crate) mod header;
 pub(crate) mod labels;
 pub mod otlp;
+pub(crate) mod sample;
 pub(crate) mod side;
 
 pub use labels::LabelSet;
