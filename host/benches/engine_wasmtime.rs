@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use meshmetrics::bootstrap::{ADMIN_CLUSTER, Options, filter_config};
 use meshmetrics::runtime::{Limits, Outcome, Request, Runtime};
-use meshmetrics::sampleapp::{AppServer, Reply};
+use meshmetrics_demo_app::{AppServer, Reply};
 use meshmetrics_filter::exposition::{Format, LabelSet, Merger};
 
 // Only `envoy` is used here; `app` serves the engine benchmark.
@@ -55,7 +55,7 @@ fn main() {
         ([127, 0, 0, 1], 0).into(),
         Arc::new({
             let body = body.clone();
-            move |_: &meshmetrics::sampleapp::Seen| Reply::text(body.clone())
+            move |_: &meshmetrics_demo_app::Seen| Reply::text(body.clone())
         }),
     )
     .expect("serve the body");

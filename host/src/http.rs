@@ -1,4 +1,4 @@
-//! What the CLI's three HTTP servers (the proxy-wasm host, discovery, the sample app) share:
+//! What the CLI's HTTP servers (the proxy-wasm host, discovery, the control plane's) share:
 //! serving one connection, and reading a request's path and headers as plain strings.
 //!
 //! Bounds: a client has [`HEADER_READ_TIMEOUT`] to send a request's headers, or the connection is

@@ -1,5 +1,5 @@
 //! meshmetrics host: from Mesh / Dataplane / Pod resources to each proxy's effective metrics
-//! configuration and its Envoy bootstrap; and a small metrics app for demos and tests.
+//! configuration and its Envoy bootstrap.
 
 pub mod accept;
 pub mod auth;
@@ -14,7 +14,6 @@ mod http;
 pub mod resources;
 #[cfg(feature = "runtime")]
 pub mod runtime;
-pub mod sampleapp;
 #[cfg(feature = "runtime")]
 pub mod serve;
 pub mod tls;

@@ -12,12 +12,21 @@ use crate::{Envoy, free_port, temp_dir, try_get};
 
 /// The `meshmetrics` binary `cargo test` built beside the test (target/debug/meshmetrics).
 pub fn meshmetrics_bin() -> PathBuf {
+    built_bin("meshmetrics")
+}
+
+/// The demo's app (`meshmetrics-demo-app`), built beside the test as `meshmetrics_bin`.
+pub fn demo_app_bin() -> PathBuf {
+    built_bin("meshmetrics-demo-app")
+}
+
+fn built_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let bin = exe
         .parent()
         .and_then(Path::parent)
         .expect("target/debug/deps/<test>")
-        .join("meshmetrics");
+        .join(name);
     assert!(
         bin.exists(),
         "{} is missing: cargo test --workspace builds it",

@@ -1,6 +1,7 @@
 //! The harness for end-to-end tests: a real Envoy (from `.venv`, installed by
 //! `scripts/install-envoy`) running the real filter (`scripts/build-filter`), apps served by
-//! `meshmetrics::sampleapp`, scrapes over real HTTP, and Prometheus' own tools to judge output.
+//! `meshmetrics-demo-app` (the demo's app server), scrapes over real HTTP, and Prometheus' own
+//! tools to judge output.
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -18,7 +19,7 @@ use meshmetrics::{Effective, Resources, effective};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 
-pub use meshmetrics::sampleapp::{AppServer, Reply, Seen};
+pub use meshmetrics_demo_app::{AppServer, Reply, Seen};
 
 pub mod controlplane;
 pub mod perf;

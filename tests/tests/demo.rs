@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use meshmetrics::bootstrap::{self, Options};
 use meshmetrics::resources::yaml::parse;
-use meshmetrics_e2e::controlplane::meshmetrics_bin;
+use meshmetrics_e2e::controlplane::{demo_app_bin, meshmetrics_bin};
 use meshmetrics_e2e::{effective_of, envoy_validate, temp_dir, wasm, workspace_root};
 
 fn listening(port: u16) -> bool {
@@ -24,6 +24,7 @@ fn demo_prints_a_labelled_scrape_and_every_dashboard_panel_has_data() {
         .args(["--once", "--check-dashboard"])
         .env("MESHMETRICS_WASM", wasm())
         .env("MESHMETRICS_BIN", meshmetrics_bin())
+        .env("MESHMETRICS_DEMO_APP_BIN", demo_app_bin())
         .stdin(Stdio::null())
         .output()
         .expect("run scripts/demo");

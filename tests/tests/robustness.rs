@@ -394,7 +394,7 @@ fn a_joined_scrape_shares_the_fetch_in_flight_and_a_later_one_fetches_anew() {
     // Each answer says which fetch it is, and takes 700 ms (the app serves one at a time).
     let slow = AppServer::start(
         "127.0.0.1:0".parse().expect("addr"),
-        Arc::new(move |_: &meshmetrics::sampleapp::Seen| {
+        Arc::new(move |_: &meshmetrics_demo_app::Seen| {
             let n = c.fetch_add(1, Ordering::SeqCst) + 1;
             std::thread::sleep(Duration::from_millis(700));
             Reply::text(format!("# TYPE app_fetch gauge\napp_fetch {n}\n"))

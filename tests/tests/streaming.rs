@@ -85,7 +85,7 @@ fn an_app_slower_than_envoys_whole_answer_still_lands_in_the_scrape() {
     // buffer (not in the VM) and is merged where it lies when the app is in.
     let slow = AppServer::start(
         ([127, 0, 0, 1], 0).into(),
-        Arc::new(|_: &meshmetrics::sampleapp::Seen| {
+        Arc::new(|_: &meshmetrics_demo_app::Seen| {
             std::thread::sleep(Duration::from_millis(1500));
             // Larger than Envoy's default 1 MiB stream buffer.
             let body: String = (0..40_000)
@@ -129,7 +129,7 @@ fn apps_that_answer_while_envoys_answer_streams_are_merged_wherever_they_land() 
         ([127, 0, 0, 1], 0).into(),
         Arc::new({
             let scrapes = scrapes.clone();
-            move |_: &meshmetrics::sampleapp::Seen| {
+            move |_: &meshmetrics_demo_app::Seen| {
                 let n = scrapes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(n * 40));
                 Reply::text("# TYPE envoy_server_live gauge\nenvoy_server_live{from_app=\"yes\"} 1\n# TYPE app_items gauge\napp_items 3\n")
@@ -167,7 +167,7 @@ fn a_family_an_app_shares_with_envoy_is_written_once_with_both_samples() {
     // the family is written once, both samples in it; the rest of Envoy's families stream.
     let app = AppServer::start(
         ([127, 0, 0, 1], 0).into(),
-        Arc::new(|_: &meshmetrics::sampleapp::Seen| {
+        Arc::new(|_: &meshmetrics_demo_app::Seen| {
             Reply::text(
                 "# TYPE envoy_server_live gauge\nenvoy_server_live{from_app=\"yes\"} 1\n\
                  # TYPE app_items gauge\napp_items 3\n",
@@ -202,7 +202,7 @@ fn an_envoy_answer_past_the_cap_is_cut_at_a_line_and_reported() {
     // still follow.
     let app = AppServer::start(
         ([127, 0, 0, 1], 0).into(),
-        Arc::new(|_: &meshmetrics::sampleapp::Seen| {
+        Arc::new(|_: &meshmetrics_demo_app::Seen| {
             Reply::text("# TYPE app_items gauge\napp_items 3\n")
         }),
     )

@@ -183,7 +183,7 @@ fn engine_wasmtime(body: &str, rounds: usize) -> Result<(f64, u64)> {
         ([127, 0, 0, 1], 0).into(),
         Arc::new({
             let body = body.to_owned();
-            move |_: &meshmetrics::sampleapp::Seen| Reply::text(body.clone())
+            move |_: &meshmetrics_demo_app::Seen| Reply::text(body.clone())
         }),
     )?;
     let wasm_bytes = std::fs::read(wasm())?;
@@ -229,7 +229,7 @@ fn transfer_floor(b_body: &str, c_body: &str, rounds: usize) -> Result<f64> {
         let body = body.to_owned();
         AppServer::start(
             ([127, 0, 0, 1], 0).into(),
-            Arc::new(move |_: &meshmetrics::sampleapp::Seen| Reply::text(body.clone())),
+            Arc::new(move |_: &meshmetrics_demo_app::Seen| Reply::text(body.clone())),
         )
     };
     let (b, c) = (serve(b_body)?, serve(c_body)?);
@@ -264,7 +264,7 @@ fn main() -> Result<()> {
                 .replace("app_http_", &format!("app{i}_http_"));
             AppServer::start(
                 ([127, 0, 0, 1], 0).into(),
-                Arc::new(move |_: &meshmetrics::sampleapp::Seen| {
+                Arc::new(move |_: &meshmetrics_demo_app::Seen| {
                     if APPS_ANSWER.load(Ordering::SeqCst) {
                         Reply::text(body.clone())
                     } else {

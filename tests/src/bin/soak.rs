@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use meshmetrics::sampleapp::Handler;
+use meshmetrics_demo_app::Handler;
 use meshmetrics_e2e::perf::{rss_mb, start};
 use meshmetrics_e2e::{AppServer, Reply, try_request, wasm_memory};
 use serde_json::json;

@@ -1,4 +1,4 @@
-//! `meshmetrics`: validate resources, generate a proxy's Envoy bootstrap, run a demo app.
+//! `meshmetrics`: validate resources, generate a proxy's Envoy bootstrap, serve the control plane.
 //!
 //! This file only parses the arguments: each command's flags and what it does are in the module
 //! of its name; what several commands share is in `args.rs`.
@@ -11,7 +11,6 @@ mod args;
 mod bootstrap;
 mod ca;
 mod control_plane;
-mod demo_app;
 mod discovery;
 mod generate;
 mod prometheus_config;
@@ -54,8 +53,6 @@ enum Command {
     PrometheusConfig(prometheus_config::Args),
     /// Signing keys and dataplane tokens: who may talk to the control plane.
     Generate(generate::Args),
-    /// Serve a sample application's metrics (for the demo).
-    DemoApp(demo_app::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -69,7 +66,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Discovery(a) => discovery::run(a),
         Command::PrometheusConfig(a) => prometheus_config::run(a),
         Command::Generate(a) => generate::run(a),
-        Command::DemoApp(a) => demo_app::run(a),
     }
 }
 

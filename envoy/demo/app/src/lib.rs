@@ -1,7 +1,9 @@
 //! A small metrics application: it answers every request with what its handler says (metrics,
-//! an error status, or nothing at all). `meshmetrics demo-app` serves the demo's applications with
-//! it; the end-to-end tests use it for healthy, hanging, failing and garbage-serving apps.
+//! an error status, or nothing at all). The `meshmetrics-demo-app` binary serves the demo's
+//! applications with it; the end-to-end tests (`meshmetrics-e2e`) use it for healthy, hanging,
+//! failing and garbage-serving apps.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,8 +12,15 @@ use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
 use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::oneshot;
+
+/// How long a client may take to send a request's headers, or the connection is closed (a
+/// half-sent request is never held).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the app answers.
 #[derive(Clone, Debug)]
@@ -93,11 +102,7 @@ impl AppServer {
                     };
                     let handler = Arc::clone(&handler);
                     let seen = Arc::clone(&seen2);
-                    crate::http::spawn_connection(stream, move |req: Request<Incoming>| {
-                        let handler = Arc::clone(&handler);
-                        let seen = Arc::clone(&seen);
-                        async move { answer(&handler, &seen, &req).await }
-                    });
+                    tokio::spawn(serve_connection(stream, handler, seen));
                 }
             });
         });
@@ -115,14 +120,46 @@ impl AppServer {
     }
 }
 
+/// Serves HTTP/1 on one connection, each request answered by `handler`.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    handler: Handler,
+    seen: Arc<Mutex<Vec<Seen>>>,
+) {
+    let service = service_fn(move |req: Request<Incoming>| {
+        let handler = Arc::clone(&handler);
+        let seen = Arc::clone(&seen);
+        async move { Ok::<_, Infallible>(answer(&handler, &seen, &req).await) }
+    });
+    // A client that goes away mid-request is its own business, not the server's.
+    let _ = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+}
+
 async fn answer(
     handler: &Handler,
     seen: &Mutex<Vec<Seen>>,
     req: &Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let s = Seen {
-        path: crate::http::path_and_query(req),
-        headers: crate::http::headers(req),
+        path: req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |p| p.to_string()),
+        // Names lowercase, values read lossily as UTF-8.
+        headers: req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
     };
     let reply = handler(&s);
     if let Ok(mut v) = seen.lock() {
