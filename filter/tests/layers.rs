@@ -61,6 +61,18 @@ fn uses(code: &str, files: &BTreeMap<String, String>) -> BTreeSet<String> {
     out
 }
 
+/// Whether `code` names an item through `crate::exposition::` itself rather than a layer.
+fn uses_root(code: &str) -> bool {
+    code.match_indices("crate::exposition::").any(|(at, _)| {
+        let rest = &code[at + "crate::exposition::".len()..];
+        !LAYERS.iter().any(|l| {
+            rest.strip_prefix(l).is_some_and(|r| {
+                r.starts_with("::") || r.starts_with(|c: char| !c.is_alphanumeric() && c != '_')
+            })
+        })
+    })
+}
+
 fn layer_of(file: &str) -> usize {
     let layer = file.split('/').next().unwrap_or("");
     LAYERS
@@ -78,6 +90,18 @@ fn every_use_points_to_an_earlier_layer_or_its_own() {
             if layer_of(&used) > layer_of(file) {
                 wrong.push(format!("{file} uses {used}"));
             }
+        }
+        // A path the check could not follow: `super::` (write `crate::exposition::<layer>::…`),
+        // or the root's re-exports, which may lead to any layer (only `merge/`, the last, may).
+        if code.contains("super::") {
+            wrong.push(format!(
+                "{file} uses a super:: path: write crate::exposition::<layer>::… out"
+            ));
+        }
+        if !file.starts_with("merge/") && uses_root(code) {
+            wrong.push(format!(
+                "{file} uses the root's re-exports (crate::exposition::<item>)"
+            ));
         }
         if code.contains("crate::config") || code.contains("crate::proxy") {
             wrong.push(format!(

@@ -1,7 +1,7 @@
 //! Sample values and timestamps: what both formats accept, and converting timestamps between them
 //! (text 0.0.4 writes integer milliseconds, OpenMetrics decimal seconds).
 
-use super::Format;
+use crate::exposition::read::Format;
 
 /// Whether `v` is a float every Prometheus parser (Go's `ParseFloat`, Python's `float`) reads the
 /// same way: decimal with optional fraction and exponent, `±Inf`/`±Infinity`, or `NaN`, any case.
