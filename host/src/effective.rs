@@ -87,13 +87,17 @@ pub struct Endpoint {
     pub tls: TlsMode,
 }
 
+/// The first Prometheus endpoint's listener name; the others add `_<port>`. Named here, where
+/// the endpoints are, so the generator depends on the effective configuration, never the reverse.
+pub const LISTENER: &str = "meshmetrics_prometheus";
+
 impl Effective {
     /// Each Prometheus endpoint with its listener's name: this one (the first backend), then
     /// [`Effective::more`], each as this configuration with its own port, path and TLS.
     pub fn endpoints(&self) -> Vec<(String, Effective)> {
         let mut first = self.clone();
         first.more.clear();
-        let mut out = vec![(crate::generator::LISTENER.to_owned(), first)];
+        let mut out = vec![(LISTENER.to_owned(), first)];
         for m in &self.more {
             let mut e = self.clone();
             e.more.clear();
@@ -101,7 +105,7 @@ impl Effective {
             e.path = m.path.clone();
             e.tls = m.tls;
             e.client_id = m.client_id.clone();
-            out.push((format!("{}_{}", crate::generator::LISTENER, m.port), e));
+            out.push((format!("{}_{}", LISTENER, m.port), e));
         }
         out
     }

@@ -41,7 +41,7 @@ pub const CERT_ENV: &str = "KUMA_DATAPLANE_RUNTIME_METRICS_CERT_PATH";
 pub const KEY_ENV: &str = "KUMA_DATAPLANE_RUNTIME_METRICS_KEY_PATH";
 
 pub const ADMIN_CLUSTER: &str = "meshmetrics_envoy_admin";
-pub const LISTENER: &str = "meshmetrics_prometheus";
+pub use crate::effective::LISTENER;
 /// The cluster of the OpenTelemetry collector (MeshMetric's OpenTelemetry backend).
 pub const OTEL_CLUSTER: &str = "meshmetrics_otel_collector";
 
