@@ -240,6 +240,12 @@ fn exports_arrive_every_interval_with_each_kind_converted() {
         "{}",
         scrape.body
     );
+    // And the pushing VM's memory, whichever worker answers: at least the wasm module's pages.
+    assert!(
+        self_count(&scrape.body, "meshmetrics_otel_vm_memory_bytes ") >= 65_536.0,
+        "{}",
+        scrape.body
+    );
 }
 
 fn self_count(body: &str, prefix: &str) -> f64 {

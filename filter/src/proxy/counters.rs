@@ -20,7 +20,8 @@ pub(crate) fn add(source: &str, n: u64) -> u64 {
     add_at(&key(source), n)
 }
 
-fn add_at(key: &str, n: u64) -> u64 {
+/// Adds `n` to the count under `key` (any key) and returns the new total.
+pub(crate) fn add_at(key: &str, n: u64) -> u64 {
     let mut last = 0;
     for _ in 0..8 {
         let Ok((value, cas)) = hostcalls::get_shared_data(key) else {
@@ -42,4 +43,9 @@ fn add_at(key: &str, n: u64) -> u64 {
 /// the answering budget) or `flights` (too many different scrapes in flight on a worker).
 pub(crate) fn refused(reason: &str, n: u64) -> u64 {
     add_at(&format!("meshmetrics/refused/{reason}"), n)
+}
+
+/// Sets the value under `key`: a gauge every worker's scrape reads (the pusher's last figures).
+pub(crate) fn set_at(key: &str, v: u64) {
+    let _ = hostcalls::set_shared_data(key, Some(&v.to_le_bytes()), None);
 }

@@ -104,32 +104,9 @@ fn dispatch(plugin: &Plugin, i: usize, timeout: Duration) -> Option<u32> {
     hostcalls::dispatch_http_call(&source.cluster, headers, None, vec![], wait).ok()
 }
 
-/// Counts of the push, in shared data: every worker's scrape shows the same.
+/// Counts of the push, in shared data (`counters.rs`): every worker's scrape shows the same.
 mod counts {
-    use super::hostcalls;
-
-    pub(super) fn add(key: &str, n: u64) -> u64 {
-        for _ in 0..8 {
-            let Ok((value, cas)) = hostcalls::get_shared_data(key) else {
-                return 0;
-            };
-            let last = value
-                .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-                .map_or(0, u64::from_le_bytes);
-            if n == 0 {
-                return last;
-            }
-            let total = last.saturating_add(n);
-            if hostcalls::set_shared_data(key, Some(&total.to_le_bytes()), cas).is_ok() {
-                return total;
-            }
-        }
-        0
-    }
-
-    pub(super) fn set(key: &str, v: u64) {
-        let _ = hostcalls::set_shared_data(key, Some(&v.to_le_bytes()), None);
-    }
+    pub(super) use super::super::counters::{add_at as add, set_at as set};
 }
 
 /// What every scrape reports of the push (zeros until one ran).
@@ -142,6 +119,7 @@ pub(crate) fn stats() -> OtelStats {
             .collect(),
         last_duration_seconds: counts::add("meshmetrics/otel/last_ms", 0) as f64 / 1000.0,
         bytes: counts::add("meshmetrics/otel/bytes", 0),
+        vm_memory_bytes: counts::add("meshmetrics/otel/vm_memory", 0),
     }
 }
 
@@ -405,6 +383,11 @@ impl Pusher {
         merger.finish_into(&mut |piece| writer.feed(piece));
         let request = writer.finish();
         super::pool::give_back(g.merger, true);
+        // The pushing VM at its fullest: the request written, the merger given back.
+        counts::set(
+            "meshmetrics/otel/vm_memory",
+            core::arch::wasm32::memory_size(0) as u64 * 65_536,
+        );
         let Ok(bytes) = request else {
             return self.fail("too_large");
         };

@@ -123,9 +123,12 @@ pub struct OtelStats {
     pub failures: Vec<(&'static str, u64)>,
     pub last_duration_seconds: f64,
     pub bytes: u64,
+    /// The linear memory of the VM that pushes, after its last push (0: none yet).
+    pub vm_memory_bytes: u64,
 }
 
-/// `meshmetrics_otel_*`: pushes done, failed by reason, the last one's duration, bytes sent.
+/// `meshmetrics_otel_*`: pushes done, failed by reason, the last one's duration, bytes sent, the
+/// pushing VM's memory.
 pub fn render_otel(s: &OtelStats, out: &mut Vec<u8>) {
     let line = |out: &mut Vec<u8>, head: &[u8], value: String| {
         out.extend_from_slice(head);
@@ -165,6 +168,15 @@ pub fn render_otel(s: &OtelStats, out: &mut Vec<u8>) {
         out,
         b"meshmetrics_otel_sent_bytes_total ",
         s.bytes.to_string(),
+    );
+    out.extend_from_slice(
+        b"# HELP meshmetrics_otel_vm_memory_bytes Size of the linear memory of the wasm VM that pushes, after its last push.\n\
+          # TYPE meshmetrics_otel_vm_memory_bytes gauge\n",
+    );
+    line(
+        out,
+        b"meshmetrics_otel_vm_memory_bytes ",
+        s.vm_memory_bytes.to_string(),
     );
 }
 
