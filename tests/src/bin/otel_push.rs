@@ -4,10 +4,16 @@
 //! an OpenTelemetry backend pushing every `--interval` seconds (5) to a real OTLP receiver
 //! (`tests/otlp_receiver.py`). Envoy's CPU is read (its threads' `schedstat`) between one export's
 //! arrival and the next: one push, plus what an idle Envoy does in an interval (its stats
-//! flush: small, and left in, so the ratio is if anything too high). Then `--scrapes` scrapes of the same rules' Prometheus listener, each
-//! read around itself. The VM's memory (`meshmetrics_wasm_memory_bytes`) after the pushes, before
-//! any scrape, and after the scrapes. Prints Markdown, writes `target/bench/otel.json`.
-//! Measurements, never assertions.
+//! flush: small, and left in, so the ratio is if anything too high). Then `--scrapes` scrapes of
+//! the same rules' Prometheus listener, each read around itself. The pushing VM's memory
+//! (`meshmetrics_otel_vm_memory_bytes`, which it sets after each push), against the largest VM
+//! that answers scrapes (`meshmetrics_wasm_memory_bytes`) on an Envoy where none pushes.
+//!
+//! Beside it, the anchor SPEC §11 names: Envoy's own OpenTelemetry stat sink
+//! (`envoy.stat_sinks.open_telemetry`), set in a bootstrap with the same clusters, flushing every
+//! interval to a second receiver: Envoy's CPU from one of its exports to the next, measured the
+//! same way. It pushes every stat of Envoy's (no profile, no apps) straight from the stats store.
+//! Prints Markdown, writes `target/bench/otel.json`. Measurements, never assertions.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,16 +41,19 @@ fn main() -> Result<()> {
     let out = dir.join("exports.jsonl");
     let mode = dir.join("mode");
     std::fs::write(&mode, "quiet")?;
-    let mut receiver = Command::new(workspace_root().join(".venv/bin/python"))
-        .arg(workspace_root().join("tests/otlp_receiver.py"))
-        .args([
-            &port.to_string(),
-            out.to_str().context("UTF-8")?,
-            mode.to_str().context("UTF-8")?,
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .context("start the OTLP receiver")?;
+    let receive = |port: u16, out: &std::path::Path| -> Result<std::process::Child> {
+        Command::new(workspace_root().join(".venv/bin/python"))
+            .arg(workspace_root().join("tests/otlp_receiver.py"))
+            .args([
+                &port.to_string(),
+                out.to_str().context("UTF-8")?,
+                mode.to_str().context("UTF-8")?,
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .context("start the OTLP receiver")
+    };
+    let mut receiver = receive(port, &out)?;
     let metrics_port = free_port();
     let yaml = format!(
         "type: MeshMetric\nname: m\nmesh: default\nspec:\n  targetRef: {{kind: Mesh}}\n  default:\n    sidecar:\n      includeUnused: true\n      profiles:\n        appendProfiles: [{{name: Basic}}]\n    backends:\n    - {{type: Prometheus, prometheus: {{port: {metrics_port}}}}}\n    - {{type: OpenTelemetry, openTelemetry: {{endpoint: '127.0.0.1:{port}', refreshInterval: {interval}s}}}}\n---\ntype: Mesh\nname: default\n---\ntype: Dataplane\nmesh: default\nname: bench\nnetworking: {{address: 127.0.0.1, inbound: [{{port: 80, tags: {{kuma.io/service: bench}}}}]}}\n"
@@ -63,41 +72,9 @@ fn main() -> Result<()> {
         true,
     );
     let pid = envoy.pid();
-    let exports = || {
-        std::fs::read_to_string(&out)
-            .map(|s| s.lines().count())
-            .unwrap_or(0)
-    };
-    let wait_for = |n: usize| {
-        let until = Instant::now() + Duration::from_secs(interval * 4 + 30);
-        while exports() < n && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        exports() >= n
-    };
-    if !wait_for(2) {
-        bail!("no exports arrived; {}", envoy.log());
-    }
-    // Per push: Envoy's CPU from one export's arrival to the next.
-    let mut per_push = Vec::new();
-    let mut cpu = thread_cpu_seconds(pid);
-    let mut at = Instant::now();
-    let mut n = exports();
-    for _ in 0..pushes {
-        if !wait_for(n + 1) {
-            bail!("an export did not arrive");
-        }
-        n = exports();
-        let now = thread_cpu_seconds(pid);
-        per_push.push((now - cpu, at.elapsed()));
-        cpu = now;
-        at = Instant::now();
-    }
+    let per_push = per_export(&envoy, &out, interval, pushes)?;
     let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     let url = format!("http://127.0.0.1:{metrics_port}/metrics");
-    // The VM before any scrape: the first scrape reports it, with its own growth on top.
-    let first = get(&url, &[("accept", "text/plain")]);
-    let vm_after_pushes = wasm_memory(&first.body).unwrap_or(0.0);
     let mut per_scrape = Vec::new();
     for _ in 0..scrapes {
         let c = thread_cpu_seconds(pid);
@@ -111,41 +88,87 @@ fn main() -> Result<()> {
         }
     }
     let last = get(&url, &[("accept", "text/plain")]);
-    let vm_after_scrapes = wasm_memory(&last.body).unwrap_or(0.0);
-    let sent = last
-        .body
-        .lines()
-        .find_map(|l| l.strip_prefix("meshmetrics_otel_sent_bytes_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
-    let pushed = last
-        .body
-        .lines()
-        .find_map(|l| l.strip_prefix("meshmetrics_otel_pushes_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
+    // The pushing VM, as it reports itself in shared data: whichever worker answers.
+    let vm_pushing = self_value(&last.body, "meshmetrics_otel_vm_memory_bytes ");
+    let sent = self_value(&last.body, "meshmetrics_otel_sent_bytes_total ");
+    let pushed = self_value(&last.body, "meshmetrics_otel_pushes_total ");
     let _ = receiver.kill();
     let _ = receiver.wait();
-    let push_cpu: Vec<Duration> = per_push
-        .iter()
-        .map(|(c, _)| Duration::from_secs_f64(*c))
-        .collect();
-    let (push_ms, _) = spread(push_cpu);
+    drop(envoy);
+    let (push_ms, _) = spread(per_push);
+
+    // The anchor: Envoy's own OpenTelemetry stat sink, every stat, same clusters and interval.
+    let sink_port = free_port();
+    let sink_out = dir.join("sink-exports.jsonl");
+    let mut sink_receiver = receive(sink_port, &sink_out)?;
+    let plain = yaml.replace(
+        &format!("    - {{type: OpenTelemetry, openTelemetry: {{endpoint: '127.0.0.1:{port}', refreshInterval: {interval}s}}}}\n"),
+        "",
+    );
+    let (e, _) = effective(&resources(&plain), "bench").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut opts = Options::new(wasm());
+    opts.admin_port = free_port();
+    let mut config = bootstrap::bootstrap(&e, &opts)?.config;
+    add_clusters(&mut config, clusters);
+    with_stat_sink(&mut config, sink_port, interval);
+    let sink = Envoy::start_config(
+        "otel-bench-sink",
+        &config,
+        opts.admin_port,
+        ([127, 0, 0, 1], free_port()).into(),
+        false,
+    );
+    let per_sink = per_export(&sink, &sink_out, interval, pushes)?;
+    // The scraping VMs, on this Envoy where no VM pushes: the largest any scrape reports, in
+    // text (Envoy's families passed through) and in OpenMetrics (every line merged).
+    let sink_url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let mut vm_text: f64 = 0.0;
+    let mut vm_om: f64 = 0.0;
+    for _ in 0..scrapes {
+        let t = get(&sink_url, &[("accept", "text/plain")]);
+        vm_text = vm_text.max(wasm_memory(&t.body).unwrap_or(0.0));
+        let o = get(
+            &sink_url,
+            &[("accept", "application/openmetrics-text; version=1.0.0")],
+        );
+        vm_om = vm_om.max(wasm_memory(&o.body).unwrap_or(0.0));
+    }
+    let sink_request = std::fs::read_to_string(&sink_out)
+        .ok()
+        .and_then(|s| {
+            let sizes: Vec<f64> = s
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter_map(|v| v["bytes"].as_f64())
+                .collect();
+            (!sizes.is_empty()).then(|| sizes.iter().sum::<f64>() / sizes.len() as f64)
+        })
+        .unwrap_or(0.0);
+    let _ = sink_receiver.kill();
+    let _ = sink_receiver.wait();
+    drop(sink);
+    let (sink_ms, _) = spread(per_sink);
     let (scrape_ms, _) = spread(per_scrape);
     let request = if pushed > 0.0 { sent / pushed } else { 0.0 };
     println!(
         "N = {clusters} clusters, every stat, the Basic profile; a push every {interval} s to a real OTLP receiver; {pushes} pushes, {scrapes} scrapes.\n"
     );
     println!(
-        "| Envoy CPU per push (median, idle interval included) | per scrape of the same rules | push / scrape | OTLP request | scrape body | VM after pushes / after scrapes |\n|---|---|---|---|---|---|"
+        "| Envoy CPU per push (median, idle interval included) | per scrape of the same rules | push / scrape | OTLP request | scrape body | VM: the pushing one / the largest scraping one, text / OpenMetrics | Envoy's own OTel stat sink (every stat): CPU per export / its request |\n|---|---|---|---|---|---|---|"
     );
     println!(
-        "| {push_ms:.1} ms | {scrape_ms:.1} ms | {:.2} | {:.1} MB | {:.1} MB | {:.0} MB / {:.0} MB |",
+        "| {push_ms:.1} ms | {scrape_ms:.1} ms | {:.2} | {:.1} MB | {:.1} MB | {:.0} MB / {:.0} MB, {:.0} MB | {sink_ms:.1} ms / {} |",
         push_ms / scrape_ms.max(1e-9),
         request / 1e6,
         last.body.len() as f64 / 1e6,
-        vm_after_pushes / (1 << 20) as f64,
-        vm_after_scrapes / (1 << 20) as f64,
+        vm_pushing / (1 << 20) as f64,
+        vm_text / (1 << 20) as f64,
+        vm_om / (1 << 20) as f64,
+        if sink_request > 0.0 {
+            format!("{:.1} MB", sink_request / 1e6)
+        } else {
+            "size not recorded".to_owned()
+        },
     );
     let dir = workspace_root().join("target/bench");
     std::fs::create_dir_all(&dir)?;
@@ -154,9 +177,80 @@ fn main() -> Result<()> {
         serde_json::to_string_pretty(&json!({
             "clusters": clusters, "interval_s": interval, "push_cpu_ms": push_ms,
             "scrape_cpu_ms": scrape_ms, "request_bytes": request, "received_bytes_json": bytes,
-            "vm_after_pushes": vm_after_pushes, "vm_after_scrapes": vm_after_scrapes,
+            "vm_pushing": vm_pushing, "vm_scraping_text": vm_text, "vm_scraping_openmetrics": vm_om,
+            "envoy_stat_sink_cpu_ms": sink_ms, "envoy_stat_sink_request_bytes": sink_request,
         }))?,
     )?;
-    drop(envoy);
     Ok(())
+}
+
+/// A self-metric's value in a scrape (0 when absent).
+fn self_value(body: &str, prefix: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Envoy's CPU from one export's arrival at the receiver (a line of `out`) to the next, for
+/// `n` exports: one export, plus what an idle Envoy does in an interval.
+fn per_export(
+    envoy: &Envoy,
+    out: &std::path::Path,
+    interval: u64,
+    n: usize,
+) -> Result<Vec<Duration>> {
+    let exports = || {
+        std::fs::read_to_string(out)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    let wait_for = |n: usize| {
+        let until = Instant::now() + Duration::from_secs(interval * 4 + 30);
+        while exports() < n && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        exports() >= n
+    };
+    if !wait_for(2) {
+        bail!("no exports arrived; {}", envoy.log());
+    }
+    let pid = envoy.pid();
+    let mut per = Vec::new();
+    let mut cpu = thread_cpu_seconds(pid);
+    let mut seen = exports();
+    for _ in 0..n {
+        if !wait_for(seen + 1) {
+            bail!("an export did not arrive; {}", envoy.log());
+        }
+        seen = exports();
+        let now = thread_cpu_seconds(pid);
+        per.push(Duration::from_secs_f64((now - cpu).max(0.0)));
+        cpu = now;
+    }
+    Ok(per)
+}
+
+/// Envoy's own OpenTelemetry stat sink, flushing every `interval` seconds over gRPC to the
+/// receiver on `port` (an HTTP/2 cluster of its own).
+fn with_stat_sink(config: &mut serde_json::Value, port: u16, interval: u64) {
+    config["stats_flush_interval"] = json!(format!("{interval}s"));
+    config["stats_sinks"] = json!([{
+        "name": "envoy.stat_sinks.open_telemetry",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.stat_sinks.open_telemetry.v3.SinkConfig",
+            "grpc_service": {"envoy_grpc": {"cluster_name": "otel_stat_sink"}}
+        }
+    }]);
+    if let Some(list) = config["static_resources"]["clusters"].as_array_mut() {
+        list.push(json!({
+            "name": "otel_stat_sink", "type": "STATIC", "connect_timeout": "1s",
+            "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}}
+            }},
+            "load_assignment": {"cluster_name": "otel_stat_sink", "endpoints": [{"lb_endpoints": [{"endpoint":
+                {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}
+        }));
+    }
 }
