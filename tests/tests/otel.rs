@@ -222,6 +222,30 @@ fn exports_arrive_every_interval_with_each_kind_converted() {
         envoy.iter().all(|n| n.starts_with("envoy_server_")),
         "{envoy:?}"
     );
+    // Envoy's counters are monotonic Sums, as Envoy types them in its scrape: those without
+    // `_total` too, which OpenMetrics can only call `unknown`.
+    let scrape = proxy.scrape(&[]);
+    let counters: Vec<&str> = scrape
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE envoy_server_"))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    assert!(
+        counters.iter().any(|c| !c.ends_with("_total")),
+        "Envoy has counters without _total: {counters:?}"
+    );
+    for c in counters {
+        let name = format!("envoy_server_{}", c.strip_suffix("_total").unwrap_or(c));
+        let sums: Vec<&Value> = scope(e, "envoy")
+            .into_iter()
+            .filter(|m| m["name"] == name.as_str())
+            .collect();
+        assert!(
+            !sums.is_empty() && sums.iter().all(|m| m["sum"]["is_monotonic"] == true),
+            "{name}: {sums:?}"
+        );
+    }
 
     // One VM pushes, not one per worker: about one export per second.
     let before = receiver.exports().len();

@@ -1,9 +1,12 @@
 //! OTLP: a merged scrape as one `ExportMetricsServiceRequest` (SPEC §11), the writer beside
 //! text 0.0.4 and OpenMetrics.
 //!
-//! It reads the engine's own OpenMetrics output (every family typed, `_created` kept, each
-//! family once and contiguous, a series' lines together, labels in a fixed order), a piece at a
-//! time as the merger hands it out, scanned by the same scanner the sources are, and writes
+//! It reads the engine's own output, a piece at a time as the merger hands it out, scanned by
+//! the same scanner the sources are: the applications' merged in OpenMetrics (every family
+//! typed, `_created` kept, each family once and contiguous, a series' lines together, labels in
+//! a fixed order), and Envoy's own text as it passes the merger untouched
+//! ([`OtlpWriter::input`]): Envoy's counters are counters whatever their names, where OpenMetrics
+//! would make those without `_total` (and those whose names they clash with) `unknown`. It writes
 //! protobuf's wire format straight away: no message structures in between, no family held but
 //! the one being read. So a push costs about what a scrape costs, and holds the request being
 //! written, never the scrape it came from. The field numbers are opentelemetry-proto's (the
@@ -212,7 +215,11 @@ impl Kind {
 #[derive(Default)]
 struct Family {
     open: bool,
+    /// As its samples start (a text counter's with `_total`).
     name: Vec<u8>,
+    /// Its name in OTLP when it differs from `name`: a text counter's without `_total`, as
+    /// OpenMetrics names the family (exporters to Prometheus add it back to a monotonic Sum).
+    otlp_name: Option<Vec<u8>>,
     help: Vec<u8>,
     unit: Vec<u8>,
     kind: Kind,
@@ -253,6 +260,10 @@ pub struct OtlpWriter<'a> {
     identity: &'a [&'a str],
     now_ns: u64,
     limit: usize,
+    /// The request's expected size ([`OtlpWriter::expect`]).
+    expected: usize,
+    /// The format of what is fed now ([`OtlpWriter::input`]).
+    input: Format,
     starts: &'a mut StartTimes,
     scanner: Scanner,
     /// The end of a line cut by a piece's end.
@@ -294,6 +305,8 @@ impl<'a> OtlpWriter<'a> {
             identity,
             now_ns,
             limit,
+            expected: 0,
+            input: Format::OpenMetrics,
             starts,
             scanner: Scanner::default(),
             carry: Vec::new(),
@@ -314,7 +327,35 @@ impl<'a> OtlpWriter<'a> {
         }
     }
 
-    /// Reads the next piece of the OpenMetrics text; pieces may cut lines anywhere.
+    /// Says how large the request will about be (from the size of what it is read from), so
+    /// its bulk (Envoy's scope) is reserved once rather than grown: a guess, bounded by the
+    /// writer's limit;
+    /// a wrong one costs one reallocation, never a wrong byte.
+    pub fn expect(&mut self, bytes: usize) {
+        self.expected = bytes;
+    }
+
+    /// What the next pieces are written in: OpenMetrics (the default: the merger's output) or
+    /// Prometheus text (Envoy's own, passed untouched). The text fed so far ends here.
+    pub fn input(&mut self, format: Format) {
+        if format != self.input {
+            self.end_input();
+            self.input = format;
+        }
+    }
+
+    /// Ends what was fed so far: a last line without its newline, the family it belongs to.
+    fn end_input(&mut self) {
+        if !self.carry.is_empty() {
+            let line = std::mem::take(&mut self.carry);
+            self.line(&line);
+            self.carry = line;
+            self.carry.clear();
+        }
+        self.end_family();
+    }
+
+    /// Reads the next piece of the text; pieces may cut lines anywhere.
     pub fn feed(&mut self, mut piece: &[u8]) {
         if self.over {
             return;
@@ -341,11 +382,7 @@ impl<'a> OtlpWriter<'a> {
 
     /// Ends the text and returns the encoded request.
     pub fn finish(mut self) -> Result<Vec<u8>, TooLarge> {
-        if !self.carry.is_empty() {
-            let line = std::mem::take(&mut self.carry);
-            self.line(&line);
-        }
-        self.end_family();
+        self.end_input();
         if self.over {
             return Err(TooLarge);
         }
@@ -399,13 +436,22 @@ impl<'a> OtlpWriter<'a> {
             wire::head(&mut head, field::RESOURCE_ATTRIBUTES, kv_len(k, v));
             key_value(&mut head, k.as_bytes(), v.as_bytes());
         }
-        let mut scopes = std::mem::take(&mut self.scopes).into_iter();
+        let mut scopes = std::mem::take(&mut self.scopes);
+        // The largest scope (Envoy's, mostly: the bulk of the request) goes first, so it can
+        // stay where it was written; the others follow in the order first seen.
+        if let Some(largest) =
+            (0..scopes.len()).max_by_key(|&i| (scopes[i].1.len(), usize::MAX - i))
+        {
+            let bulk = scopes.remove(largest);
+            scopes.insert(0, bulk);
+        }
+        let mut scopes = scopes.into_iter();
         let Some(first) = scopes.next() else {
             return Ok(head);
         };
         scope_head(&mut head, &first);
-        // The first scope (Envoy's, mostly: the bulk of the request) stays where it was
-        // written; its head is put in front of it, the other scopes after it.
+        // The first scope stays where it was written; its head is put in front of it, the
+        // other scopes after it.
         let (_, mut out) = first;
         let n = out.len();
         out.resize(n + head.len(), 0);
@@ -425,7 +471,7 @@ impl<'a> OtlpWriter<'a> {
         } else {
             b""
         };
-        match self.scanner.scan(line, Format::OpenMetrics, known) {
+        match self.scanner.scan(line, self.input, known) {
             // A family's HELP and UNIT may come before its TYPE or after it (the engine writes
             // UNIT after TYPE): after, they are the current family's.
             Line::Help { name, text } => {
@@ -453,6 +499,11 @@ impl<'a> OtlpWriter<'a> {
                 f.kind = Kind::of(word);
                 f.name.clear();
                 f.name.extend_from_slice(name);
+                f.otlp_name = (self.input == Format::Text && f.kind == Kind::Counter)
+                    .then(|| name.strip_suffix(b"_total"))
+                    .flatten()
+                    .filter(|n| !n.is_empty())
+                    .map(<[u8]>::to_vec);
                 std::mem::swap(&mut f.help, &mut self.early_help);
                 std::mem::swap(&mut f.unit, &mut self.early_unit);
                 self.early_help.clear();
@@ -515,7 +566,15 @@ impl<'a> OtlpWriter<'a> {
             let scope = match self.scopes.iter().position(|s| s.0 == scope) {
                 Some(i) => i,
                 None => {
-                    self.scopes.push((scope.to_vec(), Vec::new()));
+                    // Envoy's scope, the bulk of the request, is reserved at the expected size
+                    // once: grown by doubling, its abandoned smaller copies would stay in a wasm
+                    // VM's memory for good.
+                    let metrics = if scope == ENVOY_SCOPE.as_bytes() {
+                        Vec::with_capacity(self.expected.min(self.limit))
+                    } else {
+                        Vec::new()
+                    };
+                    self.scopes.push((scope.to_vec(), metrics));
                     self.scopes.len() - 1
                 }
             };
@@ -672,7 +731,7 @@ impl<'a> OtlpWriter<'a> {
             return;
         }
         let kind = f.kind;
-        let name = utf8(&f.name);
+        let name = utf8(f.otlp_name.as_deref().unwrap_or(&f.name));
         let help = utf8(&f.help);
         let unit = utf8(&f.unit);
         for (scope, mut points) in self.parts.drain(..) {
@@ -840,6 +899,70 @@ mod tests {
             .find(|s| s.scope.as_ref().is_some_and(|x| x.name == scope))
             .map(|s| s.metrics.clone())
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn envoys_text_keeps_its_counters_whatever_their_names() {
+        // What OpenMetrics cannot hold: a counter without `_total`, and one whose OpenMetrics
+        // name the first already takes. Both stay monotonic Sums, named as OpenMetrics would.
+        let envoy = "# TYPE envoy_cluster_upstream_rq counter\n\
+envoy_cluster_upstream_rq{envoy_response_code=\"200\",envoy_cluster_name=\"a\"} 5\n\
+# TYPE envoy_cluster_upstream_rq_total counter\n\
+envoy_cluster_upstream_rq_total{envoy_cluster_name=\"a\"} 6\n\
+# TYPE envoy_cluster_membership_healthy gauge\n\
+envoy_cluster_membership_healthy{envoy_cluster_name=\"a\"} 1\n\
+# TYPE envoy_cluster_upstream_rq_time histogram\n\
+envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"a\",le=\"0.5\"} 1\n\
+envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=\"a\",le=\"+Inf\"} 3\n\
+envoy_cluster_upstream_rq_time_sum{envoy_cluster_name=\"a\"} 9\n\
+envoy_cluster_upstream_rq_time_count{envoy_cluster_name=\"a\"} 3";
+        let app = "# TYPE jobs counter\njobs_total{aggregate=\"api\"} 2\n# EOF\n";
+        let mut starts = StartTimes::default();
+        let mut w = OtlpWriter::new(&[], &["aggregate"], 7, usize::MAX, &mut starts);
+        w.feed(app.as_bytes());
+        w.input(Format::Text);
+        // Cut anywhere, the last line without its newline.
+        for piece in envoy.as_bytes().chunks(7) {
+            w.feed(piece);
+        }
+        let bytes = w.finish().expect("no limit");
+        let r = ExportMetricsServiceRequest::decode(bytes.as_slice()).expect("a valid request");
+        let scopes: Vec<&str> = r.resource_metrics[0]
+            .scope_metrics
+            .iter()
+            .map(|s| s.scope.as_ref().map_or("", |x| x.name.as_str()))
+            .collect();
+        assert_eq!(scopes, [ENVOY_SCOPE, "api"], "the bulk first");
+        let m = metrics(&r, ENVOY_SCOPE);
+        let names: Vec<&str> = m.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "envoy_cluster_upstream_rq",
+                "envoy_cluster_upstream_rq",
+                "envoy_cluster_membership_healthy",
+                "envoy_cluster_upstream_rq_time"
+            ]
+        );
+        for (i, value) in [(0, 5.0), (1, 6.0)] {
+            let Some(metric::Data::Sum(s)) = &m[i].data else {
+                panic!("{:?}", m[i])
+            };
+            assert!(s.is_monotonic);
+            assert_eq!(
+                s.data_points[0].value,
+                Some(number_data_point::Value::AsDouble(value))
+            );
+        }
+        assert!(matches!(m[2].data, Some(metric::Data::Gauge(_))));
+        let Some(metric::Data::Histogram(h)) = &m[3].data else {
+            panic!("{:?}", m[3])
+        };
+        assert_eq!(h.data_points[0].bucket_counts, [1, 2]);
+        assert_eq!(h.data_points[0].explicit_bounds, [0.5]);
+        assert_eq!(h.data_points[0].count, 3);
+        let api = metrics(&r, "api");
+        assert_eq!(api[0].name, "jobs");
     }
 
     #[test]
