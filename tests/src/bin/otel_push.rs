@@ -4,10 +4,13 @@
 //! an OpenTelemetry backend pushing every `--interval` seconds (5) to a real OTLP receiver
 //! (`tests/otlp_receiver.py`). Envoy's CPU is read (its threads' `schedstat`) between one export's
 //! arrival and the next: one push, plus what an idle Envoy does in an interval (its stats
-//! flush: small, and left in, so the ratio is if anything too high). Then `--scrapes` scrapes of
+//! flush). Then `--scrapes` scrapes of
 //! the same rules' Prometheus listener, each read around itself. The pushing VM's memory
 //! (`meshmetrics_otel_vm_memory_bytes`, which it sets after each push), against the largest VM
 //! that answers scrapes (`meshmetrics_wasm_memory_bytes`) on an Envoy where none pushes.
+//!
+//! Then an idle Envoy of the same clusters (no push, no sink) for the CPU of an interval with
+//! nothing to send: the push's cost is what goes beyond it, and so is the sink's.
 //!
 //! Beside it, the anchor SPEC §11 names: Envoy's own OpenTelemetry stat sink
 //! (`envoy.stat_sinks.open_telemetry`), set in a bootstrap with the same clusters, flushing every
@@ -148,17 +151,43 @@ fn main() -> Result<()> {
     let _ = sink_receiver.wait();
     drop(sink);
     let (sink_ms, _) = spread(per_sink);
+
+    // What an idle Envoy of the same clusters spends in an interval (its stats flush, timers):
+    // in both figures above, and the push's or the sink's cost is what goes beyond it.
+    let mut config = bootstrap::bootstrap(&e, &opts)?.config;
+    add_clusters(&mut config, clusters);
+    config["stats_flush_interval"] = json!(format!("{interval}s"));
+    let idle = Envoy::start_config(
+        "otel-bench-idle",
+        &config,
+        opts.admin_port,
+        ([127, 0, 0, 1], free_port()).into(),
+        false,
+    );
+    std::thread::sleep(Duration::from_secs(interval));
+    let mut per_idle = Vec::new();
+    for _ in 0..pushes {
+        let c = thread_cpu_seconds(idle.pid());
+        std::thread::sleep(Duration::from_secs(interval));
+        per_idle.push(Duration::from_secs_f64(
+            (thread_cpu_seconds(idle.pid()) - c).max(0.0),
+        ));
+    }
+    drop(idle);
+    let (idle_ms, _) = spread(per_idle);
+    let push_net = (push_ms - idle_ms).max(0.0);
+    let sink_net = (sink_ms - idle_ms).max(0.0);
     let (scrape_ms, _) = spread(per_scrape);
     let request = if pushed > 0.0 { sent / pushed } else { 0.0 };
     println!(
         "N = {clusters} clusters, every stat, the Basic profile; a push every {interval} s to a real OTLP receiver; {pushes} pushes, {scrapes} scrapes.\n"
     );
     println!(
-        "| Envoy CPU per push (median, idle interval included) | per scrape of the same rules | push / scrape | OTLP request | scrape body | VM: the pushing one / the largest scraping one, text / OpenMetrics | Envoy's own OTel stat sink (every stat): CPU per export / its request |\n|---|---|---|---|---|---|---|"
+        "| Envoy CPU per push interval / an idle Envoy's / the push (the difference) | per scrape of the same rules | push / scrape | OTLP request | scrape body | VM: the pushing one / the largest scraping one, text / OpenMetrics | Envoy's own OTel stat sink (every stat): CPU per interval / beyond idle / its request |\n|---|---|---|---|---|---|---|"
     );
     println!(
-        "| {push_ms:.1} ms | {scrape_ms:.1} ms | {:.2} | {:.1} MB | {:.1} MB | {:.0} MB / {:.0} MB, {:.0} MB | {sink_ms:.1} ms / {} |",
-        push_ms / scrape_ms.max(1e-9),
+        "| {push_ms:.1} / {idle_ms:.1} / **{push_net:.1} ms** | {scrape_ms:.1} ms | **{:.2}** | {:.1} MB | {:.1} MB | {:.0} MB / {:.0} MB, {:.0} MB | {sink_ms:.1} / {sink_net:.1} ms / {} |",
+        push_net / scrape_ms.max(1e-9),
         request / 1e6,
         last.body.len() as f64 / 1e6,
         vm_pushing / (1 << 20) as f64,
@@ -179,6 +208,7 @@ fn main() -> Result<()> {
             "scrape_cpu_ms": scrape_ms, "request_bytes": request, "received_bytes_json": bytes,
             "vm_pushing": vm_pushing, "vm_scraping_text": vm_text, "vm_scraping_openmetrics": vm_om,
             "envoy_stat_sink_cpu_ms": sink_ms, "envoy_stat_sink_request_bytes": sink_request,
+            "idle_cpu_ms_per_interval": idle_ms, "push_net_cpu_ms": push_net,
         }))?,
     )?;
     Ok(())
