@@ -606,7 +606,13 @@ pub fn mesh_yaml(apps: &[(&str, u16)], extra_conf: &str, dataplane_metrics: &str
 
 /// The filter's `meshmetrics_wasm_memory_bytes` in a scrape.
 pub fn wasm_memory(body: &str) -> Option<f64> {
+    sample_value(body, "meshmetrics_wasm_memory_bytes ")
+}
+
+/// The value of the first sample line of `body` that starts with `prefix` (a name, with its
+/// labels if any, and the space before the value).
+pub fn sample_value(body: &str, prefix: &str) -> Option<f64> {
     body.lines()
-        .find_map(|l| l.strip_prefix("meshmetrics_wasm_memory_bytes "))
-        .and_then(|v| v.parse().ok())
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|v| v.trim().parse().ok())
 }

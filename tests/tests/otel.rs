@@ -273,10 +273,7 @@ fn exports_arrive_every_interval_with_each_kind_converted() {
 }
 
 fn self_count(body: &str, prefix: &str) -> f64 {
-    body.lines()
-        .find_map(|l| l.strip_prefix(prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    meshmetrics_e2e::sample_value(body, prefix).unwrap_or(0.0)
 }
 
 /// A collector down, refusing, slow, or answering garbage: the push is dropped and counted by

@@ -26,7 +26,7 @@ use meshmetrics::bootstrap::{self, Options};
 use meshmetrics::effective::effective;
 use meshmetrics_e2e::perf::{add_clusters, numeric_flags, spread, thread_cpu_seconds};
 use meshmetrics_e2e::{
-    Envoy, free_port, get, resources, temp_dir, wasm, wasm_memory, workspace_root,
+    Envoy, free_port, get, resources, sample_value, temp_dir, wasm, wasm_memory, workspace_root,
 };
 use serde_json::json;
 
@@ -226,10 +226,7 @@ fn main() -> Result<()> {
 
 /// A self-metric's value in a scrape (0 when absent).
 fn self_value(body: &str, prefix: &str) -> f64 {
-    body.lines()
-        .find_map(|l| l.strip_prefix(prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    sample_value(body, prefix).unwrap_or(0.0)
 }
 
 /// Envoy's CPU from one export's arrival at the receiver (a line of `out`) to the next, for
