@@ -322,6 +322,75 @@ fn a_failing_collector_never_touches_scrapes_and_pushes_resume() {
     }
 }
 
+/// A push larger than a collector takes in one message (gRPC's default 4 MiB, the OpenTelemetry
+/// Collector's too): it arrives whole, in several requests the receiver takes, and is counted
+/// as one push without failures. Sent as one request, the receiver would refuse it
+/// (RESOURCE_EXHAUSTED).
+#[test]
+fn a_push_larger_than_a_collector_takes_arrives_in_requests_it_takes() {
+    let dir = temp_dir("otel-large");
+    let receiver = Receiver::start(&dir);
+    // Counts only: 120,000 points as JSON would make the receiver the slow part.
+    receiver.set("quiet");
+    const SERIES: usize = 120_000;
+    let mut big = String::from("# TYPE wide_gauge gauge\n");
+    for i in 0..SERIES {
+        big.push_str(&format!(
+            "wide_gauge{{shard=\"{i}\",zone=\"zone-{}\"}} {i}\n",
+            i % 7
+        ));
+    }
+    let shop = app(Reply::text(big));
+    let proxy = proxy(&receiver, shop.addr.port());
+    // One whole push: its requests (received within a second of each other) carry every series:
+    // (received at, points, the largest request's bytes, requests).
+    let whole = || {
+        let exports = receiver.exports();
+        let points = |e: &Value| e["points"]["wide_gauge"].as_u64().unwrap_or(0);
+        let mut by_push: Vec<(f64, u64, u64, usize)> = Vec::new();
+        for e in &exports {
+            let at = e["received_at"].as_f64().unwrap_or(0.0);
+            match by_push.last_mut() {
+                Some(p) if at - p.0 < 0.9 => {
+                    p.1 += points(e);
+                    p.2 = p.2.max(e["bytes"].as_u64().unwrap_or(0));
+                    p.3 += 1;
+                }
+                _ => by_push.push((at, points(e), e["bytes"].as_u64().unwrap_or(0), 1)),
+            }
+        }
+        by_push.into_iter().find(|p| p.1 == SERIES as u64)
+    };
+    within(Duration::from_secs(60), || whole().is_some());
+    let body = proxy.scrape(&[]).body;
+    let Some((_, _, largest, requests)) = whole() else {
+        panic!(
+            "no push carried all {SERIES} series: {:?}\n{body}\n{}",
+            receiver
+                .exports()
+                .iter()
+                .map(|e| (e["bytes"].clone(), e["points"]["wide_gauge"].clone()))
+                .collect::<Vec<_>>(),
+            proxy.log()
+        )
+    };
+    assert!(requests > 1, "one request of {largest} bytes");
+    assert!(largest < 4 << 20, "a request of {largest} bytes");
+    assert!(
+        self_count(&body, "meshmetrics_otel_pushes_total ") >= 1.0,
+        "{body}"
+    );
+    for line in body.lines() {
+        if line.starts_with("meshmetrics_otel_failures_total{") {
+            assert!(line.ends_with(" 0"), "{line}");
+        }
+    }
+    assert!(
+        self_count(&body, "meshmetrics_otel_sent_bytes_total ") > (4 << 20) as f64,
+        "{body}"
+    );
+}
+
 /// A MeshMetric with an OpenTelemetry backend alone: nothing to scrape, still pushed (its
 /// listener on loopback, on a port Envoy picks), and discovery leaves the proxy out.
 #[test]

@@ -88,7 +88,7 @@ impl Context for Root {
 
     fn on_grpc_call_response(&mut self, token: u32, status: u32, size: usize) {
         if let Some(p) = self.pusher.as_mut().filter(|p| p.owns_export(token)) {
-            p.on_export(status, size);
+            p.on_export(token, status, size);
         }
     }
 }

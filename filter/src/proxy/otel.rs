@@ -4,18 +4,22 @@
 //! and handed to the OTLP writer (`exposition::otlp`); then Envoy's answer, read a window at a
 //! time, its own scope (`envoy_into`): passed untouched by the merger in Envoy's text where it
 //! may, so the writer's is the one scan of its samples and Envoy's counters stay counters. The
-//! VM so holds the request being written, never Envoy's answer. The request goes to the
-//! collector's cluster through Envoy's gRPC client.
+//! writer cuts the push into requests of about [`REQUEST_BYTES`], each sent to the collector's
+//! cluster through Envoy's gRPC client as soon as it is written: the VM holds one request
+//! being written, never Envoy's answer nor the whole push, and no request is larger than a
+//! collector takes by default (4 MiB).
 //!
 //! - **One VM per Envoy pushes**, not one per worker: the pusher is elected in Envoy's shared
 //!   data (`meshmetrics/otel/leader`: its id and until when), taken by compare-and-swap when
 //!   free or expired and renewed at each push; a VM that dies lets it expire after three
 //!   intervals. A configuration replaced over LDS runs beside the new one while its listener
 //!   drains: only the newest configuration's root pushes (`meshmetrics/otel/newest`).
-//! - **One push in flight per VM**; the encoded request is bounded by the scrape's output
-//!   budget (`max_scrape_bytes`): past it the writer stops holding more. Whatever fails (a
-//!   source, the collector down, slow, refusing, answering garbage) drops that push and is
-//!   counted (`meshmetrics_otel_*`, in every scrape's own families); the next interval pushes
+//! - **One push in flight per VM**, its requests all sent at once (Envoy multiplexes them on
+//!   its HTTP/2 connection to the collector); the push is bounded by the scrape's output budget
+//!   (`max_scrape_bytes`), all its requests together: past it the writer stops, and what was
+//!   sent stays sent. A push succeeds when every request does. Whatever fails (a source, the
+//!   collector down, slow, refusing, answering garbage) fails that push, counted by its first
+//!   reason (`meshmetrics_otel_*`, in every scrape's own families); the next interval pushes
 //!   again. Scrapes never wait for a push, nor a push for a scrape.
 
 use std::collections::HashMap;
@@ -28,7 +32,7 @@ use proxy_wasm::types::{BufferType, LogLevel, MapType};
 
 use super::{Plugin, log};
 use crate::config::{OTEL_FAILURES, SourceKind};
-use crate::exposition::otlp::{OtlpWriter, StartTimes};
+use crate::exposition::otlp::{OtlpWriter, REQUEST_BYTES, StartTimes};
 use crate::exposition::{Format, Merger, OtelStats};
 use crate::plan;
 
@@ -228,9 +232,20 @@ pub(crate) struct Pusher {
     next_ms: u64,
     started: Option<SystemTime>,
     gathering: Option<Gathering>,
-    /// The export in flight: its token and size.
-    export: Option<(u32, usize)>,
+    /// The push's requests in flight.
+    export: Option<Exporting>,
     starts: StartTimes,
+}
+
+/// A push's requests, sent, waiting for the collector.
+#[derive(Default)]
+struct Exporting {
+    /// Token → the request's size.
+    calls: HashMap<u32, usize>,
+    /// Bytes the collector took.
+    accepted: u64,
+    /// Why the push failed, the first reason seen.
+    failure: Option<&'static str>,
 }
 
 impl Pusher {
@@ -435,79 +450,121 @@ impl Pusher {
             .map(|l| (l.name.clone(), l.value.clone()))
             .collect();
         let limit = usize::try_from(self.plugin.config.max_scrape_bytes).unwrap_or(usize::MAX);
-        let mut writer = OtlpWriter::new(&resource, &IDENTITY, now_ns, limit, &mut self.starts);
+        let elapsed = t
+            .duration_since(self.started.unwrap_or(t))
+            .unwrap_or_default();
+        let left = Duration::from_millis(o.timeout_ms)
+            .saturating_sub(elapsed)
+            .max(Duration::from_millis(100));
+        let mut export = Exporting::default();
+        // Each request is sent as soon as it is written; Envoy's gRPC client copies it.
+        let mut send = |request: &[u8]| {
+            if export.failure.is_some() {
+                return;
+            }
+            match hostcalls::dispatch_grpc_call(
+                &o.cluster,
+                SERVICE,
+                "Export",
+                vec![],
+                Some(request),
+                left,
+            ) {
+                Ok(token) => {
+                    export.calls.insert(token, request.len());
+                }
+                Err(e) => {
+                    log(LogLevel::Warn, &format!("OTLP export not sent: {e:?}"));
+                    export.failure = Some("not_dispatched");
+                }
+            }
+        };
+        let mut writer = OtlpWriter::new(
+            &resource,
+            &IDENTITY,
+            now_ns,
+            limit,
+            &mut self.starts,
+            &mut send,
+        );
+        writer.split(REQUEST_BYTES);
         let merger = &mut g.merger;
         // The apps, merged in OpenMetrics as they answered; then Envoy, its own scope.
         merger.finish_into(&mut |piece| writer.feed(piece));
         if let Some((format, size)) = lead {
-            // Envoy's text becomes about half its size in OTLP (0.46 at Basic, 0.55 with every
-            // stat, at 2,000 clusters): a little over half is reserved once.
-            writer.expect(size / 16 * 9);
             envoy_into(merger, &self.plugin, format, size, &mut writer);
         }
-        let request = writer.finish();
+        let written = writer.finish();
         super::pool::give_back(g.merger, true);
-        // The pushing VM at its fullest: the request written, the merger given back.
+        // The pushing VM at its fullest: every request written, the merger given back.
         counts::set(
             "meshmetrics/otel/vm_memory",
             core::arch::wasm32::memory_size(0) as u64 * 65_536,
         );
-        let Ok(bytes) = request else {
-            return self.fail("too_large");
+        if written.is_err() {
+            // What was sent before the bound arrives; the push counts as failed.
+            export.failure.get_or_insert("too_large");
+        }
+        if export.calls.is_empty() {
+            return self.fail(export.failure.unwrap_or("not_dispatched"));
+        }
+        self.export = Some(export);
+    }
+
+    pub(crate) fn owns_export(&self, token: u32) -> bool {
+        self.export
+            .as_ref()
+            .is_some_and(|e| e.calls.contains_key(&token))
+    }
+
+    /// The collector answered one of the push's requests: the push ends with the last.
+    pub(crate) fn on_export(&mut self, token: u32, status: u32, size: usize) {
+        let Some(e) = self.export.as_mut() else {
+            return;
         };
-        let elapsed = t
-            .duration_since(self.started.unwrap_or(t))
-            .unwrap_or_default();
-        let left = Duration::from_millis(o.timeout_ms).saturating_sub(elapsed);
-        match hostcalls::dispatch_grpc_call(
-            &o.cluster,
-            SERVICE,
-            "Export",
-            vec![],
-            Some(&bytes),
-            left.max(Duration::from_millis(100)),
-        ) {
-            Ok(token) => self.export = Some((token, bytes.len())),
-            Err(e) => {
-                log(LogLevel::Warn, &format!("OTLP export not sent: {e:?}"));
-                self.fail("not_dispatched");
+        let Some(bytes) = e.calls.remove(&token) else {
+            return;
+        };
+        match Self::judge(status, size) {
+            Ok(()) => e.accepted += bytes as u64,
+            Err(reason) => {
+                e.failure.get_or_insert(reason);
+            }
+        }
+        if !e.calls.is_empty() {
+            return;
+        }
+        counts::add("meshmetrics/otel/bytes", e.accepted);
+        match e.failure {
+            Some(reason) => self.fail(reason),
+            None => {
+                counts::add("meshmetrics/otel/pushes", 1);
+                self.done();
             }
         }
     }
 
-    pub(crate) fn owns_export(&self, token: u32) -> bool {
-        self.export.is_some_and(|(t, _)| t == token)
-    }
-
-    /// The collector answered the export.
-    pub(crate) fn on_export(&mut self, status: u32, size: usize) {
-        let Some((_, bytes)) = self.export.take() else {
-            return;
-        };
+    /// What the collector's answer to one request says.
+    fn judge(status: u32, size: usize) -> Result<(), &'static str> {
         match status {
             // An ExportMetricsServiceResponse is a few bytes (a partial success's message at
             // most): a larger one is not read into the VM, whose memory never shrinks.
-            0 if size > MAX_RESPONSE => self.fail("bad_response"),
+            0 if size > MAX_RESPONSE => Err("bad_response"),
             0 => {
                 let body = hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
                     .ok()
                     .flatten()
                     .unwrap_or_default();
-                if opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse::decode(
+                opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse::decode(
                     body.as_slice(),
                 )
-                .is_err()
-                {
-                    return self.fail("bad_response");
-                }
-                counts::add("meshmetrics/otel/pushes", 1);
-                counts::add("meshmetrics/otel/bytes", bytes as u64);
-                self.done();
+                .map(drop)
+                .map_err(|_| "bad_response")
             }
-            14 => self.fail("unavailable"),
-            8 => self.fail("resource_exhausted"),
-            4 => self.fail("timeout"),
-            _ => self.fail("refused"),
+            14 => Err("unavailable"),
+            8 => Err("resource_exhausted"),
+            4 => Err("timeout"),
+            _ => Err("refused"),
         }
     }
 

@@ -76,6 +76,8 @@ fn main() -> Result<()> {
     );
     let pid = envoy.pid();
     let per_push = per_export(&envoy, &out, interval, pushes)?;
+    let (whole, requests) = whole_pushes(&out);
+    let requests_per_push = requests as f64 / whole.max(1) as f64;
     let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     let url = format!("http://127.0.0.1:{metrics_port}/metrics");
     // Two scrapes of the same data: in text (Envoy's families pass untouched) and in
@@ -192,10 +194,10 @@ fn main() -> Result<()> {
         "N = {clusters} clusters, every stat, the Basic profile; a push every {interval} s to a real OTLP receiver; {pushes} pushes, {scrapes} scrapes.\n"
     );
     println!(
-        "| Envoy CPU per push interval / an idle Envoy's / the push (the difference) | per scrape of the same rules, text / OpenMetrics | push / scrape, text / OpenMetrics | OTLP request | scrape body | VM: the pushing one / the largest scraping one, text / OpenMetrics | Envoy's own OTel stat sink (every stat): CPU per interval / beyond idle / its request |\n|---|---|---|---|---|---|---|"
+        "| Envoy CPU per push interval / an idle Envoy's / the push (the difference) | per scrape of the same rules, text / OpenMetrics | push / scrape, text / OpenMetrics | OTLP push, in requests | scrape body | VM: the pushing one / the largest scraping one, text / OpenMetrics | Envoy's own OTel stat sink (every stat): CPU per interval / beyond idle / its request |\n|---|---|---|---|---|---|---|"
     );
     println!(
-        "| {push_ms:.1} / {idle_ms:.1} / **{push_net:.1} ms** | {scrape_ms:.1} / {scrape_om_ms:.1} ms | **{:.2}** / **{:.2}** | {:.1} MB | {:.1} MB | {:.0} MB / {:.0} MB, {:.0} MB | {sink_ms:.1} / {sink_net:.1} ms / {} |",
+        "| {push_ms:.1} / {idle_ms:.1} / **{push_net:.1} ms** | {scrape_ms:.1} / {scrape_om_ms:.1} ms | **{:.2}** / **{:.2}** | {:.1} MB in {requests_per_push:.0} | {:.1} MB | {:.1} MB / {:.1} MB, {:.1} MB | {sink_ms:.1} / {sink_net:.1} ms / {} |",
         push_net / scrape_ms.max(1e-9),
         push_net / scrape_om_ms.max(1e-9),
         request / 1e6,
@@ -215,7 +217,7 @@ fn main() -> Result<()> {
         dir.join("otel.json"),
         serde_json::to_string_pretty(&json!({
             "clusters": clusters, "interval_s": interval, "push_cpu_ms": push_ms,
-            "scrape_cpu_ms": scrape_ms, "scrape_openmetrics_cpu_ms": scrape_om_ms, "request_bytes": request, "received_bytes_json": bytes,
+            "scrape_cpu_ms": scrape_ms, "scrape_openmetrics_cpu_ms": scrape_om_ms, "push_bytes": request, "requests_per_push": requests_per_push, "received_bytes_json": bytes,
             "vm_pushing": vm_pushing, "vm_scraping_text": vm_text, "vm_scraping_openmetrics": vm_om,
             "envoy_stat_sink_cpu_ms": sink_ms, "envoy_stat_sink_request_bytes": sink_request,
             "idle_cpu_ms_per_interval": idle_ms, "push_net_cpu_ms": push_net,
@@ -229,19 +231,39 @@ fn self_value(body: &str, prefix: &str) -> f64 {
     sample_value(body, prefix).unwrap_or(0.0)
 }
 
-/// Envoy's CPU from one export's arrival at the receiver (a line of `out`) to the next, for
-/// `n` exports: one export, plus what an idle Envoy does in an interval.
+/// The pushes the receiver has had whole, and the requests they came in: a push is requests
+/// received less than a second apart, whole once its last is a second old.
+fn whole_pushes(out: &std::path::Path) -> (usize, usize) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let at: Vec<f64> = std::fs::read_to_string(out)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["received_at"].as_f64())
+        .collect();
+    let Some(last) = at.last() else {
+        return (0, 0);
+    };
+    let starts = 1 + at.windows(2).filter(|w| w[1] - w[0] >= 1.0).count();
+    let whole = if now - last >= 1.0 {
+        starts
+    } else {
+        starts - 1
+    };
+    (whole, at.len())
+}
+
+/// Envoy's CPU from one push's arrival at the receiver (its requests, lines of `out`) to the
+/// next, for `n` pushes: one push, plus what an idle Envoy does in an interval.
 fn per_export(
     envoy: &Envoy,
     out: &std::path::Path,
     interval: u64,
     n: usize,
 ) -> Result<Vec<Duration>> {
-    let exports = || {
-        std::fs::read_to_string(out)
-            .map(|s| s.lines().count())
-            .unwrap_or(0)
-    };
+    let exports = || whole_pushes(out).0;
     let wait_for = |n: usize| {
         let until = Instant::now() + Duration::from_secs(interval * 4 + 30);
         while exports() < n && Instant::now() < until {

@@ -1,5 +1,5 @@
-//! OTLP: a merged scrape as one `ExportMetricsServiceRequest` (SPEC §11), the writer beside
-//! text 0.0.4 and OpenMetrics.
+//! OTLP: a merged scrape as `ExportMetricsServiceRequest`s (SPEC §11), the writer beside text
+//! 0.0.4 and OpenMetrics.
 //!
 //! It reads the engine's own output, a piece at a time as the merger hands it out, scanned by
 //! the same scanner the sources are: the applications' merged in OpenMetrics (every family
@@ -8,8 +8,11 @@
 //! ([`OtlpWriter::input`]): Envoy's counters are counters whatever their names, where OpenMetrics
 //! would make those without `_total` (and those whose names they clash with) `unknown`. It writes
 //! protobuf's wire format straight away: no message structures in between, no family held but
-//! the one being read. So a push costs about what a scrape costs, and holds the request being
-//! written, never the scrape it came from. The field numbers are opentelemetry-proto's (the
+//! the one being read. A push is cut into requests of about [`OtlpWriter::split`] bytes, each
+//! whole (the resource, its scopes, their metrics), handed out as each is full: the VM holds one
+//! request being written, never the push nor the scrape it came from, and no request outgrows
+//! what collectors take (gRPC servers refuse messages over 4 MiB unless told otherwise, the
+//! OpenTelemetry Collector's among them). A family cut in two is one Metric in each request. The field numbers are opentelemetry-proto's (the
 //! OpenTelemetry project's own `.proto` files); the tests decode every request with its prost
 //! messages, so a wrong one cannot pass.
 //!
@@ -33,6 +36,10 @@ use crate::exposition::read::scan::{Line, Sample, Scanner};
 pub const ENVOY_SCOPE: &str = "envoy";
 /// The scope of the filter's own families (`meshmetrics_*`).
 pub const SELF_SCOPE: &str = "meshmetrics";
+/// About how large a push's requests are ([`OtlpWriter::split`]): well under the 4 MiB a gRPC
+/// server takes unless told otherwise, and small enough that the VM writing one holds about
+/// what a streamed scrape holds.
+pub const REQUEST_BYTES: usize = 512 << 10;
 /// The label naming the application a sample came from; its value names the scope.
 const SCOPE_LABEL: &[u8] = b"aggregate";
 
@@ -248,29 +255,53 @@ struct Point {
     quantiles: Vec<(f64, f64)>,
 }
 
-/// The request was larger than its bound: it was not finished.
+/// The push was larger than its bound: what was past it was not written.
 #[derive(Debug, PartialEq, Eq)]
 pub struct TooLarge;
 
-/// Writes OpenMetrics text, fed a piece at a time, as one encoded `ExportMetricsServiceRequest`.
+/// Where each finished request goes (the push: Envoy's gRPC client, which copies it).
+pub type Send<'a> = &'a mut dyn FnMut(&[u8]);
+
+/// An instrumentation scope of the request being written.
+struct Scope {
+    name: Vec<u8>,
+    /// Room kept at the front of `buf` for the request's head: the largest scope carries the
+    /// request, its head written in front of its metrics, so its bulk is never copied.
+    room: usize,
+    /// `room` bytes, then the scope's Metric fields written so far.
+    buf: Vec<u8>,
+}
+
+impl Scope {
+    fn metrics(&self) -> &[u8] {
+        self.buf.get(self.room..).unwrap_or_default()
+    }
+}
+
+/// Writes OpenMetrics text, fed a piece at a time, as encoded `ExportMetricsServiceRequest`s.
 pub struct OtlpWriter<'a> {
     resource: &'a [(String, String)],
     /// Labels the filter added that the resource (and the scope) already say: left out of
     /// every point.
     identity: &'a [&'a str],
     now_ns: u64,
+    /// The bound on the whole push: every request sent and the one being written.
     limit: usize,
-    /// The request's expected size ([`OtlpWriter::expect`]).
-    expected: usize,
+    /// A request is sent once it holds this much ([`OtlpWriter::split`]).
+    request_bytes: usize,
+    send: Send<'a>,
+    /// Bytes sent so far, and in how many requests.
+    sent: usize,
+    requests: usize,
     /// The format of what is fed now ([`OtlpWriter::input`]).
     input: Format,
     starts: &'a mut StartTimes,
     scanner: Scanner,
     /// The end of a line cut by a piece's end.
     carry: Vec<u8>,
-    /// Scopes in the order first seen: the name, its Metric fields written so far.
-    scopes: Vec<(Vec<u8>, Vec<u8>)>,
-    /// Bytes held in `scopes` and `parts`, against `limit`.
+    /// Scopes in the order first seen, kept from one request to the next.
+    scopes: Vec<Scope>,
+    /// Bytes of the request being written, in `scopes` and `parts`.
     held: usize,
     over: bool,
     family: Family,
@@ -290,22 +321,27 @@ pub struct OtlpWriter<'a> {
 }
 
 impl<'a> OtlpWriter<'a> {
-    /// A request with `resource` as its resource's attributes, written at `now_ns`, at most
-    /// `limit` bytes (past it the writer stops holding more and [`OtlpWriter::finish`] says
-    /// [`TooLarge`]).
+    /// A push with `resource` as its resource's attributes, written at `now_ns`, each request
+    /// handed to `send` as it is finished: one request unless [`OtlpWriter::split`] says
+    /// otherwise, all of them at most `limit` bytes together (past it the writer stops and
+    /// [`OtlpWriter::finish`] says [`TooLarge`]).
     pub fn new(
         resource: &'a [(String, String)],
         identity: &'a [&'a str],
         now_ns: u64,
         limit: usize,
         starts: &'a mut StartTimes,
+        send: Send<'a>,
     ) -> Self {
         OtlpWriter {
             resource,
             identity,
             now_ns,
             limit,
-            expected: 0,
+            request_bytes: usize::MAX,
+            send,
+            sent: 0,
+            requests: 0,
             input: Format::OpenMetrics,
             starts,
             scanner: Scanner::default(),
@@ -327,12 +363,10 @@ impl<'a> OtlpWriter<'a> {
         }
     }
 
-    /// Says how large the request will about be (from the size of what it is read from), so
-    /// its bulk (Envoy's scope) is reserved once rather than grown: a guess, bounded by the
-    /// writer's limit;
-    /// a wrong one costs one reallocation, never a wrong byte.
-    pub fn expect(&mut self, bytes: usize) {
-        self.expected = bytes;
+    /// Sends a request as soon as it holds `bytes` (at a data point's end, so a request may
+    /// pass it by one point and its head): a push of many requests, each whole.
+    pub fn split(&mut self, bytes: usize) {
+        self.request_bytes = bytes.max(1);
     }
 
     /// What the next pieces are written in: OpenMetrics (the default: the merger's output) or
@@ -380,52 +414,74 @@ impl<'a> OtlpWriter<'a> {
         self.carry.extend_from_slice(lines);
     }
 
-    /// Ends the text and returns the encoded request.
-    pub fn finish(mut self) -> Result<Vec<u8>, TooLarge> {
+    /// Ends the text and sends what is left: the number of requests sent in all (at least
+    /// one, the resource alone when there was nothing to push).
+    pub fn finish(mut self) -> Result<usize, TooLarge> {
         self.end_input();
         if self.over {
             return Err(TooLarge);
         }
-        let kv_len = |k: &str, v: &str| {
-            let any = wire::field_len(field::ANY_VALUE_STRING, v.len());
-            wire::field_len(field::KEY_VALUE_KEY, k.len())
-                + wire::field_len(field::KEY_VALUE_VALUE, any)
-        };
-        let resource_len: usize = self
-            .resource
+        if self.held > 0 || self.requests == 0 {
+            self.send_request();
+        }
+        if self.over {
+            return Err(TooLarge);
+        }
+        Ok(self.requests)
+    }
+
+    /// The head a scope's buffer keeps room for: the request's, the resource's, and its own,
+    /// their lengths at most five bytes each.
+    fn room(&self, name: &[u8]) -> usize {
+        4 * 6 + self.resource_len() + wire::field_len(field::SCOPE_NAME, name.len())
+    }
+
+    fn resource_len(&self) -> usize {
+        self.resource
             .iter()
-            .map(|(k, v)| wire::field_len(field::RESOURCE_ATTRIBUTES, kv_len(k, v)))
-            .sum();
-        let scope_len = |name: &[u8]| {
+            .map(|(k, v)| {
+                wire::field_len(
+                    field::RESOURCE_ATTRIBUTES,
+                    key_value_len(k.as_bytes(), v.as_bytes()),
+                )
+            })
+            .sum()
+    }
+
+    /// Sends the request held: its scopes that have metrics, the largest first, carrying the
+    /// head in its room; the others after it. Every scope is then empty again.
+    fn send_request(&mut self) {
+        let scope_len = |s: &Scope| {
             wire::field_len(
                 field::SCOPE_METRICS_SCOPE,
-                wire::field_len(field::SCOPE_NAME, name.len()),
-            )
+                wire::field_len(field::SCOPE_NAME, s.name.len()),
+            ) + s.metrics().len()
         };
-        let scope_metrics_len =
-            |(name, metrics): &(Vec<u8>, Vec<u8>)| scope_len(name) + metrics.len();
+        let scope_head = |out: &mut Vec<u8>, s: &Scope| {
+            wire::head(out, field::RESOURCE_METRICS_SCOPE_METRICS, scope_len(s));
+            wire::head(
+                out,
+                field::SCOPE_METRICS_SCOPE,
+                wire::field_len(field::SCOPE_NAME, s.name.len()),
+            );
+            wire::bytes(out, field::SCOPE_NAME, &s.name);
+        };
+        let resource_len = self.resource_len();
+        let used = |s: &&Scope| !s.metrics().is_empty();
         let resource_metrics_len = wire::field_len(field::RESOURCE_METRICS_RESOURCE, resource_len)
             + self
                 .scopes
                 .iter()
-                .map(|s| {
-                    wire::field_len(field::RESOURCE_METRICS_SCOPE_METRICS, scope_metrics_len(s))
-                })
+                .filter(used)
+                .map(|s| wire::field_len(field::RESOURCE_METRICS_SCOPE_METRICS, scope_len(s)))
                 .sum::<usize>();
-        let scope_head = |out: &mut Vec<u8>, s: &(Vec<u8>, Vec<u8>)| {
-            wire::head(
-                out,
-                field::RESOURCE_METRICS_SCOPE_METRICS,
-                scope_metrics_len(s),
-            );
-            wire::head(
-                out,
-                field::SCOPE_METRICS_SCOPE,
-                wire::field_len(field::SCOPE_NAME, s.0.len()),
-            );
-            wire::bytes(out, field::SCOPE_NAME, &s.0);
-        };
-        let mut head = Vec::with_capacity(resource_len + 64);
+        let total = wire::field_len(field::REQUEST_RESOURCE_METRICS, resource_metrics_len);
+        if self.sent.saturating_add(total) > self.limit {
+            self.stop();
+            return;
+        }
+        let mut head = std::mem::take(&mut self.text);
+        head.clear();
         wire::head(
             &mut head,
             field::REQUEST_RESOURCE_METRICS,
@@ -433,35 +489,56 @@ impl<'a> OtlpWriter<'a> {
         );
         wire::head(&mut head, field::RESOURCE_METRICS_RESOURCE, resource_len);
         for (k, v) in self.resource {
-            wire::head(&mut head, field::RESOURCE_ATTRIBUTES, kv_len(k, v));
+            wire::head(
+                &mut head,
+                field::RESOURCE_ATTRIBUTES,
+                key_value_len(k.as_bytes(), v.as_bytes()),
+            );
             key_value(&mut head, k.as_bytes(), v.as_bytes());
         }
-        let mut scopes = std::mem::take(&mut self.scopes);
-        // The largest scope (Envoy's, mostly: the bulk of the request) goes first, so it can
-        // stay where it was written; the others follow in the order first seen.
-        if let Some(largest) =
-            (0..scopes.len()).max_by_key(|&i| (scopes[i].1.len(), usize::MAX - i))
-        {
-            let bulk = scopes.remove(largest);
-            scopes.insert(0, bulk);
-        }
-        let mut scopes = scopes.into_iter();
-        let Some(first) = scopes.next() else {
-            return Ok(head);
+        // The largest scope (Envoy's, mostly: the bulk of the request) carries it; the others
+        // follow in the order first seen.
+        let carrier = (0..self.scopes.len())
+            .filter(|&i| used(&&self.scopes[i]))
+            .max_by_key(|&i| (self.scopes[i].metrics().len(), usize::MAX - i));
+        let sent = match carrier {
+            None => {
+                (self.send)(&head);
+                head.len()
+            }
+            Some(c) => {
+                scope_head(&mut head, &self.scopes[c]);
+                let (before, rest) = self.scopes.split_at_mut(c);
+                let Some((carrier, after)) = rest.split_first_mut() else {
+                    return; // `c` is an index of `scopes`.
+                };
+                let end = carrier.buf.len();
+                for s in before.iter().chain(after.iter()).filter(used) {
+                    scope_head(&mut carrier.buf, s);
+                    carrier.buf.extend_from_slice(s.metrics());
+                }
+                let len = if let Some(from) = carrier.room.checked_sub(head.len()) {
+                    carrier.buf[from..carrier.room].copy_from_slice(&head);
+                    (self.send)(&carrier.buf[from..]);
+                    carrier.buf.len() - from
+                } else {
+                    // Not reached: the room is sized for the largest head. Were it short, the
+                    // request is put together in a copy rather than written wrong.
+                    head.extend_from_slice(&carrier.buf[carrier.room..]);
+                    (self.send)(&head);
+                    head.len()
+                };
+                carrier.buf.truncate(end);
+                len
+            }
         };
-        scope_head(&mut head, &first);
-        // The first scope stays where it was written; its head is put in front of it, the
-        // other scopes after it.
-        let (_, mut out) = first;
-        let n = out.len();
-        out.resize(n + head.len(), 0);
-        out.copy_within(..n, head.len());
-        out[..head.len()].copy_from_slice(&head);
-        for s in scopes {
-            scope_head(&mut out, &s);
-            out.extend_from_slice(&s.1);
+        self.text = head;
+        for s in &mut self.scopes {
+            s.buf.truncate(s.room);
         }
-        Ok(out)
+        self.sent += sent;
+        self.requests += 1;
+        self.held = 0;
     }
 
     fn line(&mut self, line: &[u8]) {
@@ -557,24 +634,21 @@ impl<'a> OtlpWriter<'a> {
             && self
                 .scopes
                 .get(self.point.scope)
-                .is_some_and(|s| s.0 == scope);
+                .is_some_and(|s| s.name == scope);
         if !same {
             self.end_point();
             if self.over {
                 return;
             }
-            let scope = match self.scopes.iter().position(|s| s.0 == scope) {
+            let scope = match self.scopes.iter().position(|s| s.name == scope) {
                 Some(i) => i,
                 None => {
-                    // Envoy's scope, the bulk of the request, is reserved at the expected size
-                    // once: grown by doubling, its abandoned smaller copies would stay in a wasm
-                    // VM's memory for good.
-                    let metrics = if scope == ENVOY_SCOPE.as_bytes() {
-                        Vec::with_capacity(self.expected.min(self.limit))
-                    } else {
-                        Vec::new()
-                    };
-                    self.scopes.push((scope.to_vec(), metrics));
+                    let room = self.room(scope);
+                    self.scopes.push(Scope {
+                        name: scope.to_vec(),
+                        room,
+                        buf: vec![0; room],
+                    });
                     self.scopes.len() - 1
                 }
             };
@@ -637,7 +711,7 @@ impl<'a> OtlpWriter<'a> {
         let kind = self.family.kind;
         let p = &mut self.point;
         let start = if kind.cumulative() {
-            let scope = self.scopes.get(p.scope).map_or(&[][..], |s| &s.0);
+            let scope = self.scopes.get(p.scope).map_or(&[][..], |s| &s.name);
             Some(p.created_ns.unwrap_or_else(|| {
                 self.starts
                     .of([scope, &self.family.name, &p.key], self.now_ns)
@@ -714,22 +788,37 @@ impl<'a> OtlpWriter<'a> {
         wire::head(out, field::DATA_POINTS, b.len());
         out.extend_from_slice(b);
         self.held += out.len() - before;
-        if self.held > self.limit {
-            // Not one byte more is held: the push is dropped as too large.
-            self.over = true;
-            self.scopes.clear();
-            self.parts.clear();
-            self.spare.clear();
+        if self.sent.saturating_add(self.held) > self.limit {
+            self.stop();
+        } else if self.held >= self.request_bytes {
+            self.write_parts();
+            self.send_request();
         }
+    }
+
+    /// The push passed its bound: not one byte more is held, nor sent; the rest of the push is
+    /// dropped as too large.
+    fn stop(&mut self) {
+        self.over = true;
+        self.scopes.clear();
+        self.parts.clear();
+        self.spare.clear();
+        self.held = 0;
     }
 
     /// The open family ends: its points, one Metric per scope that has some.
     fn end_family(&mut self) {
         self.end_point();
-        let f = &self.family;
-        if !f.open {
-            return;
+        if self.family.open {
+            self.write_parts();
+            self.family.open = false;
         }
+    }
+
+    /// The open family's points so far, one Metric per scope that has some, into the scopes:
+    /// at its end, or when a request is cut inside it.
+    fn write_parts(&mut self) {
+        let f = &self.family;
         let kind = f.kind;
         let name = utf8(f.otlp_name.as_deref().unwrap_or(&f.name));
         let help = utf8(&f.help);
@@ -753,7 +842,7 @@ impl<'a> OtlpWriter<'a> {
                 + text_len(field::METRIC_DESCRIPTION, &help)
                 + text_len(field::METRIC_UNIT, &unit)
                 + wire::field_len(kind.metric_field(), data_len);
-            if let Some((_, out)) = self.scopes.get_mut(scope) {
+            if let Some(Scope { buf: out, .. }) = self.scopes.get_mut(scope) {
                 let before = out.len();
                 wire::head(out, field::SCOPE_METRICS_METRICS, metric_len);
                 wire::bytes(out, field::METRIC_NAME, &name);
@@ -777,7 +866,6 @@ impl<'a> OtlpWriter<'a> {
             points.clear();
             self.spare.push(points);
         }
-        self.family.open = false;
     }
 }
 
@@ -808,17 +896,21 @@ fn utf8(b: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     }
 }
 
-/// Writes the whole request for `open_metrics` at once (see [`OtlpWriter`]).
+/// Writes the whole of `open_metrics` at once, as one request (see [`OtlpWriter`]).
 pub fn encode(
     open_metrics: &[u8],
     resource: &[(String, String)],
     identity: &[&str],
     now_ns: u64,
     starts: &mut StartTimes,
-) -> Result<Vec<u8>, TooLarge> {
-    let mut w = OtlpWriter::new(resource, identity, now_ns, usize::MAX, starts);
+) -> Vec<u8> {
+    let mut request = Vec::new();
+    let mut keep = |r: &[u8]| request.extend_from_slice(r);
+    let mut w = OtlpWriter::new(resource, identity, now_ns, usize::MAX, starts, &mut keep);
     w.feed(open_metrics);
-    w.finish()
+    // Without a bound, and never split: one request.
+    let _ = w.finish();
+    request
 }
 
 fn parse_f64(v: &[u8]) -> Option<f64> {
@@ -879,9 +971,25 @@ mod tests {
         now_ns: u64,
         starts: &mut StartTimes,
     ) -> ExportMetricsServiceRequest {
-        let bytes =
-            super::encode(open_metrics, resource, identity, now_ns, starts).expect("no limit");
+        let bytes = super::encode(open_metrics, resource, identity, now_ns, starts);
         ExportMetricsServiceRequest::decode(bytes.as_slice()).expect("a valid request")
+    }
+
+    /// Every request a writer sends, and how its push ended.
+    fn pushed(
+        resource: &[(String, String)],
+        limit: usize,
+        split: usize,
+        starts: &mut StartTimes,
+        feed: impl FnOnce(&mut OtlpWriter<'_>),
+    ) -> (Vec<Vec<u8>>, Result<usize, TooLarge>) {
+        let mut requests = Vec::new();
+        let mut keep = |r: &[u8]| requests.push(r.to_vec());
+        let mut w = OtlpWriter::new(resource, &[], 1, limit, starts, &mut keep);
+        w.split(split);
+        feed(&mut w);
+        let end = w.finish();
+        (requests, end)
     }
 
     const SCRAPE: &str = "# TYPE envoy_server_live gauge\nenvoy_server_live 1\n\
@@ -918,14 +1026,16 @@ envoy_cluster_upstream_rq_time_sum{envoy_cluster_name=\"a\"} 9\n\
 envoy_cluster_upstream_rq_time_count{envoy_cluster_name=\"a\"} 3";
         let app = "# TYPE jobs counter\njobs_total{aggregate=\"api\"} 2\n# EOF\n";
         let mut starts = StartTimes::default();
-        let mut w = OtlpWriter::new(&[], &["aggregate"], 7, usize::MAX, &mut starts);
+        let mut bytes = Vec::new();
+        let mut keep = |r: &[u8]| bytes = r.to_vec();
+        let mut w = OtlpWriter::new(&[], &["aggregate"], 7, usize::MAX, &mut starts, &mut keep);
         w.feed(app.as_bytes());
         w.input(Format::Text);
         // Cut anywhere, the last line without its newline.
         for piece in envoy.as_bytes().chunks(7) {
             w.feed(piece);
         }
-        let bytes = w.finish().expect("no limit");
+        assert_eq!(w.finish(), Ok(1));
         let r = ExportMetricsServiceRequest::decode(bytes.as_slice()).expect("a valid request");
         let scopes: Vec<&str> = r.resource_metrics[0]
             .scope_metrics
@@ -1060,23 +1170,141 @@ envoy_cluster_upstream_rq_time_count{envoy_cluster_name=\"a\"} 3";
             &mut StartTimes::default(),
         );
         for cut in 0..SCRAPE.len() {
-            let mut starts = StartTimes::default();
-            let mut w = OtlpWriter::new(&resource, &[], 1, usize::MAX, &mut starts);
-            w.feed(&SCRAPE.as_bytes()[..cut]);
-            w.feed(&SCRAPE.as_bytes()[cut..]);
-            assert_eq!(w.finish(), whole, "cut at {cut}");
+            let (requests, end) = pushed(
+                &resource,
+                usize::MAX,
+                usize::MAX,
+                &mut StartTimes::default(),
+                |w| {
+                    w.feed(&SCRAPE.as_bytes()[..cut]);
+                    w.feed(&SCRAPE.as_bytes()[cut..]);
+                },
+            );
+            assert_eq!(
+                (requests, end),
+                (vec![whole.clone()], Ok(1)),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    /// Every point of a push, as (scope, metric name, the point's Debug), and its metrics'
+    /// kinds: what a collector keeps of however many requests it came in.
+    fn points(requests: &[Vec<u8>]) -> Vec<(String, String, String)> {
+        let mut all = Vec::new();
+        for bytes in requests {
+            let r = ExportMetricsServiceRequest::decode(bytes.as_slice()).expect("a valid request");
+            let [rm] = r.resource_metrics.as_slice() else {
+                panic!("one resource per request: {r:?}")
+            };
+            assert_eq!(
+                rm.resource.as_ref().map(|r| r.attributes.len()),
+                Some(1),
+                "every request says whose it is"
+            );
+            for sm in &rm.scope_metrics {
+                let scope = sm.scope.as_ref().map_or("", |s| s.name.as_str());
+                for m in &sm.metrics {
+                    let (kind, points): (&str, Vec<String>) = match &m.data {
+                        Some(metric::Data::Gauge(g)) => (
+                            "gauge",
+                            g.data_points.iter().map(|p| format!("{p:?}")).collect(),
+                        ),
+                        Some(metric::Data::Sum(s)) => {
+                            assert!(s.is_monotonic);
+                            (
+                                "sum",
+                                s.data_points.iter().map(|p| format!("{p:?}")).collect(),
+                            )
+                        }
+                        Some(metric::Data::Histogram(h)) => (
+                            "histogram",
+                            h.data_points.iter().map(|p| format!("{p:?}")).collect(),
+                        ),
+                        Some(metric::Data::Summary(s)) => (
+                            "summary",
+                            s.data_points.iter().map(|p| format!("{p:?}")).collect(),
+                        ),
+                        other => panic!("{other:?}"),
+                    };
+                    assert!(!points.is_empty(), "no empty metric: {m:?}");
+                    for p in points {
+                        all.push((scope.to_owned(), format!("{} {kind}", m.name), p));
+                    }
+                }
+            }
+        }
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn a_push_split_into_requests_carries_every_point_once() {
+        let resource = [("mesh".to_owned(), "m".to_owned())];
+        // Many series per family, so families are cut inside as well as between.
+        let mut text = String::new();
+        for family in 0..4 {
+            text.push_str(&format!(
+                "# TYPE f{family} counter
+"
+            ));
+            for series in 0..40 {
+                text.push_str(&format!(
+                    "f{family}_total{{aggregate=\"app{}\",k=\"{series}\"}} {series}\n",
+                    series % 3
+                ));
+            }
+        }
+        text.push_str(SCRAPE.trim_end_matches("# EOF\n"));
+        text.push_str("# EOF\n");
+        let whole = super::encode(
+            text.as_bytes(),
+            &resource,
+            &[],
+            1,
+            &mut StartTimes::default(),
+        );
+        let expected = points(std::slice::from_ref(&whole));
+        for split in [1, 100, 700, 5_000, whole.len() / 2] {
+            let (requests, end) = pushed(
+                &resource,
+                usize::MAX,
+                split,
+                &mut StartTimes::default(),
+                |w| {
+                    for piece in text.as_bytes().chunks(33) {
+                        w.feed(piece);
+                    }
+                },
+            );
+            assert_eq!(end, Ok(requests.len()), "split at {split}");
+            assert!(requests.len() > 1, "split at {split}: one request");
+            assert_eq!(points(&requests), expected, "split at {split}");
+            // A request passes its size by at most its last point and its head.
+            for r in &requests {
+                assert!(r.len() < split + 300, "split at {split}: {} bytes", r.len());
+            }
         }
     }
 
     #[test]
-    fn a_request_over_its_bound_is_not_written() {
+    fn a_push_over_its_bound_stops_there() {
         let mut starts = StartTimes::default();
-        let whole = super::encode(SCRAPE.as_bytes(), &[], &[], 1, &mut starts).expect("no limit");
-        let mut w = OtlpWriter::new(&[], &[], 1, whole.len() / 2, &mut starts);
-        w.feed(SCRAPE.as_bytes());
-        assert_eq!(w.finish(), Err(TooLarge));
-        let mut w = OtlpWriter::new(&[], &[], 1, whole.len(), &mut starts);
-        w.feed(SCRAPE.as_bytes());
-        assert_eq!(w.finish().map(|b| b.len()), Ok(whole.len()));
+        let whole = super::encode(SCRAPE.as_bytes(), &[], &[], 1, &mut starts);
+        let (requests, end) = pushed(&[], whole.len() / 2, usize::MAX, &mut starts, |w| {
+            w.feed(SCRAPE.as_bytes())
+        });
+        assert_eq!((requests.len(), end), (0, Err(TooLarge)));
+        // Split, what was sent before the bound stays sent, and nothing past it is.
+        let (requests, end) = pushed(&[], whole.len() / 2, 60, &mut starts, |w| {
+            w.feed(SCRAPE.as_bytes())
+        });
+        assert_eq!(end, Err(TooLarge));
+        assert!(!requests.is_empty());
+        assert!(requests.iter().map(Vec::len).sum::<usize>() <= whole.len() / 2);
+        let (requests, end) = pushed(&[], whole.len(), usize::MAX, &mut starts, |w| {
+            w.feed(SCRAPE.as_bytes())
+        });
+        assert_eq!((requests, end), (vec![whole], Ok(1)));
     }
 }
