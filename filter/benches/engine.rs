@@ -92,6 +92,30 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    // The push's own path for Envoy's answer: its text, passed untouched by the merger, read a
+    // window at a time by the writer (`proxy/otel.rs` `envoy_into`), its requests cut as sent.
+    g.bench_function("envoy_2000_clusters/otlp/envoy_text", |b| {
+        b.iter(|| {
+            let mut sent = 0;
+            let mut send = |r: &[u8]| sent += black_box(r).len();
+            let mut w = OtlpWriter::new(
+                &resource,
+                &["mesh", "dataplane", "service"],
+                1,
+                usize::MAX,
+                &mut starts,
+                &mut send,
+            );
+            w.split(REQUEST_BYTES);
+            w.input(Format::Text);
+            for piece in envoy.chunks(64 << 10) {
+                w.feed(piece);
+            }
+            let _ = w.finish();
+            sent
+        })
+    });
+
     g.throughput(Throughput::Bytes(app.len() as u64));
     let labels = app_labels("app");
     // An app is never trusted, even alone.

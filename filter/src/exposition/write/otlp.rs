@@ -26,11 +26,9 @@
 //! start is its `_created` when the source gave one, else the first time this writer saw the
 //! series ([`StartTimes`]).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
-
 use crate::exposition::read::Format;
 use crate::exposition::read::scan::{Line, Sample, Scanner};
+pub use crate::exposition::write::starts::StartTimes;
 
 /// The scope of Envoy's own families.
 pub const ENVOY_SCOPE: &str = "envoy";
@@ -42,33 +40,6 @@ pub const SELF_SCOPE: &str = "meshmetrics";
 pub const REQUEST_BYTES: usize = 512 << 10;
 /// The label naming the application a sample came from; its value names the scope.
 const SCOPE_LABEL: &[u8] = b"aggregate";
-
-/// When each cumulative series was first seen, for the start of its points. Bounded: past
-/// [`StartTimes::MAX`] series it starts over (their starts move to now, which a collector reads
-/// as a reset, never as a wrong rate).
-#[derive(Default)]
-pub struct StartTimes {
-    first: HashMap<u64, u64>,
-    // SipHash, keyed per VM: an application chooses its label values.
-    hasher: std::collections::hash_map::RandomState,
-}
-
-impl StartTimes {
-    pub const MAX: usize = 1 << 20;
-
-    fn of(&mut self, key: [&[u8]; 3], now_ns: u64) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        for part in key {
-            h.write(part);
-            h.write_u8(0xff);
-        }
-        let k = h.finish();
-        if self.first.len() >= Self::MAX && !self.first.contains_key(&k) {
-            self.first.clear();
-        }
-        *self.first.entry(k).or_insert(now_ns)
-    }
-}
 
 /// Protobuf's wire format, as much of it as OTLP's messages need.
 mod wire {
@@ -310,6 +281,9 @@ pub struct OtlpWriter<'a> {
     early_unit: Vec<u8>,
     /// The open family's points, per scope: (scope index, encoded DataPoint fields).
     parts: Vec<(usize, Vec<u8>)>,
+    /// Points in `parts` whose start is still to be looked up: (the series' hash, the part,
+    /// where the start's 8 bytes are in it).
+    unresolved: Vec<(u64, usize, usize)>,
     spare: Vec<Vec<u8>>,
     point: Point,
     key: Vec<u8>,
@@ -353,6 +327,7 @@ impl<'a> OtlpWriter<'a> {
             early_help: Vec::new(),
             early_unit: Vec::new(),
             parts: Vec::new(),
+            unresolved: Vec::new(),
             spare: Vec::new(),
             point: Point::default(),
             key: Vec::new(),
@@ -418,6 +393,7 @@ impl<'a> OtlpWriter<'a> {
     /// one, the resource alone when there was nothing to push).
     pub fn finish(mut self) -> Result<usize, TooLarge> {
         self.end_input();
+        self.starts.settle();
         if self.over {
             return Err(TooLarge);
         }
@@ -559,6 +535,9 @@ impl<'a> OtlpWriter<'a> {
                 };
                 to.clear();
                 unescape_into(to, text);
+                if std::str::from_utf8(to).is_err() {
+                    *to = String::from_utf8_lossy(to).into_owned().into_bytes();
+                }
             }
             Line::Unit { name, unit } => {
                 let to = if self.family.open && self.family.name == name {
@@ -614,6 +593,11 @@ impl<'a> OtlpWriter<'a> {
         };
         let bound_label = kind.bound_label();
         let mut bound = None;
+        // A gauge's sample is a whole point, and so is a counter's in text (no `_created`):
+        // no other line joins it. The key tells a point's lines apart and names a cumulative
+        // series for its start; a gauge needs neither.
+        let alone = kind == Kind::Gauge || (kind == Kind::Counter && self.input == Format::Text);
+        let keyed = !alone || kind.cumulative();
         self.key.clear();
         for l in &self.scanner.labels {
             let (n, v) = (l.name.of(line), l.value.of(line));
@@ -622,14 +606,15 @@ impl<'a> OtlpWriter<'a> {
             }
             if n == bound_label {
                 bound = parse_f64(v);
-            } else if !self.identity.iter().any(|i| i.as_bytes() == n) {
+            } else if keyed && !self.identity.iter().any(|i| i.as_bytes() == n) {
                 self.key.extend_from_slice(n);
                 self.key.push(b'=');
                 self.key.extend_from_slice(v);
                 self.key.push(0xff);
             }
         }
-        let same = self.point.open
+        let same = !alone
+            && self.point.open
             && self.point.key == self.key
             && self
                 .scopes
@@ -669,12 +654,13 @@ impl<'a> OtlpWriter<'a> {
                 if n == bound_label || self.identity.iter().any(|i| i.as_bytes() == n) {
                     continue;
                 }
+                // The scanner took only valid UTF-8 names and values (a line that is not, is
+                // not a sample), and unescaping keeps it so.
                 self.text.clear();
                 unescape_into(&mut self.text, v);
-                let n = utf8(n);
-                let len = key_value_len(&n, &self.text);
+                let len = key_value_len(n, &self.text);
                 wire::head(&mut p.attributes, field, len);
-                key_value(&mut p.attributes, &n, &self.text);
+                key_value(&mut p.attributes, n, &self.text);
             }
         }
         let p = &mut self.point;
@@ -710,18 +696,23 @@ impl<'a> OtlpWriter<'a> {
         self.point.open = false;
         let kind = self.family.kind;
         let p = &mut self.point;
-        let start = if kind.cumulative() {
-            let scope = self.scopes.get(p.scope).map_or(&[][..], |s| &s.name);
-            Some(p.created_ns.unwrap_or_else(|| {
-                self.starts
-                    .of([scope, &self.family.name, &p.key], self.now_ns)
-            }))
-        } else {
-            None
+        // A cumulative point's start: its `_created`, or when the series was first seen, which
+        // is looked up with the family's other points (`resolve_starts`): 0 until then.
+        let mut later = None;
+        let start = match (kind.cumulative(), p.created_ns) {
+            (false, _) => None,
+            (true, Some(created)) => Some(created),
+            (true, None) => {
+                let scope = self.scopes.get(p.scope).map_or(&[][..], |s| &s.name);
+                later = Some(self.starts.hash([scope, &self.family.name, &p.key]));
+                Some(0)
+            }
         };
         let b = &mut self.body;
         b.clear();
         b.extend_from_slice(&p.attributes);
+        // Where the start's 8 bytes are in the body: after its one-byte key.
+        let start_at = b.len() + 1;
         if let Some(start) = start {
             wire::fixed64(b, field::POINT_START, start);
         }
@@ -786,6 +777,9 @@ impl<'a> OtlpWriter<'a> {
         let out = &mut self.parts[part].1;
         let before = out.len();
         wire::head(out, field::DATA_POINTS, b.len());
+        if let Some(hash) = later {
+            self.unresolved.push((hash, part, out.len() + start_at));
+        }
         out.extend_from_slice(b);
         self.held += out.len() - before;
         if self.sent.saturating_add(self.held) > self.limit {
@@ -802,6 +796,7 @@ impl<'a> OtlpWriter<'a> {
         self.over = true;
         self.scopes.clear();
         self.parts.clear();
+        self.unresolved.clear();
         self.spare.clear();
         self.held = 0;
     }
@@ -815,9 +810,25 @@ impl<'a> OtlpWriter<'a> {
         }
     }
 
+    /// The starts of the open family's points that wait for one, looked up together: no lookup
+    /// waits for another, so their cache misses overlap.
+    fn resolve_starts(&mut self) {
+        for (hash, part, at) in self.unresolved.drain(..) {
+            let start = self.starts.start(hash, self.now_ns);
+            if let Some(slot) = self
+                .parts
+                .get_mut(part)
+                .and_then(|(_, buf)| buf.get_mut(at..at + 8))
+            {
+                slot.copy_from_slice(&start.to_le_bytes());
+            }
+        }
+    }
+
     /// The open family's points so far, one Metric per scope that has some, into the scopes:
     /// at its end, or when a request is cut inside it.
     fn write_parts(&mut self) {
+        self.resolve_starts();
         let f = &self.family;
         let kind = f.kind;
         let name = utf8(f.otlp_name.as_deref().unwrap_or(&f.name));
@@ -926,9 +937,8 @@ fn parse_f64(v: &[u8]) -> Option<f64> {
     }
 }
 
-/// A label value or HELP text as written (`\\`, `\"`, `\n` escaped) as its text, in UTF-8.
+/// A label value or HELP text as written (`\\`, `\"`, `\n` escaped) as its text.
 fn unescape_into(out: &mut Vec<u8>, v: &[u8]) {
-    let start = out.len();
     if !v.contains(&b'\\') {
         out.extend_from_slice(v);
     } else {
@@ -944,11 +954,6 @@ fn unescape_into(out: &mut Vec<u8>, v: &[u8]) {
                 out.push(b);
             }
         }
-    }
-    if std::str::from_utf8(&out[start..]).is_err() {
-        let fixed = String::from_utf8_lossy(&out[start..]).into_owned();
-        out.truncate(start);
-        out.extend_from_slice(fixed.as_bytes());
     }
 }
 
