@@ -708,17 +708,43 @@ impl<'a> OtlpWriter<'a> {
                 Some(0)
             }
         };
+        let part = match self.parts.iter().position(|(s, _)| *s == p.scope) {
+            Some(i) => i,
+            None => {
+                let buf = self.spare.pop().unwrap_or_default();
+                self.parts.push((p.scope, buf));
+                self.parts.len() - 1
+            }
+        };
+        // Where the start's 8 bytes are in the point: after its attributes and its one-byte key.
+        let start_at = p.attributes.len() + 1;
+        let out = &mut self.parts[part].1;
+        let before = out.len();
+        if let Kind::Gauge | Kind::Counter = kind {
+            // Most points: their size is known, so they are written where they go.
+            let len = p.attributes.len() + start.map_or(0, |_| wire::FIXED) + 2 * wire::FIXED;
+            wire::head(out, field::DATA_POINTS, len);
+            if let Some(hash) = later {
+                self.unresolved.push((hash, part, out.len() + start_at));
+            }
+            out.extend_from_slice(&p.attributes);
+            if let Some(start) = start {
+                wire::fixed64(out, field::POINT_START, start);
+            }
+            wire::fixed64(out, field::POINT_TIME, p.time_ns);
+            wire::double(out, field::NUMBER_AS_DOUBLE, p.value);
+            self.held += out.len() - before;
+            return self.after_point();
+        }
         let b = &mut self.body;
         b.clear();
         b.extend_from_slice(&p.attributes);
-        // Where the start's 8 bytes are in the body: after its one-byte key.
-        let start_at = b.len() + 1;
         if let Some(start) = start {
             wire::fixed64(b, field::POINT_START, start);
         }
         wire::fixed64(b, field::POINT_TIME, p.time_ns);
         match kind {
-            Kind::Gauge | Kind::Counter => wire::double(b, field::NUMBER_AS_DOUBLE, p.value),
+            Kind::Gauge | Kind::Counter => {}
             Kind::Histogram => {
                 p.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
                 self.bounds.clear();
@@ -766,22 +792,19 @@ impl<'a> OtlpWriter<'a> {
                 }
             }
         }
-        let part = match self.parts.iter().position(|(s, _)| *s == p.scope) {
-            Some(i) => i,
-            None => {
-                let buf = self.spare.pop().unwrap_or_default();
-                self.parts.push((p.scope, buf));
-                self.parts.len() - 1
-            }
-        };
         let out = &mut self.parts[part].1;
-        let before = out.len();
         wire::head(out, field::DATA_POINTS, b.len());
         if let Some(hash) = later {
             self.unresolved.push((hash, part, out.len() + start_at));
         }
         out.extend_from_slice(b);
         self.held += out.len() - before;
+        self.after_point();
+    }
+
+    /// A point was written: past the push's bound it stops; past a request's size the
+    /// request is sent.
+    fn after_point(&mut self) {
         if self.sent.saturating_add(self.held) > self.limit {
             self.stop();
         } else if self.held >= self.request_bytes {
@@ -1290,6 +1313,28 @@ envoy_cluster_upstream_rq_time_count{envoy_cluster_name=\"a\"} 3";
                 assert!(r.len() < split + 300, "split at {split}: {} bytes", r.len());
             }
         }
+    }
+
+    #[test]
+    fn only_utf8_reaches_the_request() {
+        // A label value that is not UTF-8 makes its line no sample: the scanner says so, and
+        // the writer writes what the scanner took, unchecked. Valid UTF-8 and escapes pass.
+        let mut text = b"# TYPE g gauge\ng{path=\"caf\xc3\xa9 \\\"q\\\"\"} 1\ng{path=\"".to_vec();
+        text.extend_from_slice(b"bad\xff\xfe\"} 2\n# EOF\n");
+        let r = ExportMetricsServiceRequest::decode(
+            super::encode(&text, &[], &[], 1, &mut StartTimes::default()).as_slice(),
+        )
+        .expect("a valid request: protobuf strings are UTF-8");
+        let Some(metric::Data::Gauge(g)) = &metrics(&r, ENVOY_SCOPE)[0].data else {
+            panic!("{r:?}")
+        };
+        assert_eq!(g.data_points.len(), 1, "{g:?}");
+        assert_eq!(
+            g.data_points[0].attributes[0].value,
+            Some(AnyValue {
+                value: Some(any_value::Value::StringValue("café \"q\"".into()))
+            })
+        );
     }
 
     #[test]
