@@ -2,10 +2,12 @@
 //!
 //! One real Envoy with `--clusters` (2,000) clusters, every stat rendered, the Basic profile, and
 //! an OpenTelemetry backend pushing every `--interval` seconds (5) to a real OTLP receiver
-//! (`tests/otlp_receiver.py`). Envoy's CPU is read (its threads' `schedstat`) between one export's
-//! arrival and the next: one push, plus what an idle Envoy does in an interval (its stats
-//! flush). Then `--scrapes` scrapes of
-//! the same rules' Prometheus listener, each read around itself, in text and in OpenMetrics. The pushing VM's memory
+//! (`tests/otlp_receiver.py`). Envoy's CPU is read (its threads' `schedstat`) between one push's
+//! arrival (all its requests) and the next: one push, plus what an idle Envoy does in an
+//! interval (its stats flush). In each interval, once the push is in, the same Envoy is scraped
+//! on the same rules' Prometheus listener, once in text and once in OpenMetrics, each read around
+//! itself and taken out of the interval: push and scrape are measured side by side, so the
+//! machine's drift over minutes moves both. The pushing VM's memory
 //! (`meshmetrics_otel_vm_memory_bytes`, which it sets after each push), against the largest VM
 //! that answers scrapes (`meshmetrics_wasm_memory_bytes`) on an Envoy where none pushes.
 //!
@@ -34,7 +36,7 @@ fn main() -> Result<()> {
     let [clusters, interval, pushes, scrapes] = numeric_flags([
         ("clusters", 2000),
         ("interval", 5),
-        ("pushes", 6),
+        ("pushes", 8),
         ("scrapes", 10),
     ])?;
     let (clusters, interval) = (clusters as usize, interval.max(1));
@@ -75,16 +77,14 @@ fn main() -> Result<()> {
         true,
     );
     let pid = envoy.pid();
-    let per_push = per_export(&envoy, &out, interval, pushes)?;
-    let (whole, requests) = whole_pushes(&out);
-    let requests_per_push = requests as f64 / whole.max(1) as f64;
-    let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     let url = format!("http://127.0.0.1:{metrics_port}/metrics");
-    // Two scrapes of the same data: in text (Envoy's families pass untouched) and in
-    // OpenMetrics, which Prometheus asks for first by default (every line read and written).
+    // Two scrapes of the same data in each interval, once the push is in: in text (Envoy's
+    // families pass untouched) and in OpenMetrics, which Prometheus asks for first by default
+    // (every line read and written).
     const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0";
     let (mut per_scrape, mut per_scrape_om) = (Vec::new(), Vec::new());
-    for _ in 0..scrapes {
+    let mut scrape_both = || -> Result<Duration> {
+        let mut own = Duration::ZERO;
         for (accept, per) in [
             ("text/plain", &mut per_scrape),
             (OPENMETRICS, &mut per_scrape_om),
@@ -92,14 +92,19 @@ fn main() -> Result<()> {
             let c = thread_cpu_seconds(pid);
             let s = get(&url, &[("accept", accept)]);
             std::thread::sleep(Duration::from_millis(3));
-            per.push(Duration::from_secs_f64(
-                (thread_cpu_seconds(pid) - c).max(0.0),
-            ));
+            let took = Duration::from_secs_f64((thread_cpu_seconds(pid) - c).max(0.0));
+            per.push(took);
+            own += took;
             if s.status != 200 {
                 bail!("scrape ({accept}): {}", s.status);
             }
         }
-    }
+        Ok(own)
+    };
+    let per_push = per_export(&envoy, &out, interval, pushes, &mut scrape_both)?;
+    let (whole, requests) = whole_pushes(&out);
+    let requests_per_push = requests as f64 / whole.max(1) as f64;
+    let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     let last = get(&url, &[("accept", "text/plain")]);
     // The pushing VM, as it reports itself in shared data: whichever worker answers.
     let vm_pushing = self_value(&last.body, "meshmetrics_otel_vm_memory_bytes ");
@@ -131,7 +136,7 @@ fn main() -> Result<()> {
         ([127, 0, 0, 1], free_port()).into(),
         false,
     );
-    let per_sink = per_export(&sink, &sink_out, interval, pushes)?;
+    let per_sink = per_export(&sink, &sink_out, interval, pushes, &mut || Ok(Duration::ZERO))?;
     // The scraping VMs, on this Envoy where no VM pushes: the largest any scrape reports, in
     // text (Envoy's families passed through) and in OpenMetrics (every line merged).
     let sink_url = format!("http://127.0.0.1:{metrics_port}/metrics");
@@ -191,7 +196,7 @@ fn main() -> Result<()> {
     let (scrape_om_ms, _) = spread(per_scrape_om);
     let request = if pushed > 0.0 { sent / pushed } else { 0.0 };
     println!(
-        "N = {clusters} clusters, every stat, the Basic profile; a push every {interval} s to a real OTLP receiver; {pushes} pushes, {scrapes} scrapes.\n"
+        "N = {clusters} clusters, every stat, the Basic profile; a push every {interval} s to a real OTLP receiver; {pushes} pushes, each interval's two scrapes (text, OpenMetrics) beside its push on the same Envoy; medians.\n"
     );
     println!(
         "| Envoy CPU per push interval / an idle Envoy's / the push (the difference) | per scrape of the same rules, text / OpenMetrics | push / scrape, text / OpenMetrics | OTLP push, in requests | scrape body | VM: the pushing one / the largest scraping one, text / OpenMetrics | Envoy's own OTel stat sink (every stat): CPU per interval / beyond idle / its request |\n|---|---|---|---|---|---|---|"
@@ -257,11 +262,15 @@ fn whole_pushes(out: &std::path::Path) -> (usize, usize) {
 
 /// Envoy's CPU from one push's arrival at the receiver (its requests, lines of `out`) to the
 /// next, for `n` pushes: one push, plus what an idle Envoy does in an interval.
+///
+/// `between` runs once each push is in, before the next: what it returns (the CPU of its own
+/// work, measured around it) is taken out of the interval.
 fn per_export(
     envoy: &Envoy,
     out: &std::path::Path,
     interval: u64,
     n: usize,
+    between: &mut dyn FnMut() -> Result<Duration>,
 ) -> Result<Vec<Duration>> {
     let exports = || whole_pushes(out).0;
     let wait_for = |n: usize| {
@@ -283,8 +292,9 @@ fn per_export(
             bail!("an export did not arrive; {}", envoy.log());
         }
         seen = exports();
+        let own = between()?;
         let now = thread_cpu_seconds(pid);
-        per.push(Duration::from_secs_f64((now - cpu).max(0.0)));
+        per.push(Duration::from_secs_f64((now - cpu).max(0.0)).saturating_sub(own));
         cpu = now;
     }
     Ok(per)
