@@ -136,7 +136,9 @@ fn main() -> Result<()> {
         ([127, 0, 0, 1], free_port()).into(),
         false,
     );
-    let per_sink = per_export(&sink, &sink_out, interval, pushes, &mut || Ok(Duration::ZERO))?;
+    let per_sink = per_export(&sink, &sink_out, interval, pushes, &mut || {
+        Ok(Duration::ZERO)
+    })?;
     // The scraping VMs, on this Envoy where no VM pushes: the largest any scrape reports, in
     // text (Envoy's families passed through) and in OpenMetrics (every line merged).
     let sink_url = format!("http://127.0.0.1:{metrics_port}/metrics");
