@@ -29,6 +29,29 @@ fn app_labels(name: &str) -> LabelSet {
     .expect("valid labels")
 }
 
+/// One push as `proxy/otel.rs` writes it, fed by `feed`: its requests cut at the push's size,
+/// each handed over as sent (Envoy's gRPC client copies it). The bytes sent.
+fn push(
+    resource: &[(String, String)],
+    starts: &mut StartTimes,
+    feed: impl FnOnce(&mut OtlpWriter<'_>),
+) -> usize {
+    let mut sent = 0;
+    let mut send = |r: &[u8]| sent += black_box(r).len();
+    let mut w = OtlpWriter::new(
+        resource,
+        &["mesh", "dataplane", "service"],
+        1,
+        usize::MAX,
+        starts,
+        &mut send,
+    );
+    w.split(REQUEST_BYTES);
+    feed(&mut w);
+    let _ = w.finish();
+    sent
+}
+
 fn bench(c: &mut Criterion) {
     let envoy = inputs::envoy(2000);
     let app = inputs::app(1 << 20);
@@ -72,23 +95,11 @@ fn bench(c: &mut Criterion) {
     let mut starts = StartTimes::default();
     g.bench_function("envoy_2000_clusters/otlp/3_labels", |b| {
         b.iter(|| {
-            // Each request as the push sends it: Envoy's gRPC client copies it.
-            let mut sent = 0;
-            let mut send = |r: &[u8]| sent += black_box(r).len();
-            let mut w = OtlpWriter::new(
-                &resource,
-                &["mesh", "dataplane", "service"],
-                1,
-                usize::MAX,
-                &mut starts,
-                &mut send,
-            );
-            w.split(REQUEST_BYTES);
-            merger.begin(Format::OpenMetrics, None);
-            merger.add_source(&envoy, Format::Text, &identity);
-            merger.finish_into(&mut |piece| w.feed(piece));
-            let _ = w.finish();
-            sent
+            push(&resource, &mut starts, |w| {
+                merger.begin(Format::OpenMetrics, None);
+                merger.add_source(&envoy, Format::Text, &identity);
+                merger.finish_into(&mut |piece| w.feed(piece));
+            })
         })
     });
 
@@ -96,23 +107,12 @@ fn bench(c: &mut Criterion) {
     // window at a time by the writer (`proxy/otel.rs` `envoy_into`), its requests cut as sent.
     g.bench_function("envoy_2000_clusters/otlp/envoy_text", |b| {
         b.iter(|| {
-            let mut sent = 0;
-            let mut send = |r: &[u8]| sent += black_box(r).len();
-            let mut w = OtlpWriter::new(
-                &resource,
-                &["mesh", "dataplane", "service"],
-                1,
-                usize::MAX,
-                &mut starts,
-                &mut send,
-            );
-            w.split(REQUEST_BYTES);
-            w.input(Format::Text);
-            for piece in envoy.chunks(64 << 10) {
-                w.feed(piece);
-            }
-            let _ = w.finish();
-            sent
+            push(&resource, &mut starts, |w| {
+                w.input(Format::Text);
+                for piece in envoy.chunks(64 << 10) {
+                    w.feed(piece);
+                }
+            })
         })
     });
 
