@@ -10,8 +10,9 @@ Each accepted export is one line of JSON in OUT (protobuf's JSON mapping, field 
 the .proto, plus "received_at"). MODE_FILE says how to answer, read at every export: `ok`,
 `unavailable` (UNAVAILABLE), `exhausted` (RESOURCE_EXHAUSTED), `slow` (answers after 5 s),
 `garbage` (an OK status with bytes that are no ExportMetricsServiceResponse), `quiet` (answers
-OK at once and keeps only each export's size and its number of data points per metric name:
-for large pushes, where turning megabytes into JSON would make the receiver the slow part).
+OK at once and keeps only each export's size, its number of data points per metric name and
+its first point's time, which tells the pushes apart: for large pushes, where turning megabytes
+into JSON would make the receiver the slow part).
 
 It takes what gRPC servers take by default, the OpenTelemetry Collector's among them: messages
 of at most 4 MiB. Larger ones are refused (RESOURCE_EXHAUSTED) before they reach `export`.
@@ -50,13 +51,16 @@ def export(request, context):
         time.sleep(5)
     if m == "quiet":
         points = {}
+        first = None
         for rm in request.resource_metrics:
             for sm in rm.scope_metrics:
                 for metric in sm.metrics:
                     kind = metric.WhichOneof("data")
-                    n = len(getattr(metric, kind).data_points) if kind else 0
-                    points[metric.name] = points.get(metric.name, 0) + n
-        record = {"bytes": request.ByteSize(), "points": points}
+                    data = getattr(metric, kind).data_points if kind else []
+                    points[metric.name] = points.get(metric.name, 0) + len(data)
+                    if first is None and len(data):
+                        first = data[0].time_unix_nano
+        record = {"bytes": request.ByteSize(), "points": points, "time": first}
     else:
         record = MessageToDict(request, preserving_proto_field_name=True)
     record["received_at"] = time.time()

@@ -342,21 +342,21 @@ fn a_push_larger_than_a_collector_takes_arrives_in_requests_it_takes() {
     }
     let shop = app(Reply::text(big));
     let proxy = proxy(&receiver, shop.addr.port());
-    // One whole push: its requests (received within a second of each other) carry every series:
-    // (received at, points, the largest request's bytes, requests).
+    // One whole push: its requests (their points all written at the push's time) carry every
+    // series: (the push's time, points, the largest request's bytes, requests).
     let whole = || {
-        let exports = receiver.exports();
         let points = |e: &Value| e["points"]["wide_gauge"].as_u64().unwrap_or(0);
-        let mut by_push: Vec<(f64, u64, u64, usize)> = Vec::new();
-        for e in &exports {
-            let at = e["received_at"].as_f64().unwrap_or(0.0);
-            match by_push.last_mut() {
-                Some(p) if at - p.0 < 0.9 => {
+        let mut by_push: Vec<(u64, u64, u64, usize)> = Vec::new();
+        for e in &receiver.exports() {
+            let time = e["time"].as_u64().unwrap_or(0);
+            let bytes = e["bytes"].as_u64().unwrap_or(0);
+            match by_push.iter_mut().find(|p| p.0 == time) {
+                Some(p) => {
                     p.1 += points(e);
-                    p.2 = p.2.max(e["bytes"].as_u64().unwrap_or(0));
+                    p.2 = p.2.max(bytes);
                     p.3 += 1;
                 }
-                _ => by_push.push((at, points(e), e["bytes"].as_u64().unwrap_or(0), 1)),
+                None => by_push.push((time, points(e), bytes, 1)),
             }
         }
         by_push.into_iter().find(|p| p.1 == SERIES as u64)

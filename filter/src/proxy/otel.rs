@@ -7,7 +7,7 @@
 //! writer cuts the push into requests of about [`REQUEST_BYTES`], each sent to the collector's
 //! cluster through Envoy's gRPC client as soon as it is written: the VM holds one request
 //! being written, never Envoy's answer nor the whole push, and no request is larger than a
-//! collector takes by default (4 MiB).
+//! collector takes by default (4 MiB) unless one data point alone is.
 //!
 //! - **One VM per Envoy pushes**, not one per worker: the pusher is elected in Envoy's shared
 //!   data (`meshmetrics/otel/leader`: its id and until when), taken by compare-and-swap when
@@ -246,6 +246,8 @@ struct Exporting {
     accepted: u64,
     /// Why the push failed, the first reason seen.
     failure: Option<&'static str>,
+    /// When the last request's deadline passes (ms since the epoch).
+    until_ms: u64,
 }
 
 impl Pusher {
@@ -320,10 +322,13 @@ impl Pusher {
             .as_ref()
             .map_or(10_000, |o| o.timeout_ms);
         if let Some(started) = self.started {
-            if t.duration_since(started).unwrap_or_default() > Duration::from_millis(timeout) + TICK
-            {
-                // Envoy answers every call it took within its timeout; this is the guard if not.
-                self.fail("timeout");
+            // Envoy answers every call it took within its timeout; this is the guard if not.
+            let until = self
+                .export
+                .as_ref()
+                .map_or_else(|| millis(started).saturating_add(timeout), |e| e.until_ms);
+            if now_ms > until.saturating_add(TICK.as_millis() as u64) {
+                self.end_export(Some("timeout"));
             }
             return;
         }
@@ -450,18 +455,22 @@ impl Pusher {
             .map(|l| (l.name.clone(), l.value.clone()))
             .collect();
         let limit = usize::try_from(self.plugin.config.max_scrape_bytes).unwrap_or(usize::MAX);
-        let elapsed = t
-            .duration_since(self.started.unwrap_or(t))
-            .unwrap_or_default();
-        let left = Duration::from_millis(o.timeout_ms)
-            .saturating_sub(elapsed)
-            .max(Duration::from_millis(100));
+        let started = self.started.unwrap_or(t);
+        let timeout = Duration::from_millis(o.timeout_ms);
         let mut export = Exporting::default();
-        // Each request is sent as soon as it is written; Envoy's gRPC client copies it.
+        // Each request is sent as soon as it is written; Envoy's gRPC client copies it. Each
+        // gets what is left of the push's time when it leaves (at least 100 ms).
         let mut send = |request: &[u8]| {
             if export.failure.is_some() {
                 return;
             }
+            let at = now();
+            let left = timeout
+                .saturating_sub(at.duration_since(started).unwrap_or_default())
+                .max(Duration::from_millis(100));
+            export.until_ms = export
+                .until_ms
+                .max(millis(at).saturating_add(left.as_millis() as u64));
             match hostcalls::dispatch_grpc_call(
                 &o.cluster,
                 SERVICE,
@@ -531,11 +540,22 @@ impl Pusher {
                 e.failure.get_or_insert(reason);
             }
         }
-        if !e.calls.is_empty() {
-            return;
+        if e.calls.is_empty() {
+            self.end_export(None);
         }
+    }
+
+    /// The push's requests are answered, or `late` says why not all of them are: counted by
+    /// its first reason, the bytes the collector took counted either way.
+    fn end_export(&mut self, late: Option<&'static str>) {
+        let Some(e) = self.export.take() else {
+            return match late {
+                Some(reason) => self.fail(reason),
+                None => self.done(),
+            };
+        };
         counts::add("meshmetrics/otel/bytes", e.accepted);
-        match e.failure {
+        match e.failure.or(late) {
             Some(reason) => self.fail(reason),
             None => {
                 counts::add("meshmetrics/otel/pushes", 1);

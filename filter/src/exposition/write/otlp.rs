@@ -272,6 +272,8 @@ pub struct OtlpWriter<'a> {
     carry: Vec<u8>,
     /// Scopes in the order first seen, kept from one request to the next.
     scopes: Vec<Scope>,
+    /// The scope that carried the last request (see [`Scope::room`]).
+    carrier: Option<usize>,
     /// Bytes of the request being written, in `scopes` and `parts`.
     held: usize,
     over: bool,
@@ -321,6 +323,7 @@ impl<'a> OtlpWriter<'a> {
             scanner: Scanner::default(),
             carry: Vec::new(),
             scopes: Vec::new(),
+            carrier: None,
             held: 0,
             over: false,
             family: Family::default(),
@@ -511,6 +514,14 @@ impl<'a> OtlpWriter<'a> {
         self.text = head;
         for s in &mut self.scopes {
             s.buf.truncate(s.room);
+        }
+        // A scope that carried a request keeps a request's capacity: only the last carrier
+        // does, so the VM holds about one request whichever scopes carry.
+        if let Some(c) = carrier
+            && let Some(before) = self.carrier.replace(c).filter(|&b| b != c)
+            && let Some(s) = self.scopes.get_mut(before)
+        {
+            s.buf.shrink_to(s.room);
         }
         self.sent += sent;
         self.requests += 1;
@@ -1335,6 +1346,39 @@ envoy_cluster_upstream_rq_time_count{envoy_cluster_name=\"a\"} 3";
                 value: Some(any_value::Value::StringValue("café \"q\"".into()))
             })
         );
+    }
+
+    #[test]
+    fn only_the_last_carrier_keeps_a_requests_capacity() {
+        // Two apps, each the larger in turn: each carries requests.
+        let mut text = String::new();
+        for (family, app) in [("f", "a"), ("g", "b"), ("h", "a"), ("i", "b")] {
+            text.push_str(&format!("# TYPE {family} gauge\n"));
+            for i in 0..400 {
+                text.push_str(&format!("{family}{{aggregate=\"{app}\",k=\"{i}\"}} 1\n"));
+            }
+        }
+        let mut starts = StartTimes::default();
+        let mut sent = 0;
+        let mut count = |_: &[u8]| sent += 1;
+        let mut w = OtlpWriter::new(&[], &[], 1, usize::MAX, &mut starts, &mut count);
+        w.split(4_000);
+        w.feed(text.as_bytes());
+        let large = w
+            .scopes
+            .iter()
+            .filter(|s| s.buf.capacity() > 2 * 4_000)
+            .count();
+        assert_eq!(
+            large,
+            1,
+            "{:?}",
+            w.scopes
+                .iter()
+                .map(|s| s.buf.capacity())
+                .collect::<Vec<_>>()
+        );
+        assert!(w.finish().is_ok_and(|n| n > 2));
     }
 
     #[test]

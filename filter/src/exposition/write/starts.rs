@@ -108,8 +108,8 @@ impl StartTimes {
         self.index.push(self.seen.len() as u32);
     }
 
-    /// The push ended: the series it saw first join the table, in place (merged from the back),
-    /// so the table is never held twice.
+    /// The push ended: the series it saw first join the table, merged from the back into the
+    /// table's own buffer (grown once, by what joins), never into a second table.
     pub(crate) fn settle(&mut self) {
         if self.fresh.is_empty() {
             return;
@@ -122,6 +122,8 @@ impl StartTimes {
             self.seen.clear();
         }
         if self.seen.is_empty() {
+            // Its spare capacity (it grew by doubling) is given back.
+            fresh.shrink_to_fit();
             self.seen = fresh;
             self.reindex();
             return;
