@@ -37,7 +37,10 @@ fn push(
     feed: impl FnOnce(&mut OtlpWriter<'_>),
 ) -> usize {
     let mut sent = 0;
-    let mut send = |r: &[u8]| sent += black_box(r).len();
+    let mut send = |r: &[u8]| {
+        sent += black_box(r).len();
+        true
+    };
     let mut w = OtlpWriter::new(
         resource,
         &["mesh", "dataplane", "service"],

@@ -461,9 +461,6 @@ impl Pusher {
         // Each request is sent as soon as it is written; Envoy's gRPC client copies it. Each
         // gets what is left of the push's time when it leaves (at least 100 ms).
         let mut send = |request: &[u8]| {
-            if export.failure.is_some() {
-                return;
-            }
             let at = now();
             let left = timeout
                 .saturating_sub(at.duration_since(started).unwrap_or_default())
@@ -481,10 +478,13 @@ impl Pusher {
             ) {
                 Ok(token) => {
                     export.calls.insert(token, request.len());
+                    true
                 }
                 Err(e) => {
+                    // The rest of the push is not written: it could not go either.
                     log(LogLevel::Warn, &format!("OTLP export not sent: {e:?}"));
                     export.failure = Some("not_dispatched");
+                    false
                 }
             }
         };

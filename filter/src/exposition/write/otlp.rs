@@ -230,8 +230,10 @@ struct Point {
 #[derive(Debug, PartialEq, Eq)]
 pub struct TooLarge;
 
-/// Where each finished request goes (the push: Envoy's gRPC client, which copies it).
-pub type Send<'a> = &'a mut dyn FnMut(&[u8]);
+/// Where each finished request goes (the push: Envoy's gRPC client, which copies it). It says
+/// whether the push goes on: `false` (the request could not be sent) ends the push there, and
+/// nothing more is written.
+pub type Send<'a> = &'a mut dyn FnMut(&[u8]) -> bool;
 
 /// An instrumentation scope of the request being written.
 struct Scope {
@@ -276,7 +278,9 @@ pub struct OtlpWriter<'a> {
     carrier: Option<usize>,
     /// Bytes of the request being written, in `scopes` and `parts`.
     held: usize,
+    /// Past the bound ([`TooLarge`]), or a request could not be sent: nothing more is written.
     over: bool,
+    refused: bool,
     family: Family,
     /// A HELP or UNIT seen before its family's TYPE.
     early_help: Vec<u8>,
@@ -326,6 +330,7 @@ impl<'a> OtlpWriter<'a> {
             carrier: None,
             held: 0,
             over: false,
+            refused: false,
             family: Family::default(),
             early_help: Vec::new(),
             early_unit: Vec::new(),
@@ -397,13 +402,10 @@ impl<'a> OtlpWriter<'a> {
     pub fn finish(mut self) -> Result<usize, TooLarge> {
         self.end_input();
         self.starts.settle();
-        if self.over {
-            return Err(TooLarge);
-        }
-        if self.held > 0 || self.requests == 0 {
+        if !self.over && (self.held > 0 || self.requests == 0) {
             self.send_request();
         }
-        if self.over {
+        if self.over && !self.refused {
             return Err(TooLarge);
         }
         Ok(self.requests)
@@ -480,9 +482,10 @@ impl<'a> OtlpWriter<'a> {
         let carrier = (0..self.scopes.len())
             .filter(|&i| used(&&self.scopes[i]))
             .max_by_key(|&i| (self.scopes[i].metrics().len(), usize::MAX - i));
+        let taken;
         let sent = match carrier {
             None => {
-                (self.send)(&head);
+                taken = (self.send)(&head);
                 head.len()
             }
             Some(c) => {
@@ -498,13 +501,13 @@ impl<'a> OtlpWriter<'a> {
                 }
                 let len = if let Some(from) = carrier.room.checked_sub(head.len()) {
                     carrier.buf[from..carrier.room].copy_from_slice(&head);
-                    (self.send)(&carrier.buf[from..]);
+                    taken = (self.send)(&carrier.buf[from..]);
                     carrier.buf.len() - from
                 } else {
                     // Not reached: the room is sized for the largest head. Were it short, the
                     // request is put together in a copy rather than written wrong.
                     head.extend_from_slice(&carrier.buf[carrier.room..]);
-                    (self.send)(&head);
+                    taken = (self.send)(&head);
                     head.len()
                 };
                 carrier.buf.truncate(end);
@@ -522,6 +525,11 @@ impl<'a> OtlpWriter<'a> {
             && let Some(s) = self.scopes.get_mut(before)
         {
             s.buf.shrink_to(s.room);
+        }
+        if !taken {
+            // The rest could not go either: it is not written.
+            self.refused = true;
+            return self.stop();
         }
         self.sent += sent;
         self.requests += 1;
@@ -824,8 +832,8 @@ impl<'a> OtlpWriter<'a> {
         }
     }
 
-    /// The push passed its bound: not one byte more is held, nor sent; the rest of the push is
-    /// dropped as too large.
+    /// The push passed its bound, or a request could not be sent: not one byte more is held,
+    /// nor sent; the rest of the push is dropped.
     fn stop(&mut self) {
         self.over = true;
         self.scopes.clear();
@@ -950,7 +958,10 @@ pub fn encode(
     starts: &mut StartTimes,
 ) -> Vec<u8> {
     let mut request = Vec::new();
-    let mut keep = |r: &[u8]| request.extend_from_slice(r);
+    let mut keep = |r: &[u8]| {
+        request.extend_from_slice(r);
+        true
+    };
     let mut w = OtlpWriter::new(resource, identity, now_ns, usize::MAX, starts, &mut keep);
     w.feed(open_metrics);
     // Without a bound, and never split: one request.
@@ -1023,7 +1034,10 @@ mod tests {
         feed: impl FnOnce(&mut OtlpWriter<'_>),
     ) -> (Vec<Vec<u8>>, Result<usize, TooLarge>) {
         let mut requests = Vec::new();
-        let mut keep = |r: &[u8]| requests.push(r.to_vec());
+        let mut keep = |r: &[u8]| {
+            requests.push(r.to_vec());
+            true
+        };
         let mut w = OtlpWriter::new(resource, &[], 1, limit, starts, &mut keep);
         w.split(split);
         feed(&mut w);
@@ -1066,7 +1080,10 @@ envoy_cluster_upstream_rq_time_count{envoy_cluster_name=\"a\"} 3";
         let app = "# TYPE jobs counter\njobs_total{aggregate=\"api\"} 2\n# EOF\n";
         let mut starts = StartTimes::default();
         let mut bytes = Vec::new();
-        let mut keep = |r: &[u8]| bytes = r.to_vec();
+        let mut keep = |r: &[u8]| {
+            bytes = r.to_vec();
+            true
+        };
         let mut w = OtlpWriter::new(&[], &["aggregate"], 7, usize::MAX, &mut starts, &mut keep);
         w.feed(app.as_bytes());
         w.input(Format::Text);
@@ -1360,7 +1377,10 @@ envoy_cluster_upstream_rq_time_count{envoy_cluster_name=\"a\"} 3";
         }
         let mut starts = StartTimes::default();
         let mut sent = 0;
-        let mut count = |_: &[u8]| sent += 1;
+        let mut count = |_: &[u8]| {
+            sent += 1;
+            true
+        };
         let mut w = OtlpWriter::new(&[], &[], 1, usize::MAX, &mut starts, &mut count);
         w.split(4_000);
         w.feed(text.as_bytes());
@@ -1379,6 +1399,21 @@ envoy_cluster_upstream_rq_time_count{envoy_cluster_name=\"a\"} 3";
                 .collect::<Vec<_>>()
         );
         assert!(w.finish().is_ok_and(|n| n > 2));
+    }
+
+    #[test]
+    fn a_request_that_cannot_be_sent_ends_the_push() {
+        let mut offered = 0;
+        let mut refuse_second = |_: &[u8]| {
+            offered += 1;
+            offered < 2
+        };
+        let mut starts = StartTimes::default();
+        let mut w = OtlpWriter::new(&[], &[], 1, usize::MAX, &mut starts, &mut refuse_second);
+        w.split(60);
+        w.feed(SCRAPE.as_bytes());
+        assert_eq!(w.finish(), Ok(1), "one request went");
+        assert_eq!(offered, 2, "none offered after the refused one");
     }
 
     #[test]
