@@ -553,10 +553,8 @@ impl<'a> OtlpWriter<'a> {
                     &mut self.early_help
                 };
                 to.clear();
+                // Made UTF-8 when its family is written (`utf8`, as the name and unit are).
                 unescape_into(to, text);
-                if std::str::from_utf8(to).is_err() {
-                    *to = String::from_utf8_lossy(to).into_owned().into_bytes();
-                }
             }
             Line::Unit { name, unit } => {
                 let to = if self.family.open && self.family.name == name {
